@@ -1,0 +1,210 @@
+"""The single list of every attribute key usagetrace may send.
+
+This module is the one reviewable place for privacy rules. The SDK enforces it
+at export time (anything not listed is dropped, whatever a maintainer or an
+integration adds by mistake), the collector's ``redaction`` processor is
+generated from it (``collector-config/``), and ``usagetrace inventory`` and the
+README's "What is collected" table are rendered from it.
+
+It is a plain data module with no imports beyond the standard library so that
+the collector-config generator and docs tooling can read it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "ATTRIBUTES",
+    "EVENT_NAMES",
+    "MAX_ARRAY_ITEMS",
+    "MAX_ATTRIBUTES",
+    "MAX_VALUE_LENGTH",
+    "MEASURE_PREFIX",
+    "METRICS",
+    "NEVER_SENT",
+    "SCOPE_NAME",
+    "SPAN_NAMES",
+    "Attr",
+    "Metric",
+    "allowed_keys",
+]
+
+#: Instrumentation scope of every span and metric usagetrace emits. The
+#: collector's ``filter`` processor drops any data not under this scope.
+SCOPE_NAME = "usagetrace"
+
+#: Caps applied to every attribute value at export time.
+MAX_VALUE_LENGTH = 256
+MAX_ARRAY_ITEMS = 32
+MAX_ATTRIBUTES = 32
+
+#: Prefix under which a maintainer's *declared* command/event measurements
+#: travel (``usagetrace.command(..., measures={"flowgroups": int})``). Only
+#: keys declared up front are sent; their full keys are listed by
+#: ``usagetrace inventory PACKAGE``.
+MEASURE_PREFIX = "usagetrace.measure."
+
+
+class Attr(NamedTuple):
+    """One attribute key that may leave the process."""
+
+    key: str
+    where: str  # "resource", "span", "event" or "metric"
+    type: str  # OTLP value type as documented to people: string, int, bool, string[]
+    meaning: str
+    example: str
+
+
+class Metric(NamedTuple):
+    """One metric usagetrace may send (always a delta, monotonic sum)."""
+
+    name: str
+    unit: str
+    attributes: tuple[str, ...]
+    meaning: str
+
+
+ATTRIBUTES: tuple[Attr, ...] = (
+    # --- resource: who is sending, anonymously -----------------------------
+    Attr("service.name", "resource", "string", "The instrumented package's import name.", "mypkg"),
+    Attr("service.version", "resource", "string", "The installed version of that package.", "1.4.2"),
+    Attr(
+        "usagetrace.install.id",
+        "resource",
+        "string",
+        "Random UUID4 per package per user, stored locally; resettable with "
+        "`usagetrace reset-id`. Where it cannot be stored: SHA-256 of the "
+        "machine id salted with the package name, so ids never join across packages.",
+        "3f0c9e0a-4f7b-4d8e-9a51-0c2f5d6e7a8b",
+    ),
+    Attr("usagetrace.session.id", "resource", "string", "Random id of this process run, never stored.", "9b1d…"),
+    Attr("process.runtime.name", "resource", "string", "Python implementation.", "cpython"),
+    Attr("process.runtime.version", "resource", "string", "Python major.minor only.", "3.11"),
+    Attr("os.type", "resource", "string", "Operating system family.", "linux"),
+    Attr("host.arch", "resource", "string", "CPU architecture (the only host.* key sent).", "amd64"),
+    Attr("usagetrace.ci", "resource", "bool", "Whether the run is in a CI system.", "false"),
+    Attr("usagetrace.ci.provider", "resource", "string", "Which CI system, from a fixed list.", "github_actions"),
+    Attr(
+        "usagetrace.run.context",
+        "resource",
+        "string",
+        "One of ci, notebook, interactive, script.",
+        "script",
+    ),
+    Attr("usagetrace.consent.policy", "resource", "string", "The maintainer's policy: opt-in or opt-out.", "opt-in"),
+    Attr(
+        "usagetrace.consent.source",
+        "resource",
+        "string",
+        "Which source granted consent: env, project, user or policy.",
+        "user",
+    ),
+    Attr("telemetry.sdk.name", "resource", "string", "OpenTelemetry SDK name.", "opentelemetry"),
+    Attr("telemetry.sdk.language", "resource", "string", "OpenTelemetry SDK language.", "python"),
+    Attr("telemetry.sdk.version", "resource", "string", "OpenTelemetry SDK version.", "1.45.2"),
+    Attr("telemetry.distro.name", "resource", "string", "Always usagetrace.", "usagetrace"),
+    Attr("telemetry.distro.version", "resource", "string", "usagetrace version.", "0.1.0"),
+    # --- spans: one per sampled usage of the public API ---------------------
+    Attr("code.function.name", "span", "string", "Qualified name of the public function called.", "mypkg.io.read_table"),
+    Attr("usagetrace.module", "span", "string", "Public module that defines it.", "mypkg.io"),
+    Attr(
+        "usagetrace.callable.kind",
+        "span",
+        "string",
+        "function, method, classmethod, staticmethod, constructor, coroutine, generator or asyncgen.",
+        "function",
+    ),
+    Attr("usagetrace.args.count", "span", "int", "Number of positional arguments (never their values).", "2"),
+    Attr("usagetrace.kwargs.names", "span", "string[]", "Sorted keyword-argument names (never values).", '["sep"]'),
+    Attr("error.type", "span", "string", "Qualified exception type when the call failed.", "ValueError"),
+    Attr(
+        "usagetrace.exception.signature",
+        "span",
+        "string",
+        "Short hash of the in-package frames (module:function), for grouping.",
+        "a1b2c3d4e5f6",
+    ),
+    # --- span event "exception" ---------------------------------------------
+    Attr("exception.type", "event", "string", "Qualified exception type (never its message).", "KeyError"),
+    Attr(
+        "exception.stacktrace",
+        "event",
+        "string",
+        "Frames inside the package only, as module:function:line; no paths, no locals, no message.",
+        "mypkg.io:read_table:41\\nmypkg._parse:row:12",
+    ),
+    # --- integrations: commands, events, crashes, pages, e-mail -------------
+    Attr("usagetrace.command.name", "span", "string", "CLI command/subcommand or declared command name.", "mycli run"),
+    Attr(
+        "usagetrace.command.line",
+        "span",
+        "string",
+        "The command line with option names kept and every value masked.",
+        "mycli run --pipeline ***** --env *****",
+    ),
+    Attr("process.exit.code", "span", "int", "Exit status of a CLI command.", "0"),
+    Attr("usagetrace.event.name", "span", "string", "Name of a one-shot event declared by the maintainer.", "session_start"),
+    Attr("usagetrace.crash.thread", "span", "string", "main or thread, for unhandled exceptions.", "main"),
+    Attr("url.path", "span", "string", "Page path without query string or fragment.", "/reports"),
+    Attr("usagetrace.page.kind", "span", "string", "load (full page) or navigation (client-side).", "navigation"),
+    Attr("usagetrace.callback.id", "span", "string", "Dash callback output id.", "graph.figure"),
+    Attr("usagetrace.user.hash", "span", "string", "App user id, SHA-256 salted per app.", "5e8f…"),
+    Attr("user_agent.name", "span", "string", "Browser family only.", "Chrome"),
+    Attr("usagetrace.email.campaign", "span", "string", "E-mail campaign name set by the sender.", "release-2.0"),
+    Attr("usagetrace.email.action", "span", "string", "open or click.", "click"),
+    Attr("usagetrace.email.recipient.hash", "span", "string", "Recipient address, SHA-256 salted per campaign.", "c0ff…"),
+    Attr("usagetrace.email.link.index", "span", "int", "Which link in the message was clicked.", "0"),
+    # --- metric point attributes ---------------------------------------------
+    Attr("usagetrace.outcome", "metric", "string", "ok or error.", "ok"),
+    Attr("usagetrace.drop.reason", "metric", "string", "Why data was dropped: rate_limited, queue_full, export_failed, spool_full.", "rate_limited"),
+)
+
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "usagetrace.calls",
+        "{call}",
+        ("code.function.name", "usagetrace.outcome"),
+        "Exact count of usages per public function and outcome (never sampled).",
+    ),
+    Metric(
+        "usagetrace.errors",
+        "{error}",
+        ("code.function.name", "error.type"),
+        "Exact count of failed usages per function and exception type.",
+    ),
+    Metric(
+        "usagetrace.dropped",
+        "{item}",
+        ("usagetrace.drop.reason",),
+        "Spans (and spooled batches) usagetrace dropped instead of sending, by reason.",
+    ),
+)
+
+#: Span names: a usage span is named after ``code.function.name``; these are the
+#: fixed names the integrations use.
+SPAN_NAMES = (
+    "usagetrace.command",
+    "usagetrace.event",
+    "usagetrace.crash",
+    "usagetrace.page_view",
+    "usagetrace.callback",
+    "usagetrace.email",
+)
+
+EVENT_NAMES = ("exception",)
+
+#: What is never sent, by construction. Rendered into the docs next to the table.
+NEVER_SENT = (
+    "argument values, return values, local variables",
+    "exception messages and file paths",
+    "host names, user names, IP addresses, MAC addresses",
+    "environment variable values, including OTEL_RESOURCE_ATTRIBUTES",
+    "current directory, command-line option values, full URLs and query strings",
+    "e-mail addresses and app user ids (only salted hashes)",
+)
+
+
+def allowed_keys(where: str | None = None) -> frozenset[str]:
+    """Return the allowed attribute keys, optionally only those for one place."""
+    return frozenset(a.key for a in ATTRIBUTES if where is None or a.where == where)
