@@ -1,0 +1,1 @@
+"""Private implementation of usagetrace. Nothing here is public API."""

@@ -1,0 +1,1 @@
+"""Private implementation of usagetrace.analytics (reports over collected telemetry)."""

@@ -1,0 +1,162 @@
+"""Where data goes: the standard ``OTEL_EXPORTER_OTLP_*`` variables, then the maintainer's endpoint.
+
+Precedence for each signal: ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`` (used
+as-is), ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces``, ``/v1/metrics`` appended
+for HTTP), the maintainer's ``endpoint=``. With none of them, development mode:
+OTLP JSON lines to a local file (``USAGETRACE_DEV_FILE`` or the per-user cache
+dir) and, with ``USAGETRACE_CONSOLE=1``, to stderr.
+
+An invalid value never raises: it is logged once at debug level and data for
+that signal is dropped (counted), rather than sent somewhere the person did not
+intend.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from . import env, log, paths
+
+PROTOCOLS = ("http/protobuf", "http/json", "grpc")
+DEFAULT_TIMEOUT = 10.0
+SIGNALS = ("traces", "metrics")
+
+
+class Target(NamedTuple):
+    """Where one signal goes, and how."""
+
+    kind: str  # "http", "grpc", "file", "console", "none"
+    url: str  # full URL (http), host:port (grpc), path (file), or "" ; for "none" the reason
+    protocol: str
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    compression: str = "none"
+    secure: bool = False
+    certificate: str | None = None
+    client_key: str | None = None
+    client_certificate: str | None = None
+
+    def describe(self) -> str:
+        """Return a short, secret-free description for status output."""
+        if self.kind in ("http", "grpc"):
+            return f"{self.protocol} {self.url}"
+        if self.kind == "file":
+            return f"development mode: {self.url}"
+        return self.kind if not self.url else f"{self.kind} ({self.url})"
+
+
+def _signal_var(signal: str, suffix: str) -> str | None:
+    value = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}")
+    if value is None or not value.strip():
+        value = env.get(f"OTEL_EXPORTER_OTLP_{suffix}")
+    return value.strip() if value is not None and value.strip() else None
+
+
+def parse_headers(text: str | None) -> tuple[tuple[str, str], ...] | None:
+    """Parse ``k1=v1,k2=v2`` (values URL-encoded); None when malformed."""
+    if not text:
+        return ()
+    out = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip().lower()
+        if not sep or not key or not all(c.isalnum() or c in "-_." for c in key):
+            return None
+        value = unquote(value).strip()
+        if any(c in value for c in "\r\n\x00"):
+            return None
+        out.append((key, value))
+    return tuple(out)
+
+
+def _timeout(signal: str) -> float:
+    raw = _signal_var(signal, "TIMEOUT")
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        number = float(raw)
+    except ValueError:
+        log.debug("ignoring OTEL_EXPORTER_OTLP_TIMEOUT=%r: not a number", raw[:40])
+        return DEFAULT_TIMEOUT
+    if not number > 0:
+        return DEFAULT_TIMEOUT
+    # The spec says milliseconds; the Python SDK long read seconds. Values up to
+    # 120 are taken as seconds (nobody means a 120 ms export timeout).
+    seconds = number if number <= 120 else number / 1000.0
+    return min(seconds, 60.0)
+
+
+def _valid_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
+def resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_file: str | None = None) -> Target:
+    """Return where ``signal`` data of ``package`` goes now. Never raises."""
+    try:
+        return _resolve(signal, maintainer_endpoint, package, dev_file)
+    except Exception:
+        log.internal_error("config.resolve")
+        return Target("none", "configuration error", "")
+
+
+def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_file: str | None) -> Target:
+    protocol = (_signal_var(signal, "PROTOCOL") or "http/protobuf").lower()
+    if protocol not in PROTOCOLS:
+        log.debug("ignoring OTEL_EXPORTER_OTLP_PROTOCOL=%r: not one of %s", protocol[:40], PROTOCOLS)
+        protocol = "http/protobuf"
+    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if specific and specific.strip():
+        url, append = specific.strip(), False
+    elif generic and generic.strip():
+        url, append = generic.strip(), True
+    elif maintainer_endpoint:
+        url, append = maintainer_endpoint.strip(), True
+    else:
+        path = dev_file or env.get("USAGETRACE_DEV_FILE") or os.path.join(paths.user_dir("cache"), "dev", f"{package}.jsonl")
+        return Target("file", path, "http/json")
+    if not _valid_http_url(url):
+        log.debug("OTLP endpoint %r is not an http(s) URL; not sending %s", url[:80], signal)
+        return Target("none", "invalid endpoint", protocol)
+    headers = parse_headers(_signal_var(signal, "HEADERS"))
+    if headers is None:
+        log.debug("OTEL_EXPORTER_OTLP_HEADERS is malformed; sending without headers")
+        headers = ()
+    compression = (_signal_var(signal, "COMPRESSION") or "none").lower()
+    if compression not in ("gzip", "none"):
+        compression = "none"
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    common = dict(
+        protocol=protocol,
+        headers=headers,
+        timeout=_timeout(signal),
+        compression=compression,
+        secure=secure,
+        certificate=_signal_var(signal, "CERTIFICATE"),
+        client_key=_signal_var(signal, "CLIENT_KEY"),
+        client_certificate=_signal_var(signal, "CLIENT_CERTIFICATE"),
+    )
+    if protocol == "grpc":
+        insecure = env.flag("OTEL_EXPORTER_OTLP_INSECURE")
+        if insecure is not None:
+            common["secure"] = not insecure
+        port = parts.port or (443 if secure else 4317)
+        return Target("grpc", f"{parts.hostname}:{port}", **common)
+    if append:
+        url = url.rstrip("/") + f"/v1/{signal}"
+    return Target("http", url, **common)
+
+
+def console_enabled() -> bool:
+    """Return True when development output should also go to stderr."""
+    return bool(env.flag("USAGETRACE_CONSOLE"))

@@ -1,0 +1,366 @@
+"""Delivery: one background thread per process for every instrumented package.
+
+Collection (``recorder.py``) is kept apart from delivery. The thread wakes
+about once a second to:
+
+* re-check consent when a source changed (so ``usagetrace disable`` in another
+  terminal stops a running process within ~2 s),
+* start a new sampling window once a minute,
+* every ``USAGETRACE_EXPORT_INTERVAL`` seconds (default 5), turn samples into
+  spans and counts into delta sums, encode them and send them.
+
+Failed sends are retried with backoff from a buffer bounded in bytes; what
+does not fit is dropped and counted (``usagetrace.dropped``).
+
+At exit nothing is sent from the exiting process, so exit is never delayed by
+the network: whatever is pending is written to a bounded spool directory in
+about a millisecond, and a detached ``python -m usagetrace._internal.spool``
+process (or, with ``USAGETRACE_DETACHED_SEND=0``, the next run) delivers it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import threading
+import time
+from collections import deque
+
+from . import config, env, log
+from . import transport as _transport
+
+_monotonic = time.monotonic
+
+CONSENT_INTERVAL = 2.0
+WINDOW = 60.0
+MAX_BUFFER_BYTES = 4 * 1024 * 1024
+MAX_BACKOFF = 300.0
+
+
+class Channel:
+    """Delivery state of one package."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.pipeline = None
+        self.resource = None
+        self.transports: dict[str, object] = {}
+        self.targets: dict[str, config.Target] = {}
+        self.last_counts: dict = {}
+        self.last_time_ns = time.time_ns()
+        self.retry: deque = deque()  # (signal, payload bytes, item count)
+        self.retry_bytes = 0
+        self.failures = 0
+        self.next_attempt = 0.0
+        self.inflight: list = []
+        self.sent_requests = 0
+
+    # -- lazily built parts -------------------------------------------------
+    def resource_attributes(self) -> dict:
+        if self.resource is None:
+            from . import resource
+
+            h = self.handle
+            self.resource = resource.attributes(
+                h.package,
+                h.version,
+                policy=h.policy,
+                consent_source=h.consent.source,
+                sdk_version=_sdk_version(),
+            )
+        return self.resource
+
+    def get_pipeline(self):
+        if self.pipeline is None:
+            from . import pipeline
+
+            h = self.handle
+            self.pipeline = pipeline.Pipeline(
+                self.resource_attributes(),
+                lambda: h.consent.enabled,
+                frozenset(h.options.get("_extra_keys", ())),
+            )
+        return self.pipeline
+
+    def target(self, signal: str) -> config.Target:
+        if signal not in self.targets:
+            h = self.handle
+            self.targets[signal] = config.resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
+        return self.targets[signal]
+
+    def transport(self, signal: str, override=None):
+        if override is not None:
+            return override
+        t = self.transports.get(signal)
+        if t is None:
+            t = self.transports[signal] = _transport.for_target(self.target(signal))
+        return t
+
+    # -- counts ---------------------------------------------------------------
+    def take_deltas(self) -> tuple[dict, int, int]:
+        """Return (increments since the last call, window start, window end) and advance the baseline."""
+        counts = self.handle.recorder.counts()
+        deltas = {k: v - self.last_counts.get(k, 0) for k, v in counts.items() if v > self.last_counts.get(k, 0)}
+        start, end = self.last_time_ns, time.time_ns()
+        self.last_counts, self.last_time_ns = counts, end
+        return deltas, start, end
+
+    def add_payload(self, signal: str, payload: bytes, items: int) -> None:
+        self.retry.append((signal, payload, items))
+        self.retry_bytes += len(payload)
+        while self.retry_bytes > MAX_BUFFER_BYTES and len(self.retry) > 1:
+            _, old, old_items = self.retry.popleft()
+            self.retry_bytes -= len(old)
+            self.count_drop("export_failed", old_items)
+
+    def count_drop(self, reason: str, n: int = 1) -> None:
+        counter = self.handle.recorder.dropped.get(reason)
+        if counter is not None:
+            for _ in range(max(n, 0)):
+                next(counter)
+
+    def discard(self) -> None:
+        """Forget everything pending (consent was withdrawn)."""
+        rec = self.handle.recorder
+        n = len(rec.drain()) + sum(items for _, _, items in self.retry)
+        self.retry.clear()
+        self.retry_bytes = 0
+        self.inflight = []
+        self.last_counts = rec.counts()
+        self.last_time_ns = time.time_ns()
+        self.count_drop("consent_withdrawn", n)
+
+
+class Delivery:
+    """The process-wide delivery service (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.export_interval = env.seconds("USAGETRACE_EXPORT_INTERVAL", 5.0, low=0.05, high=3600.0)
+        #: Set by ``usagetrace.testing`` and ``usagetrace preview``: every signal goes here.
+        self.override = None
+        self._init_runtime()
+        self._exit_registered = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._spool_checked = False
+
+    # -- registration -----------------------------------------------------------
+    def register(self, handle, start: bool = True) -> None:
+        """Make a package known to delivery; start the thread on its first sample."""
+        with self._lock:
+            if handle.package not in self.channels or self.channels[handle.package].handle is not handle:
+                self.channels[handle.package] = Channel(handle)
+            if start:
+                self._ensure_thread()
+
+    def unregister(self, handle) -> None:
+        with self._lock:
+            ch = self.channels.get(handle.package)
+            if ch is not None and ch.handle is handle:
+                del self.channels[handle.package]
+
+    def _ensure_thread(self) -> None:
+        if not self._exit_registered:
+            atexit.register(self._at_exit)
+            self._exit_registered = True
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            thread = threading.Thread(target=self._run, name="usagetrace-delivery", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    # -- the loop ---------------------------------------------------------------
+    def _run(self) -> None:
+        last_consent = last_window = _monotonic()
+        next_export = _monotonic() + self.export_interval
+        while not self._stopping:
+            self._wake.wait(min(1.0, self.export_interval))
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                now = _monotonic()
+                if now - last_consent >= CONSENT_INTERVAL:
+                    last_consent = now
+                    self._refresh_consent()
+                if now - last_window >= WINDOW:
+                    last_window = now
+                    for ch in list(self.channels.values()):
+                        if ch.handle.recorder is not None:
+                            ch.handle.recorder.reset_budgets()
+                if now >= next_export:
+                    next_export = now + self.export_interval
+                    with self._lock:
+                        self._export_all(deadline=None, force=False)
+                        if not self._spool_checked:
+                            self._spool_checked = True
+                            self._deliver_spool(deadline=_monotonic() + 10.0)
+            except Exception:
+                log.internal_error("delivery.loop")
+
+    def _refresh_consent(self) -> None:
+        for ch in list(self.channels.values()):
+            was = ch.handle.consent.enabled
+            now = ch.handle.refresh_consent()
+            if was and not now and ch.handle.recorder is not None:
+                with self._lock:
+                    ch.discard()
+
+    # -- exporting --------------------------------------------------------------
+    def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
+        delivered = True
+        for ch in list(self.channels.values()):
+            if only is not None and ch.handle is not only:
+                continue
+            if ch.handle.recorder is None:
+                continue
+            try:
+                self._collect(ch)
+                delivered = self._send(ch, deadline, force) and delivered
+            except Exception:
+                log.internal_error("delivery.export")
+                delivered = False
+        return delivered
+
+    def _collect(self, ch: Channel) -> None:
+        h = ch.handle
+        if not h.consent.enabled:
+            ch.discard()
+            return
+        samples = h.recorder.drain()
+        ch.inflight = samples
+        deltas, start, end = ch.take_deltas()
+        if not samples and not deltas:
+            ch.inflight = []
+            return
+        from . import pipeline as _pipeline
+
+        pipe = ch.get_pipeline()
+        if samples:
+            spans = pipe.spans(samples)
+            if spans:
+                ch.add_payload("traces", _pipeline.encode_trace_request(spans), len(spans))
+        data = pipe.metrics(deltas, start, end)
+        if data is not None:
+            ch.add_payload("metrics", _pipeline.encode_metric_request(data), 0)
+        ch.inflight = []
+
+    def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
+        while ch.retry:
+            now = _monotonic()
+            if not force and now < ch.next_attempt:
+                return False
+            if deadline is not None and now >= deadline:
+                return False
+            signal, payload, items = ch.retry[0]
+            target = ch.target(signal)
+            timeout = target.timeout if deadline is None else min(target.timeout, deadline - now)
+            result = ch.transport(signal, self.override).send(signal, payload, timeout)
+            if result == _transport.OK or result == _transport.DROP:
+                ch.retry.popleft()
+                ch.retry_bytes -= len(payload)
+                if result == _transport.DROP:
+                    ch.count_drop("export_failed", items)
+                else:
+                    ch.sent_requests += 1
+                ch.failures = 0
+                continue
+            ch.failures += 1
+            backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
+            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * random.random())
+            return False
+        return True
+
+    def flush(self, timeout: float, only=None) -> bool:
+        """Export now from the calling thread; True when everything pending was delivered in time."""
+        deadline = _monotonic() + max(timeout, 0.0)
+        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+            return False
+        try:
+            return self._export_all(deadline=deadline, force=True, only=only)
+        finally:
+            self._lock.release()
+
+    # -- exit and fork ----------------------------------------------------------
+    def _at_exit(self) -> None:
+        """Spool whatever is pending and leave; never waits on the network."""
+        try:
+            self._stopping = True
+            self._wake.set()
+            from . import spool
+
+            written = 0
+            for ch in list(self.channels.values()):
+                h = ch.handle
+                if h.recorder is None or not h.consent.enabled:
+                    continue
+                samples = list(ch.inflight) + h.recorder.drain()
+                deltas, start, end = ch.take_deltas()
+                payloads = [(s, p) for s, p, _ in list(ch.retry)]
+                if not samples and not deltas and not payloads:
+                    continue
+                if spool.write(ch, samples, deltas, start, end, payloads):
+                    written += 1
+            if written and env.flag("USAGETRACE_DETACHED_SEND") is not False and self.override is None:
+                spool.spawn_sender()
+        except Exception:
+            log.internal_error("delivery.at_exit")
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks and thread; report only the child's own activity."""
+        try:
+            self._init_runtime()
+            for ch in self.channels.values():
+                ch.pipeline = None
+                ch.transports = {}
+                ch.resource = None  # new session id
+                ch.retry = deque()
+                ch.retry_bytes = 0
+                ch.inflight = []
+                rec = ch.handle.recorder
+                if rec is not None:
+                    rec.samples.clear()
+                    rec._lock = threading.Lock()
+                    ch.last_counts = rec.counts()
+                    rec.on_first_sample = lambda h=ch.handle: self.register(h)
+                ch.last_time_ns = time.time_ns()
+        except Exception:
+            log.internal_error("delivery.after_fork")
+
+    def _deliver_spool(self, deadline: float) -> None:
+        from . import spool
+
+        packages = {p: ch.handle for p, ch in self.channels.items()}
+        spool.deliver(packages=set(packages), deadline=deadline, override=self.override)
+
+
+def _sdk_version() -> str:
+    try:
+        from importlib import metadata
+
+        return metadata.version("opentelemetry-sdk")
+    except Exception:
+        return "unknown"
+
+
+_DELIVERY: Delivery | None = None
+_DELIVERY_LOCK = threading.Lock()
+
+
+def get() -> Delivery:
+    """Return the process-wide delivery service, creating it on first use."""
+    global _DELIVERY
+    if _DELIVERY is None:
+        with _DELIVERY_LOCK:
+            if _DELIVERY is None:
+                _DELIVERY = Delivery()
+    return _DELIVERY
+

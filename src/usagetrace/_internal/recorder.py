@@ -1,0 +1,200 @@
+"""Collection: what the wrappers record, kept apart from delivery.
+
+Everything the hot path touches lives here and is built for it: exact call
+counts are ``itertools.count`` objects (``next()`` is atomic under the GIL and
+costs tens of nanoseconds, where the SDK's ``Counter.add`` costs microseconds),
+and a span is only *sampled* here as a small tuple; the OpenTelemetry SDK turns
+samples into spans later, off the caller's thread (``pipeline.py``).
+
+Data volume per process is bounded: each function may emit ``span_budget``
+spans of successful calls and ``error_budget`` spans of failed calls per
+minute, and the queue of samples holds at most ``max_queue`` items. Counts are
+never sampled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from contextvars import ContextVar
+from typing import NamedTuple
+
+from . import log, sanitize
+
+DEFAULT_SPAN_BUDGET = 5  # successful-call spans per function per minute
+DEFAULT_ERROR_BUDGET = 50  # failed-call spans per function per minute
+DEFAULT_MAX_QUEUE = 2048  # samples waiting for delivery, per package
+DROP_REASONS = ("queue_full", "export_failed", "spool_full", "consent_withdrawn")
+
+
+def count_value(counter: itertools.count) -> int:
+    """Return the next value an ``itertools.count`` would produce, without consuming it."""
+    text = repr(counter)  # "count(42)"
+    return int(text[6:-1])
+
+
+class Sample(NamedTuple):
+    """One span to be: name, wall-clock start and end (ns), attributes, error or None."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict
+    error: tuple | None  # (type name, frames, signature)
+
+
+class FunctionStats:
+    """Exact counters and sampling budget for one public callable."""
+
+    __slots__ = ("name", "module", "kind", "ok", "err", "budget", "error_budget")
+
+    def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
+        self.name = name
+        self.module = module
+        self.kind = kind
+        self.ok = itertools.count()
+        self.err = itertools.count()
+        self.budget = budget
+        self.error_budget = error_budget
+
+
+class Recorder:
+    """Per-package collection state shared by all of that package's wrappers."""
+
+    def __init__(
+        self,
+        package: str,
+        *,
+        span_budget: int = DEFAULT_SPAN_BUDGET,
+        error_budget: int = DEFAULT_ERROR_BUDGET,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        self.package = package
+        #: Read by every wrapper on every call; flipped by the consent refresher.
+        self.enabled = False
+        #: True while a usage of this package is in progress in this thread/task.
+        self.active: ContextVar[bool] = ContextVar(f"usagetrace.active.{package}", default=False)
+        self.span_budget = span_budget
+        self.error_budget = error_budget
+        self.max_queue = max_queue
+        self.functions: dict[str, FunctionStats] = {}
+        self.samples: deque[Sample] = deque()
+        self.dropped = {reason: itertools.count() for reason in DROP_REASONS}
+        self.errors: dict[tuple[str, str], itertools.count] = {}
+        self._lock = threading.Lock()
+        #: Called (once) when the first sample is queued; starts delivery.
+        self.on_first_sample = None
+
+    # -- registration -------------------------------------------------------
+    def function(self, name: str, module: str, kind: str) -> FunctionStats:
+        """Return the stats object for a callable, creating it once."""
+        stats = self.functions.get(name)
+        if stats is None:
+            stats = self.functions[name] = FunctionStats(name, module, kind, self.span_budget, self.error_budget)
+        return stats
+
+    def reset_budgets(self) -> None:
+        """Start a new sampling window (called once a minute by the delivery thread)."""
+        for stats in list(self.functions.values()):
+            stats.budget = self.span_budget
+            stats.error_budget = self.error_budget
+
+    # -- recording ------------------------------------------------------------
+    def queue(self, sample: Sample) -> None:
+        """Queue a sample for delivery, or count it as dropped when the queue is full."""
+        if len(self.samples) >= self.max_queue:
+            next(self.dropped["queue_full"])
+            return
+        self.samples.append(sample)
+        start = self.on_first_sample
+        if start is not None:
+            self.on_first_sample = None
+            try:
+                start()
+            except Exception:
+                log.internal_error("recorder.start_delivery")
+
+    def call_attributes(self, stats: FunctionStats, args: tuple, kwargs: dict) -> dict:
+        """Return a usage span's attributes: names and counts only, never values."""
+        return {
+            "code.function.name": stats.name,
+            "usagetrace.module": stats.module,
+            "usagetrace.callable.kind": stats.kind,
+            "usagetrace.args.count": len(args),
+            "usagetrace.kwargs.names": sorted(k for k in kwargs if isinstance(k, str)),
+        }
+
+    def sampled(self, stats: FunctionStats, args: tuple, kwargs: dict, start_ns: int) -> None:
+        """Record a successful sampled usage that started at ``start_ns``."""
+        try:
+            end = time.time_ns()
+            stats.budget -= 1
+            self.queue(Sample(stats.name, start_ns, end, self.call_attributes(stats, args, kwargs), None))
+        except Exception:
+            log.internal_error("recorder.sampled")
+
+    def failed(
+        self,
+        stats: FunctionStats,
+        exc: BaseException,
+        args: tuple,
+        kwargs: dict,
+        start_ns: int,
+        count_call: bool = True,
+    ) -> None:
+        """Record a failed usage: exact counts always, a span while the error budget lasts.
+
+        ``count_call=False`` is for errors raised while a generator is iterated:
+        its call was already counted when it was created.
+        """
+        try:
+            if count_call:
+                next(stats.err)
+            type_name = sanitize.type_name(type(exc))
+            key = (stats.name, type_name)
+            counter = self.errors.get(key)
+            if counter is None:
+                with self._lock:
+                    counter = self.errors.setdefault(key, itertools.count())
+            next(counter)
+            if stats.error_budget <= 0:
+                return
+            stats.error_budget -= 1
+            frames = sanitize.frames(exc.__traceback__, self.package)
+            error = (type_name, frames, sanitize.signature(type_name, frames))
+            end = time.time_ns()
+            self.queue(Sample(stats.name, start_ns or end, end, self.call_attributes(stats, args, kwargs), error))
+        except Exception:
+            log.internal_error("recorder.failed")
+
+    # -- reading --------------------------------------------------------------
+    def counts(self) -> dict:
+        """Return cumulative counts: {("calls", fn, outcome) | ("errors", fn, type) | ("dropped", reason): n}."""
+        out = {}
+        for stats in list(self.functions.values()):
+            ok, err = count_value(stats.ok), count_value(stats.err)
+            if ok:
+                out[("calls", stats.name, "ok")] = ok
+            if err:
+                out[("calls", stats.name, "error")] = err
+        for (name, type_name), counter in list(self.errors.items()):
+            out[("errors", name, type_name)] = count_value(counter)
+        for reason, counter in self.dropped.items():
+            value = count_value(counter)
+            if value:
+                out[("dropped", reason)] = value
+        return out
+
+    def drain(self, limit: int | None = None) -> list[Sample]:
+        """Remove and return queued samples (thread-safe against concurrent appends)."""
+        out = []
+        popleft = self.samples.popleft
+        n = len(self.samples) if limit is None else min(limit, len(self.samples))
+        for _ in range(n):
+            try:
+                out.append(popleft())
+            except IndexError:
+                break
+        return out

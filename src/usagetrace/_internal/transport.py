@@ -1,0 +1,269 @@
+"""Delivery of encoded OTLP requests: HTTP, gRPC, a JSON-lines file, the console, memory.
+
+A transport takes protobuf bytes and a deadline and answers ``OK``, ``DROP``
+(will never succeed: a 4xx, a bad certificate) or a retry delay in seconds. It
+never raises and never blocks past the deadline it is given.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import threading
+
+from . import log
+from .config import Target
+
+OK = "ok"
+DROP = "drop"
+_USER_AGENT = "usagetrace"
+_RETRYABLE_HTTP = (408, 429, 502, 503, 504)
+_MAX_RETRY_AFTER = 300.0
+FILE_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    if not value:
+        return default
+    try:
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER)
+    except ValueError:
+        return default  # an HTTP date: not worth parsing, back off by default
+
+
+class HttpTransport:
+    """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
+
+    def __init__(self, target: Target) -> None:
+        from urllib.parse import urlsplit
+
+        self.target = target
+        parts = urlsplit(target.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._ssl = None
+
+    def _context(self):
+        if self._ssl is None:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.target.certificate or None)
+            if self.target.client_certificate:
+                ctx.load_cert_chain(self.target.client_certificate, self.target.client_key or None)
+            self._ssl = ctx
+        return self._ssl
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        import http.client
+        import ssl
+
+        body = payload
+        headers = {"Content-Type": "application/x-protobuf", "User-Agent": _USER_AGENT}
+        if self.target.protocol == "http/json":
+            from . import otlp_json
+
+            body = otlp_json.to_json(signal, payload).encode()
+            headers["Content-Type"] = "application/json"
+        if self.target.compression == "gzip":
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        for key, value in self.target.headers:
+            headers[key] = value
+        timeout = max(timeout, 0.01)
+        try:
+            if self._https:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context())
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            try:
+                conn.request("POST", self._path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read(64 * 1024)
+                status = response.status
+                retry_after = response.getheader("Retry-After")
+            finally:
+                conn.close()
+        except ssl.SSLError as exc:
+            log.debug("OTLP %s export to %s failed TLS verification: %s", signal, self.target.url, exc)
+            return DROP
+        except (OSError, http.client.HTTPException) as exc:
+            log.debug("OTLP %s export to %s failed: %r", signal, self.target.url, exc)
+            return 1.0
+        if 200 <= status < 300:
+            return OK
+        if status in _RETRYABLE_HTTP:
+            return _retry_after(retry_after, 1.0)
+        log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, self.target.url, status)
+        return DROP
+
+    def close(self) -> None:
+        pass
+
+
+class GrpcTransport:
+    """OTLP over gRPC with raw protobuf bytes (no re-encoding)."""
+
+    _METHODS = {
+        "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    }
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._channel = None
+        self._calls = {}
+
+    def _call(self, signal: str):
+        import grpc
+
+        if self._channel is None:
+            options = [("grpc.enable_retries", 0), ("grpc.max_send_message_length", 16 * 1024 * 1024)]
+            if self.target.secure:
+                def read(path):
+                    if not path:
+                        return None
+                    with open(path, "rb") as fh:
+                        return fh.read()
+
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=read(self.target.certificate),
+                    private_key=read(self.target.client_key),
+                    certificate_chain=read(self.target.client_certificate),
+                )
+                self._channel = grpc.secure_channel(self.target.url, creds, options=options)
+            else:
+                self._channel = grpc.insecure_channel(self.target.url, options=options)
+        call = self._calls.get(signal)
+        if call is None:
+            call = self._calls[signal] = self._channel.unary_unary(self._METHODS[signal])
+        return call
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        import grpc
+
+        try:
+            kwargs = {}
+            if self.target.compression == "gzip":
+                kwargs["compression"] = grpc.Compression.Gzip
+            self._call(signal)(
+                payload,
+                timeout=max(timeout, 0.01),
+                metadata=tuple(self.target.headers) or None,
+                wait_for_ready=False,
+                **kwargs,
+            )
+            return OK
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            log.debug("OTLP %s gRPC export to %s failed: %s", signal, self.target.url, code)
+            retryable = (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.ABORTED,
+                grpc.StatusCode.CANCELLED,
+            )
+            return 1.0 if code in retryable else DROP
+        except Exception:
+            log.internal_error("transport.grpc")
+            return 1.0
+
+    def close(self) -> None:
+        if self._channel is not None:
+            try:
+                self._channel.close()
+            except Exception:
+                pass
+            self._channel = None
+            self._calls = {}
+
+
+class FileTransport:
+    """Development mode: OTLP JSON lines, the same format as the collector's ``file`` exporter.
+
+    The file is rotated once it passes ``FILE_MAX_BYTES`` (one ``.1`` backup kept).
+    """
+
+    _locks: dict[str, threading.Lock] = {}
+
+    def __init__(self, target: Target) -> None:
+        self.path = target.url
+        self.lock = self._locks.setdefault(self.path, threading.Lock())
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        from . import otlp_json
+
+        try:
+            line = otlp_json.to_json(signal, payload) + "\n"
+            with self.lock:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                try:
+                    if os.path.getsize(self.path) > FILE_MAX_BYTES:
+                        os.replace(self.path, self.path + ".1")
+                except OSError:
+                    pass
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            return OK
+        except Exception:
+            log.debug("cannot write development file %s", self.path, exc_info=True)
+            return DROP
+
+    def close(self) -> None:
+        pass
+
+
+class ConsoleTransport:
+    """Development mode: OTLP JSON lines on stderr (never stdout, which belongs to the host)."""
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        from . import otlp_json
+
+        try:
+            sys.stderr.write(otlp_json.to_json(signal, payload, indent=2) + "\n")
+            return OK
+        except Exception:
+            return DROP
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryTransport:
+    """Keeps every request in memory (``usagetrace.testing`` and ``usagetrace preview``)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        with self.lock:
+            self.requests.append((signal, payload))
+        return OK
+
+    def close(self) -> None:
+        pass
+
+
+class NullTransport:
+    """Where the configuration is invalid: everything is dropped (and counted)."""
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        return DROP
+
+    def close(self) -> None:
+        pass
+
+
+def for_target(target: Target):
+    """Return a transport for a resolved target."""
+    if target.kind == "http":
+        return HttpTransport(target)
+    if target.kind == "grpc":
+        return GrpcTransport(target)
+    if target.kind == "file":
+        return FileTransport(target)
+    return NullTransport()
