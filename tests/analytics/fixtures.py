@@ -131,11 +131,11 @@ def _make_installs(rng: random.Random) -> list[Install]:
     plats = [("linux", "amd64"), ("linux", "amd64"), ("darwin", "arm64"), ("windows", "amd64"), ("linux", "arm64")]
     contexts = ["script", "script", "notebook", "interactive", "ci", "ci"]
     out = []
-    for i in range(14):
+    for i in range(30):
         start = DAY0 + dt.timedelta(days=rng.randrange(0, 6))
-        if i < 6:
-            versions = [(DAY0, "1.0.0"), (DAY0 + dt.timedelta(days=9 + i), "1.1.0")]
-        elif i < 11:
+        if i < 12:
+            versions = [(DAY0, "1.0.0"), (DAY0 + dt.timedelta(days=8 + i // 2), "1.1.0")]
+        elif i < 24:
             versions = [(DAY0, "1.1.0"), (DAY0 + dt.timedelta(days=14), "2.0.0")]
         else:
             versions = [(DAY0, "2.0.0")]
@@ -336,6 +336,12 @@ def _integration_spans(rng: random.Random, t: Truth, inst: Install, day: dt.date
                 attrs.append(_kv("usagetrace.measure." + k, v))
         add("usagetrace.command", attrs, dur, error=code != 0, command=cmd, exit_code=code, measures=measures)
     # one-shot events
+    if rng.random() < 0.15:
+        et = rng.choice(["MemoryError", "RecursionError"])
+        sig, stack = _signature("mypkg.core.Pipeline.run", et)
+        add("usagetrace.crash", [_kv("error.type", et), _kv("usagetrace.exception.signature", sig),
+                                 _kv("usagetrace.crash.thread", "main")], 0, error=True,
+            error_type=et, signature=sig)
     if rng.random() < 0.6:
         add("usagetrace.event", [_kv("usagetrace.event.name", "session_start")], 0, event="session_start")
     # page views and callbacks of a Dash app, with hashed user ids
