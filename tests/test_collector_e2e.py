@@ -303,10 +303,6 @@ telemetry = usagetrace.instrument(__name__, endpoint="http://127.0.0.1:9", conse
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_instrumented_package_through_rotel(protocol, sink, rotel, tmp_path):
     """An instrumented package's spans and exact call counts reach the receiver via rotel with the anonymized resource."""
-    import usagetrace
-
-    if not hasattr(usagetrace, "instrument"):
-        pytest.skip("usagetrace.instrument is not available yet (core SDK not landed)")
     grpc_port, http_port = rotel
     pkg = tmp_path / "pkgs" / "e2esample"
     pkg.mkdir(parents=True)
