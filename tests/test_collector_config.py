@@ -36,34 +36,134 @@ PINNED_VERSION = "0.136.0"
 # operator of this bundle might reach for.
 PINNED_COMPONENTS = {
     "receivers": {
-        "otlp", "nop", "jaeger", "zipkin", "prometheus", "kafka", "filelog", "otlpjsonfile",
-        "hostmetrics", "statsd", "syslog", "fluentforward",
+        "otlp",
+        "nop",
+        "jaeger",
+        "zipkin",
+        "prometheus",
+        "kafka",
+        "filelog",
+        "otlpjsonfile",
+        "hostmetrics",
+        "statsd",
+        "syslog",
+        "fluentforward",
     },
     "processors": {
-        "batch", "memory_limiter", "attributes", "cumulativetodelta", "coralogix",
-        "deltatocumulative", "deltatorate", "filter", "geoip", "groupbyattrs", "groupbytrace",
-        "interval", "isolationforest", "k8sattributes", "logdedup", "experimental_metricsgeneration",
-        "metricstarttime", "metricstransform", "probabilistic_sampler", "redaction", "remotetap",
-        "resourcedetection", "resource", "schema", "span", "sumologic", "tail_sampling", "transform",
+        "batch",
+        "memory_limiter",
+        "attributes",
+        "cumulativetodelta",
+        "coralogix",
+        "deltatocumulative",
+        "deltatorate",
+        "filter",
+        "geoip",
+        "groupbyattrs",
+        "groupbytrace",
+        "interval",
+        "isolationforest",
+        "k8sattributes",
+        "logdedup",
+        "experimental_metricsgeneration",
+        "metricstarttime",
+        "metricstransform",
+        "probabilistic_sampler",
+        "redaction",
+        "remotetap",
+        "resourcedetection",
+        "resource",
+        "schema",
+        "span",
+        "sumologic",
+        "tail_sampling",
+        "transform",
     },
     "exporters": {
-        "debug", "nop", "otlp", "otlphttp", "alibabacloud_logservice", "awscloudwatchlogs", "awsemf",
-        "awskinesis", "awsxray", "awss3", "azureblob", "azuredataexplorer", "azuremonitor", "bmchelix",
-        "carbon", "cassandra", "clickhouse", "coralogix", "datadog", "dataset", "doris", "elasticsearch",
-        "faro", "file", "googlecloud", "googlecloudpubsub", "googlemanagedprometheus", "honeycombmarker",
-        "influxdb", "kafka", "loadbalancing", "logicmonitor", "logzio", "mezmo", "opensearch", "otelarrow",
-        "prometheus", "prometheusremotewrite", "pulsar", "rabbitmq", "sapm", "sentry", "signalfx",
-        "splunk_hec", "stef", "sumologic", "syslog", "tencentcloud_logservice", "tinybird", "zipkin",
+        "debug",
+        "nop",
+        "otlp",
+        "otlphttp",
+        "alibabacloud_logservice",
+        "awscloudwatchlogs",
+        "awsemf",
+        "awskinesis",
+        "awsxray",
+        "awss3",
+        "azureblob",
+        "azuredataexplorer",
+        "azuremonitor",
+        "bmchelix",
+        "carbon",
+        "cassandra",
+        "clickhouse",
+        "coralogix",
+        "datadog",
+        "dataset",
+        "doris",
+        "elasticsearch",
+        "faro",
+        "file",
+        "googlecloud",
+        "googlecloudpubsub",
+        "googlemanagedprometheus",
+        "honeycombmarker",
+        "influxdb",
+        "kafka",
+        "loadbalancing",
+        "logicmonitor",
+        "logzio",
+        "mezmo",
+        "opensearch",
+        "otelarrow",
+        "prometheus",
+        "prometheusremotewrite",
+        "pulsar",
+        "rabbitmq",
+        "sapm",
+        "sentry",
+        "signalfx",
+        "splunk_hec",
+        "stef",
+        "sumologic",
+        "syslog",
+        "tencentcloud_logservice",
+        "tinybird",
+        "zipkin",
     },
     "extensions": {
-        "zpages", "health_check", "pprof", "basicauth", "bearertokenauth", "oauth2client", "oidc",
-        "headers_setter", "file_storage", "db_storage", "sigv4auth", "opamp", "http_forwarder",
-        "jaegerremotesampling", "awsproxy", "docker_observer", "host_observer", "k8s_observer",
-        "ecs_observer", "ecs_task_observer",
+        "zpages",
+        "health_check",
+        "pprof",
+        "basicauth",
+        "bearertokenauth",
+        "oauth2client",
+        "oidc",
+        "headers_setter",
+        "file_storage",
+        "db_storage",
+        "sigv4auth",
+        "opamp",
+        "http_forwarder",
+        "jaegerremotesampling",
+        "awsproxy",
+        "docker_observer",
+        "host_observer",
+        "k8s_observer",
+        "ecs_observer",
+        "ecs_task_observer",
     },
     "connectors": {
-        "forward", "count", "exceptions", "failover", "roundrobin", "routing", "servicegraph",
-        "spanmetrics", "sum", "signaltometrics",
+        "forward",
+        "count",
+        "exceptions",
+        "failover",
+        "roundrobin",
+        "routing",
+        "servicegraph",
+        "spanmetrics",
+        "sum",
+        "signaltometrics",
     },
 }
 
@@ -152,7 +252,9 @@ def test_memory_limiter_first_and_batch_last(variant):
 def test_compose_image_is_the_pinned_version():
     """docker-compose.yml runs exactly the contrib version these component lists were taken from."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert compose["services"]["collector"]["image"] == f"otel/opentelemetry-collector-contrib:{PINNED_VERSION}"
+    assert (
+        compose["services"]["collector"]["image"] == f"otel/opentelemetry-collector-contrib:{PINNED_VERSION}"
+    )
     assert PINNED_VERSION in (CONFIG_DIR / "collector.yaml").read_text(encoding="utf-8").splitlines()[0]
 
 
@@ -179,8 +281,16 @@ def test_resource_keep_pattern_matches_exactly_the_resource_keys():
         for key in resource_keys:
             assert rx.search(key), key
         others = (allowlist.allowed_keys() - resource_keys) | {
-            "host.name", "host.id", "service.name.extra", "xservice.name", "service_name", "user.name",
-            "process.command_line", "k8s.pod.name", "cloud.region", "net.host.ip",
+            "host.name",
+            "host.id",
+            "service.name.extra",
+            "xservice.name",
+            "service_name",
+            "user.name",
+            "process.command_line",
+            "k8s.pod.name",
+            "cloud.region",
+            "net.host.ip",
         }
         for key in others:
             assert not rx.search(key), key
@@ -195,12 +305,24 @@ def test_host_pattern_deletes_every_host_key_but_host_arch():
             for s in _statements(proc, signal_key, "resource")
             if s.startswith("delete_matching_keys")
         ]
+
         def deleted(key: str) -> bool:
             return any(re.search(p, key) for p in patterns)
 
         assert not deleted("host.arch")
-        for key in ("host.name", "host.id", "host.ip", "host.mac", "host.a", "host.ar", "host.arc",
-                    "host.archx", "host.arch.x", "host.image.name", "host.type"):
+        for key in (
+            "host.name",
+            "host.id",
+            "host.ip",
+            "host.mac",
+            "host.a",
+            "host.ar",
+            "host.arc",
+            "host.archx",
+            "host.arch.x",
+            "host.image.name",
+            "host.type",
+        ):
             assert deleted(key), key
         for prefix in ("net", "client", "user", "k8s", "cloud"):
             assert deleted(f"{prefix}.anything"), prefix
@@ -212,7 +334,10 @@ def test_caps_equal_allowlist_limits():
     """Value length, attribute count and array length caps in the transforms equal the allowlist's constants."""
     cfg = load(*BASE)
     anonymize = cfg["processors"]["transform/anonymize"]
-    contexts = {"trace_statements": ("resource", "span", "spanevent"), "metric_statements": ("resource", "datapoint")}
+    contexts = {
+        "trace_statements": ("resource", "span", "spanevent"),
+        "metric_statements": ("resource", "datapoint"),
+    }
     for signal_key, ctxs in contexts.items():
         for ctx in ctxs:
             stmts = _statements(anonymize, signal_key, ctx)
@@ -233,7 +358,7 @@ def test_filter_keeps_only_usagetrace_scope_and_allowed_services():
         assert f'instrumentation_scope.name != "{allowlist.SCOPE_NAME}"' in conds
         assert 'resource.attributes["service.name"] == nil' in conds
         assert any(
-            "IsMatch(resource.attributes[\"service.name\"]" in c and "${env:USAGETRACE_ALLOWED_SERVICES:-" in c
+            'IsMatch(resource.attributes["service.name"]' in c and "${env:USAGETRACE_ALLOWED_SERVICES:-" in c
             for c in conds
         )
     # generated: only usagetrace's own span events and metrics pass
@@ -278,8 +403,18 @@ def test_blocked_values_leave_allowlisted_examples_alone():
     """None of the allowlist's documented example values (versions, ids, stack frames) would be masked."""
     pats = _blocked_values()
     samples = [a.example for a in allowlist.ATTRIBUTES] + [
-        "3.11", "3.13.1", "1.4.2", "2024.10.1", "0.136.0", "mypkg.io:read_table:41\nmypkg._parse:row:12",
-        "mypkg.cafe:beef:12", "ValueError", "mypkg.errors.BadInput", "/reports/2024", "linux", "amd64",
+        "3.11",
+        "3.13.1",
+        "1.4.2",
+        "2024.10.1",
+        "0.136.0",
+        "mypkg.io:read_table:41\nmypkg._parse:row:12",
+        "mypkg.cafe:beef:12",
+        "ValueError",
+        "mypkg.errors.BadInput",
+        "/reports/2024",
+        "linux",
+        "amd64",
     ]
     for value in samples:
         for p in pats:
@@ -346,7 +481,10 @@ def test_generated_allowlist_file_is_not_stale(tmp_path):
     assert "stale" in bad.stderr
     written = subprocess.run(
         [sys.executable, "-m", "usagetrace._internal.collector_config", "--write", "--path", str(stale)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert written.returncode == 0 and stale.read_text(encoding="utf-8") == committed
 
@@ -354,9 +492,12 @@ def test_generated_allowlist_file_is_not_stale(tmp_path):
 def test_generator_measure_keys_and_rejects_unsafe_keys():
     """--measure-key adds declared usagetrace.measure.* keys; keys outside the prefix or with odd characters are refused."""
     text = collector_config.render([allowlist.MEASURE_PREFIX + "flowgroups"])
-    assert yaml.safe_load(text)["processors"]["redaction/allowlist"]["allowed_keys"].count(
-        allowlist.MEASURE_PREFIX + "flowgroups"
-    ) == 1
+    assert (
+        yaml.safe_load(text)["processors"]["redaction/allowlist"]["allowed_keys"].count(
+            allowlist.MEASURE_PREFIX + "flowgroups"
+        )
+        == 1
+    )
     with pytest.raises(ValueError):
         collector_config.render(["host.name"])
     with pytest.raises(ValueError):

@@ -76,7 +76,10 @@ class OTLPSink:
                 if self.path == "/v1/traces":
                     msg, resp = pb_trace.ExportTraceServiceRequest(), pb_trace.ExportTraceServiceResponse()
                 elif self.path == "/v1/metrics":
-                    msg, resp = pb_metrics.ExportMetricsServiceRequest(), pb_metrics.ExportMetricsServiceResponse()
+                    msg, resp = (
+                        pb_metrics.ExportMetricsServiceRequest(),
+                        pb_metrics.ExportMetricsServiceResponse(),
+                    )
                 else:
                     self.send_response(404)
                     self.end_headers()
@@ -149,18 +152,28 @@ def rotel(sink, tmp_path):
     log = open(tmp_path / "rotel.out", "wb")
     proc = subprocess.Popen(
         [
-            str(_rotel_binary()), "start",
-            "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-            "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
-            "--exporter", "otlp",
-            "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink.port}",
-            "--otlp-exporter-protocol", "http",
+            str(_rotel_binary()),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{grpc_port}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{http_port}",
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            f"http://127.0.0.1:{sink.port}",
+            "--otlp-exporter-protocol",
+            "http",
             # rotel drops the resource of a request carrying >= 8192 spans when batching
             "--disable-batching",
-            "--pid-file", str(tmp_path / "rotel.pid"),
-            "--log-file", str(tmp_path / "rotel.log"),
+            "--pid-file",
+            str(tmp_path / "rotel.pid"),
+            "--log-file",
+            str(tmp_path / "rotel.log"),
         ],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
     )
     try:
@@ -213,7 +226,12 @@ def _sender_env(tmp_path: Path, protocol: str, grpc_port: int, http_port: int, *
 def _run_sender(code: str, env: dict, cwd: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -267,8 +285,11 @@ def test_rotel_forwards_otlp_with_resource_intact(protocol, sink, rotel, tmp_pat
     def calls():
         return sum(
             dp.as_int
-            for rm in sink.resource_metrics() for sm in rm.scope_metrics for m in sm.metrics
-            if m.name == "usagetrace.calls" for dp in m.sum.data_points
+            for rm in sink.resource_metrics()
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "usagetrace.calls"
+            for dp in m.sum.data_points
         )
 
     assert sink.wait_for(lambda: spans() >= 300 and calls() >= 300)
@@ -325,17 +346,23 @@ def test_instrumented_package_through_rotel(protocol, sink, rotel, tmp_path):
     def points(metric_name):
         return [
             (_attrs(rm.resource.attributes), _attrs(dp.attributes), dp.as_int)
-            for rm in sink.resource_metrics() for sm in rm.scope_metrics for m in sm.metrics
-            if m.name == metric_name for dp in m.sum.data_points
+            for rm in sink.resource_metrics()
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == metric_name
+            for dp in m.sum.data_points
         ]
 
     def count(metric_name, **want):
-        return sum(v for _, a, v in points(metric_name) if all(a.get(k, "").endswith(x) for k, x in want.items()))
+        return sum(
+            v for _, a, v in points(metric_name) if all(a.get(k, "").endswith(x) for k, x in want.items())
+        )
 
     def arrived():
         return (
             count("usagetrace.calls", **{"code.function.name": "add", "usagetrace.outcome": "ok"}) >= 7
-            and count("usagetrace.calls", **{"code.function.name": "fail", "usagetrace.outcome": "error"}) >= 2
+            and count("usagetrace.calls", **{"code.function.name": "fail", "usagetrace.outcome": "error"})
+            >= 2
             and any(ss.spans for rs in sink.resource_spans() for ss in rs.scope_spans)
         )
 

@@ -37,8 +37,19 @@ def _compose_binary() -> Path:
 def _run(binary: Path, compose_file: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
     return subprocess.run(
-        [str(binary), "-f", str(compose_file), "--project-directory", str(compose_file.parent), "config", *args],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            str(binary),
+            "-f",
+            str(compose_file),
+            "--project-directory",
+            str(compose_file.parent),
+            "config",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -59,8 +70,10 @@ def test_compose_config_is_valid():
 @pytest.mark.parametrize(
     "breakage",
     [
-        ("    image: otel/opentelemetry-collector-contrib:0.136.0\n",
-         "    image: otel/opentelemetry-collector-contrib:0.136.0\n    no_such_key: true\n"),
+        (
+            "    image: otel/opentelemetry-collector-contrib:0.136.0\n",
+            "    image: otel/opentelemetry-collector-contrib:0.136.0\n    no_such_key: true\n",
+        ),
         ('      - "4318:4318"    # OTLP HTTP\n', '      - "4318:4318:4318:bad"    # OTLP HTTP\n'),
         ("        condition: service_healthy\n", "        condition: service_is_great\n"),
     ],
@@ -98,7 +111,10 @@ def test_compose_bundle_wiring():
     assert published == {4317, 4318, 13133}
     assert mounts["/var/lib/usagetrace"]["type"] == "volume"
     env = collector["environment"]
-    assert env["USAGETRACE_CLICKHOUSE_PASSWORD"] == services["clickhouse"]["environment"]["USAGETRACE_CLICKHOUSE_PASSWORD"]
+    assert (
+        env["USAGETRACE_CLICKHOUSE_PASSWORD"]
+        == services["clickhouse"]["environment"]["USAGETRACE_CLICKHOUSE_PASSWORD"]
+    )
     assert collector["depends_on"]["clickhouse"]["condition"] == "service_healthy"
 
     ch = services["clickhouse"]
@@ -107,7 +123,8 @@ def test_compose_bundle_wiring():
 
     grafana = services["grafana"]
     assert "grafana-clickhouse-datasource" in (
-        grafana["environment"].get("GF_INSTALL_PLUGINS", "") + grafana["environment"].get("GF_PLUGINS_PREINSTALL", "")
+        grafana["environment"].get("GF_INSTALL_PLUGINS", "")
+        + grafana["environment"].get("GF_PLUGINS_PREINSTALL", "")
     )
     datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/clickhouse.yaml").read_text())
     (ds,) = datasource["datasources"]
@@ -119,14 +136,44 @@ def test_compose_bundle_wiring():
 # Columns of the tables the collector-contrib clickhouse exporter creates
 # (exporter/clickhouseexporter/internal/sqltemplates/traces_table.sql and metrics_sum_table.sql).
 OTEL_TRACES_COLUMNS = {
-    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
-    "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
-    "StatusMessage", "Events", "Links",
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events",
+    "Links",
 }
 OTEL_METRICS_SUM_COLUMNS = {
-    "ResourceAttributes", "ResourceSchemaUrl", "ScopeName", "ScopeVersion", "ScopeAttributes",
-    "ScopeDroppedAttrCount", "ScopeSchemaUrl", "ServiceName", "MetricName", "MetricDescription", "MetricUnit",
-    "Attributes", "StartTimeUnix", "TimeUnix", "Value", "Flags", "Exemplars", "AggregationTemporality", "IsMonotonic",
+    "ResourceAttributes",
+    "ResourceSchemaUrl",
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "ScopeDroppedAttrCount",
+    "ScopeSchemaUrl",
+    "ServiceName",
+    "MetricName",
+    "MetricDescription",
+    "MetricUnit",
+    "Attributes",
+    "StartTimeUnix",
+    "TimeUnix",
+    "Value",
+    "Flags",
+    "Exemplars",
+    "AggregationTemporality",
+    "IsMonotonic",
 }
 
 
@@ -147,8 +194,24 @@ def test_dashboard_queries_use_exporter_tables_and_allowlisted_keys():
             assert tables and tables <= {"otel_traces", "otel_metrics_sum"}, sql
             columns = OTEL_TRACES_COLUMNS if tables == {"otel_traces"} else OTEL_METRICS_SUM_COLUMNS
             for col in set(re.findall(r"\b([A-Z][A-Za-z]+)\b", sql)):
-                if col in {"SELECT", "FROM", "WHERE", "AND", "OR", "IN", "GROUP", "BY", "ORDER", "DESC", "LIMIT",
-                           "HAVING", "AS", "ALL", "CI", "DISTINCT"}:
+                if col in {
+                    "SELECT",
+                    "FROM",
+                    "WHERE",
+                    "AND",
+                    "OR",
+                    "IN",
+                    "GROUP",
+                    "BY",
+                    "ORDER",
+                    "DESC",
+                    "LIMIT",
+                    "HAVING",
+                    "AS",
+                    "ALL",
+                    "CI",
+                    "DISTINCT",
+                }:
                     continue
                 assert col in columns, (panel["title"], col)
             for key in re.findall(r"(?:Attributes|ResourceAttributes|SpanAttributes)\['([^']+)'\]", sql):

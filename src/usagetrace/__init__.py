@@ -20,6 +20,8 @@ __all__ = [
     "ConsentState",
     "Instrumentation",
     "__version__",
+    "command",
+    "event",
     "instrument",
 ]
 
@@ -71,3 +73,17 @@ def instrument(
         ci=ci,
         **options,
     )
+
+
+def command(name: str, *, package: str, measures: dict | None = None, emit: str = "success"):
+    """Return a context manager that records one command run (see :mod:`usagetrace._internal.events`)."""
+    from ._internal import events
+
+    return events.command(name, package=package, measures=measures, emit=emit)
+
+
+def event(name: str, *, package: str, **measures) -> None:
+    """Record one event, e.g. a session start (see :mod:`usagetrace._internal.events`)."""
+    from ._internal import events
+
+    events.event(name, package=package, **measures)

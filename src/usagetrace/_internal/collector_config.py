@@ -172,9 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Generate collector-config/allowlist.yaml from usagetrace's attribute allowlist.",
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be generated")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 if the file differs from what would be generated"
+    )
     mode.add_argument("--write", action="store_true", help="(re)write the file")
-    parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help=f"file to check/write (default: {DEFAULT_PATH})")
+    parser.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help=f"file to check/write (default: {DEFAULT_PATH})"
+    )
     parser.add_argument(
         "--measure-key",
         action="append",
@@ -201,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.path} is missing; run with --write", file=sys.stderr)
             return 1
         if current != text:
-            print(f"{args.path} is stale; run: python -m usagetrace._internal.collector_config --write", file=sys.stderr)
+            print(
+                f"{args.path} is stale; run: python -m usagetrace._internal.collector_config --write",
+                file=sys.stderr,
+            )
             return 1
         print(f"{args.path} is up to date")
         return 0

@@ -21,7 +21,6 @@ answer is "off", where the budget is a few milliseconds.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from . import env, log, paths, runenv
 
@@ -40,15 +39,30 @@ _MAX_PARENT_LEVELS = 64
 _MAX_FILE_BYTES = 64 * 1024
 
 
-class ConsentState(NamedTuple):
-    """The consent decision for one package, with the source that decided it."""
+class ConsentState(tuple):
+    """The consent decision for one package, with the source that decided it.
 
-    enabled: bool
-    state: str  # granted, denied or unset (the person's own choice)
-    source: str  # e.g. "env:DO_NOT_TRACK", "user:/home/x/.config/usagetrace/consent.toml", "policy:opt-in"
+    A tuple ``(enabled, state, source)``: ``state`` is the person's own choice
+    (granted, denied or unset); ``source`` names what decided, e.g.
+    ``env:DO_NOT_TRACK``, ``user:/home/ana/.config/usagetrace/consent.toml`` or
+    ``policy:opt-in``. (A plain tuple subclass: ``typing.NamedTuple`` would
+    cost an import of ``typing`` on the import path.)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, enabled: bool, state: str, source: str) -> ConsentState:
+        return tuple.__new__(cls, (enabled, state, source))
+
+    enabled = property(lambda self: self[0], doc="True when data may be recorded and sent.")
+    state = property(lambda self: self[1], doc="granted, denied or unset.")
+    source = property(lambda self: self[2], doc="Which source decided.")
+
+    def __repr__(self) -> str:
+        return f"ConsentState(enabled={self[0]!r}, state={self[1]!r}, source={self[2]!r})"
 
     def __str__(self) -> str:
-        return f"{'on' if self.enabled else 'off'} ({self.state}, decided by {self.source})"
+        return f"{'on' if self[0] else 'off'} ({self[1]}, decided by {self[2]})"
 
 
 # ---------------------------------------------------------------- file parsing

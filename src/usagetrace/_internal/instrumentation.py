@@ -8,13 +8,13 @@ if usagetrace were absent. Those imports happen in :meth:`Instrumentation._start
 from __future__ import annotations
 
 import sys
-import threading
+import _thread
 
 from . import consent as _consent
 from . import log
 
 _REGISTRY: dict[str, Instrumentation] = {}
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = _thread.allocate_lock()
 
 CI_MODES = ("off", "policy")
 
@@ -54,7 +54,7 @@ class Instrumentation:
         self._seen_classes: set[int] = set()
         self._scanned: set[str] = set()
         self._hooked: set[str] = set()
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self.instrumented = False
         self._fingerprint = None
 

@@ -1,0 +1,279 @@
+"""Render a :class:`~.core.Report` as a terminal table, JSON, CSV or one offline HTML file.
+
+Everything here works on the already k-anonymized report; nothing queries data.
+The HTML output is a single self-contained file: inline CSS and inline SVG
+charts generated here (no JavaScript, no fonts or scripts fetched). Every value
+that came from telemetry is escaped, since a function name is attacker-controlled
+text as far as a report viewer is concerned.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from typing import Any, Sequence
+
+from .core import Report, Table
+
+__all__ = ["FORMATS", "render"]
+
+FORMATS = ("table", "json", "csv", "html")
+
+_PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
+
+
+def render(report: Report, fmt: str = "table") -> str:
+    """Render ``report`` in one of :data:`FORMATS`."""
+    if fmt == "table":
+        return _render_table(report)
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
+    if fmt == "csv":
+        return _render_csv(report)
+    if fmt == "html":
+        return _render_html(report)
+    raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+# --- cells ------------------------------------------------------------------------
+def _is_ratio(col: str) -> bool:
+    return col.endswith(("_share", "_rate")) or col == "share_of_command_installs"
+
+
+def _cell(col: str, v: Any, width: int | None = 60) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and _is_ratio(col):
+        return f"{v * 100:.1f}%"
+    if isinstance(v, float):
+        return f"{v:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        v = ", ".join(map(str, v))
+    s = str(v)
+    if "\n" in s:
+        s = s.split("\n", 1)[0] + " …"
+    if width and len(s) > width:
+        s = s[: width - 1] + "…"
+    return s
+
+
+def _numeric(rows: Sequence[dict[str, Any]], col: str) -> bool:
+    vals = [r.get(col) for r in rows if r.get(col) is not None]
+    return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+# --- table ------------------------------------------------------------------------
+def _meta_lines(report: Report) -> list[str]:
+    m = report.meta
+    lines = [
+        f"usagetrace report — package {m.get('package') or '(none)'}"
+        + (f", since {m['since']}" if m.get("since") else ", all data"),
+        f"source: {m.get('source') or '-'} ({m.get('engine')}); k-anonymity threshold k={m.get('k')}; "
+        f"{m.get('spans_loaded')} spans, {m.get('points_loaded')} metric points",
+    ]
+    if m.get("skipped_lines"):
+        lines.append(f"WARNING: {m['skipped_lines']} input lines were skipped (see warnings)")
+    for w in m.get("warnings", [])[:20]:
+        lines.append(f"warning: {w}")
+    if len(m.get("warnings", [])) > 20:
+        lines.append(f"warning: … and {len(m['warnings']) - 20} more")
+    return lines
+
+
+def _table_text(t: Table) -> str:
+    out = [t.title, "=" * len(t.title)]
+    if not t.rows:
+        out.append("(no rows with at least k installs)")
+        return "\n".join(out)
+    cols = t.columns
+    cells = [[_cell(c, r.get(c)) for c in cols] for r in t.rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    right = [_numeric(t.rows, c) for c in cols]
+
+    def fmt(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(vals, widths, right)).rstrip()
+
+    out.append(fmt(cols))
+    out.append("  ".join("-" * w for w in widths))
+    out.extend(fmt(row) for row in cells)
+    if t.note:
+        out.append(t.note)
+    return "\n".join(out)
+
+
+def _render_table(report: Report) -> str:
+    parts = ["\n".join(_meta_lines(report))]
+    parts.extend(_table_text(t) for t in report.sections.values())
+    return "\n\n".join(parts) + "\n"
+
+
+# --- csv --------------------------------------------------------------------------
+def _render_csv(report: Report) -> str:
+    """One block per section: a ``# section`` line, a header row, data rows, a blank line."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for name, t in report.sections.items():
+        buf.write(f"# {name}\n")
+        w.writerow(t.columns)
+        for r in t.rows:
+            w.writerow(["" if r.get(c) is None else (";".join(r[c]) if isinstance(r.get(c), list) else r[c])
+                        for c in t.columns])
+        buf.write("\n")
+    return buf.getvalue()
+
+
+# --- html -------------------------------------------------------------------------
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _bar_chart(title: str, items: Sequence[tuple[str, float, str]], *, max_value: float | None = None,
+               chart_id: str) -> str:
+    """Horizontal bars: (label, value, value text)."""
+    if not items:
+        return ""
+    label_w, bar_w, row_h, top = 300, 420, 22, 34
+    height = top + row_h * len(items) + 10
+    mx = max_value or max(v for _, v, _ in items) or 1
+    parts = [
+        f'<svg class="chart" id="{chart_id}" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{label_w + bar_w + 90}" height="{height}" viewBox="0 0 {label_w + bar_w + 90} {height}">',
+        f'<text x="0" y="18" class="ct">{_e(title)}</text>',
+    ]
+    for i, (label, value, text) in enumerate(items):
+        y = top + i * row_h
+        w = max(1.0, bar_w * (value / mx)) if value else 0
+        short = label if len(label) <= 42 else "…" + label[-41:]
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" class="cl">{_e(short)}</text>')
+        parts.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+                     f'fill="{_PALETTE[0]}"><title>{_e(label)}: {_e(text)}</title></rect>')
+        parts.append(f'<text x="{label_w + w + 5:.1f}" y="{y + 15}" class="cv">{_e(text)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) -> str:
+    """Installs per version over time: one polyline per version."""
+    periods = sorted({str(r["period"]) for r in rows})
+    versions: list[str] = []
+    for r in rows:
+        if r["version"] not in versions:
+            versions.append(r["version"])
+    if not periods:
+        return ""
+    w, h, left, right, top, bottom = 760, 300, 50, 150, 34, 40
+    pw, ph = w - left - right, h - top - bottom
+    mx = max(r["installs"] for r in rows) or 1
+    xs = {p: left + (pw * i / max(1, len(periods) - 1) if len(periods) > 1 else pw / 2) for i, p in enumerate(periods)}
+
+    def y(v: float) -> float:
+        return top + ph - ph * v / mx
+
+    parts = [
+        f'<svg class="chart" id="{chart_id}" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
+        f'<text x="0" y="18" class="ct">{_e(title)}</text>',
+        f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="axis"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="axis"/>',
+    ]
+    for frac in (0, 0.5, 1):
+        v = mx * frac
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="cv">{v:,.0f}</text>')
+        parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" class="grid"/>')
+    step = max(1, len(periods) // 8)
+    for i, p in enumerate(periods):
+        if i % step == 0 or i == len(periods) - 1:
+            parts.append(f'<text x="{xs[p]:.1f}" y="{top + ph + 16}" text-anchor="middle" class="cv">{_e(p[5:])}</text>')
+    for vi, ver in enumerate(versions):
+        color = "#999999" if ver == "(other)" else _PALETTE[vi % len(_PALETTE)]
+        pts = sorted((str(r["period"]), r["installs"]) for r in rows if r["version"] == ver)
+        coords = " ".join(f"{xs[p]:.1f},{y(v):.1f}" for p, v in pts)
+        parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2.5" points="{coords}">'
+                     f'<title>{_e(ver)}</title></polyline>')
+        for p, v in pts:
+            parts.append(f'<circle cx="{xs[p]:.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                         f'<title>{_e(ver)} {_e(p)}: {v}</title></circle>')
+        ly = top + 10 + vi * 18
+        parts.append(f'<rect x="{left + pw + 15}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
+                     f'<text x="{left + pw + 32}" y="{ly + 1}" class="cl">{_e(ver)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555;font-size:13px} .warn{color:#a33}
+table{border-collapse:collapse;font-size:13px;margin:6px 0} th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums} .note{color:#666;font-size:12px}
+.charts{display:flex;flex-wrap:wrap;gap:18px} svg.chart{background:#fff;border:1px solid #e4e4e4;border-radius:6px;padding:8px}
+.ct{font-size:14px;font-weight:600;fill:#222} .cl{font-size:12px;fill:#333} .cv{font-size:11px;fill:#555}
+.axis{stroke:#888} .grid{stroke:#eee}
+"""
+
+
+def _html_table(t: Table) -> str:
+    if not t.rows:
+        return f"<h2>{_e(t.title)}</h2><p class='note'>No rows describe at least k installs.</p>"
+    head = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
+    num = {c: _numeric(t.rows, c) for c in t.columns}
+    body = []
+    for r in t.rows:
+        tds = []
+        for c in t.columns:
+            v = r.get(c)
+            full = "" if v is None else str(v)
+            title = f' title="{_e(full)}"' if "\n" in full or len(full) > 60 else ""
+            tds.append(f"<td{' class=n' if num[c] else ''}{title}>{_e(_cell(c, v))}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    note = f"<p class='note'>{_e(t.note)}</p>" if t.note else ""
+    return f"<h2 id='{_e(t.name)}'>{_e(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}"
+
+
+def _render_html(report: Report) -> str:
+    m = report.meta
+    s = report.sections
+    charts = []
+    fu = s.get("feature_usage")
+    if fu and fu.rows:
+        items = [(r["function"], r["installs"], f"{r['installs']} installs") for r in fu.rows[:15]]
+        charts.append(_bar_chart("Feature usage: distinct installs per function", items, chart_id="chart-features"))
+    ad = s.get("adoption")
+    if ad and ad.rows:
+        charts.append(_line_chart(ad.title, ad.rows, chart_id="chart-adoption"))
+    er = s.get("error_rates")
+    if er and er.rows:
+        items = [(r["function"], r["error_rate"] or 0.0, f"{(r['error_rate'] or 0) * 100:.1f}%") for r in er.rows[:15]]
+        charts.append(_bar_chart("Error rate per function", items, chart_id="chart-errors"))
+    warn = "".join(f"<li class='warn'>{_e(w)}</li>" for w in m.get("warnings", [])[:50])
+    ov = s.get("overview")
+    ov_txt = ""
+    if ov and ov.rows:
+        o = ov.rows[0]
+        ov_txt = (f"<p><b>{o['installs']:,}</b> installs · <b>{o['sessions']:,}</b> sessions · "
+                  f"<b>{o['calls']:,}</b> calls · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
+                  f"{_e(o['first_seen'])} → {_e(o['last_seen'])}</p>")
+    body = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>usagetrace report — {_e(m.get('package') or '')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>usagetrace report — {_e(m.get('package') or '(no package)')}</h1>",
+        f"<p class='meta'>{_e('since ' + m['since'] if m.get('since') else 'all data')} · "
+        f"source {_e(m.get('source') or '-')} ({_e(m.get('engine'))}) · k-anonymity k={_e(m.get('k'))}: "
+        "rows describing fewer than k installs (or users) are folded into “(other)” or left out · "
+        f"generated {_e(m.get('generated_at'))}</p>",
+        ov_txt,
+        f"<ul>{warn}</ul>" if warn else "",
+        f"<div class='charts'>{''.join(charts)}</div>",
+    ]
+    body.extend(_html_table(t) for n, t in s.items() if n != "overview")
+    body.append("</body></html>")
+    return "\n".join(b for b in body if b) + "\n"
