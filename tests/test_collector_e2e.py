@@ -27,7 +27,7 @@ import pytest
 pb_trace = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 pb_metrics = pytest.importorskip("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2")
 
-from usagetrace._internal import allowlist  # noqa: E402
+from usagetrace._internal import allowlist
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY = "canary-host"
@@ -68,7 +68,7 @@ class OTLPSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(min(length, 64 * 1024 * 1024))
                 if self.headers.get("Content-Encoding") == "gzip":
@@ -149,8 +149,23 @@ def sink():
 def rotel(sink, tmp_path):
     """A rotel collector on 127.0.0.1 forwarding everything to the sink; yields (grpc_port, http_port)."""
     grpc_port, http_port = _free_port(), _free_port()
-    log = open(tmp_path / "rotel.out", "wb")
-    proc = subprocess.Popen(
+    with open(tmp_path / "rotel.out", "wb") as log:
+        proc = _start_rotel(grpc_port, http_port, sink.port, tmp_path, log)
+    try:
+        _wait_listening(grpc_port, proc)
+        _wait_listening(http_port, proc)
+        yield grpc_port, http_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _start_rotel(grpc_port: int, http_port: int, sink_port: int, tmp_path: Path, log) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             str(_rotel_binary()),
             "start",
@@ -161,7 +176,7 @@ def rotel(sink, tmp_path):
             "--exporter",
             "otlp",
             "--otlp-exporter-endpoint",
-            f"http://127.0.0.1:{sink.port}",
+            f"http://127.0.0.1:{sink_port}",
             "--otlp-exporter-protocol",
             "http",
             # rotel drops the resource of a request carrying >= 8192 spans when batching
@@ -176,18 +191,6 @@ def rotel(sink, tmp_path):
         stdin=subprocess.DEVNULL,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
     )
-    try:
-        _wait_listening(grpc_port, proc)
-        _wait_listening(http_port, proc)
-        yield grpc_port, http_port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def _attrs(kvs) -> dict:
@@ -230,6 +233,7 @@ def _run_sender(code: str, env: dict, cwd: Path) -> dict:
         cwd=cwd,
         capture_output=True,
         text=True,
+        check=False,
         timeout=120,
         stdin=subprocess.DEVNULL,
     )

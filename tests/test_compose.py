@@ -49,6 +49,7 @@ def _run(binary: Path, compose_file: Path, *args: str) -> subprocess.CompletedPr
         env=env,
         capture_output=True,
         text=True,
+        check=False,
         timeout=60,
     )
 

@@ -22,17 +22,17 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from . import allowlist
 
 __all__ = [
     "DEFAULT_PATH",
+    "main",
     "redaction_allowed_keys",
     "render",
     "resource_keep_pattern",
-    "main",
 ]
 
 #: ``collector-config/allowlist.yaml`` in a source checkout.
