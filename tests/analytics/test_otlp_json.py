@@ -1,0 +1,110 @@
+"""Reading input: discovery, .zst files, corrupt and foreign lines, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import fixtures
+from usagetrace._internal.analytics import otlp_json
+
+pytest.importorskip("duckdb")
+zstandard = pytest.importorskip("zstandard")
+
+from usagetrace._internal.analytics.core import Analytics  # noqa: E402
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return fixtures.generate()
+
+
+def test_zst_directory_and_single_plain_file_agree(truth, tmp_path):
+    """A directory of rotated plain + .zst files gives the same answers as one plain file of the same lines."""
+    fixtures.write(truth, tmp_path / "dir", zst=True)
+    assert any(p.suffix == ".zst" for p in (tmp_path / "dir").iterdir())
+    single = tmp_path / "one.jsonl"
+    single.write_text("\n".join(truth.lines) + "\n")
+    a = Analytics(DuckDBEngine.from_path(tmp_path / "dir"), package=fixtures.PKG)
+    b = Analytics(DuckDBEngine.from_path(single), package=fixtures.PKG)
+    assert a.feature_usage() == b.feature_usage() and a.feature_usage()
+    assert a.adoption() == b.adoption()
+
+
+def test_only_zst_file(truth, tmp_path):
+    """A single .zst file is read on its own."""
+    p = tmp_path / "usage.json.zst"
+    p.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(truth.lines) + "\n").encode()))
+    ov = Analytics(DuckDBEngine.from_path(p), package=fixtures.PKG).overview()
+    assert ov["calls"] == sum(r[6] for r in truth.calls if r[0] == fixtures.PKG)
+
+
+def test_corrupt_lines_are_skipped_and_named(truth, tmp_path):
+    """Truncated JSON, non-OTLP objects and wrong shapes are skipped with file:line warnings; the rest loads."""
+    lines = list(truth.lines)
+    bad = {
+        3: lines[3][: len(lines[3]) // 2],  # truncated mid-line
+        7: json.dumps({"hello": "world"}),  # valid JSON, not an export request
+        11: json.dumps({"resourceSpans": "oops"}),  # wrong shape
+        15: "[1, 2, 3]",
+    }
+    dropped = {i: lines[i] for i in bad}
+    for i, text in bad.items():
+        lines[i] = text
+    p = tmp_path / "usage.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    e = DuckDBEngine.from_path(p)
+    assert e.skipped_lines == 4
+    for i in bad:
+        assert any(f"{p}:{i + 1}:" in w for w in e.warnings), (i, e.warnings)
+    # the good lines were all loaded: span count = all spans minus those on the replaced lines
+    lost = sum(len(sc["spans"]) for i, t in dropped.items() for rs in json.loads(t).get("resourceSpans", [])
+               for sc in rs["scopeSpans"] if sc["scope"].get("name") == "usagetrace")
+    assert e.counts()["spans"] == len(truth.spans) - lost
+
+
+def test_corrupt_line_in_zst_file_is_named(tmp_path, truth):
+    """Corrupt lines inside a compressed file are reported with their line number too."""
+    body = "\n".join(truth.lines[:5] + ["{not json"] + truth.lines[5:10]) + "\n"
+    p = tmp_path / "rot.jsonl.zst"
+    p.write_bytes(zstandard.ZstdCompressor().compress(body.encode()))
+    e = DuckDBEngine.from_path(p)
+    assert e.skipped_lines == 1 and f"{p}:6:" in e.warnings[0]
+
+
+def test_missing_path_and_empty_directory(tmp_path):
+    """A missing path or a directory without data files raises FileNotFoundError with the path."""
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        otlp_json.discover_files(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="holds no OTLP JSON files"):
+        otlp_json.discover_files(tmp_path)
+
+
+def test_proto3_omitted_defaults_and_numeric_int64(tmp_path):
+    """Omitted fields (kind, status, asInt=0) and int64 written as JSON numbers are read correctly."""
+    res = {"attributes": [{"key": "service.name", "value": {"stringValue": "p"}},
+                          {"key": "usagetrace.install.id", "value": {"stringValue": "i1"}},
+                          {"key": "usagetrace.ci", "value": {"boolValue": True}}]}
+    span = {"traceId": "a" * 32, "spanId": "b" * 16, "name": "p.f", "startTimeUnixNano": 1763800000000000000,
+            "endTimeUnixNano": "1763800000002000000",
+            "attributes": [{"key": "code.function.name", "value": {"stringValue": "p.f"}},
+                           {"key": "usagetrace.args.count", "value": {"intValue": 3}}]}
+    point = {"attributes": [{"key": "code.function.name", "value": {"stringValue": "p.f"}},
+                            {"key": "usagetrace.outcome", "value": {"stringValue": "ok"}}],
+             "timeUnixNano": "1763800000000000000", "asInt": 7}
+    zero = dict(point)
+    zero.pop("asInt")
+    lines = [
+        {"resourceSpans": [{"resource": res, "scopeSpans": [{"scope": {"name": "usagetrace"}, "spans": [span]}]}]},
+        {"resourceMetrics": [{"resource": res, "scopeMetrics": [{"scope": {"name": "usagetrace"}, "metrics": [
+            {"name": "usagetrace.calls", "sum": {"dataPoints": [point, zero], "aggregationTemporality": 1}}]}]}]},
+    ]
+    p = tmp_path / "x.json"
+    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    e = DuckDBEngine.from_path(p)
+    (row,) = e.execute("SELECT ts_ns, duration_ns, ci, is_error, kind FROM (SELECT *, 0 AS kind FROM ut_spans)")[1]
+    assert row[:4] == (1763800000000000000, 2_000_000, 1, 0)
+    assert Analytics(e, k=1).feature_usage()[0]["calls"] == 7
