@@ -20,6 +20,7 @@ __all__ = [
     "ConsentState",
     "Instrumentation",
     "__version__",
+    "ask_consent",
     "command",
     "event",
     "instrument",
@@ -87,3 +88,17 @@ def event(name: str, *, package: str, **measures) -> None:
     from ._internal import events
 
     events.event(name, package=package, **measures)
+
+
+def ask_consent(package: str, *, question: str | None = None, timeout: float = 30.0) -> ConsentState:
+    """Ask the person once, on a terminal, whether ``package`` may send anonymous usage data.
+
+    For command-line tools: call it at the start of ``main()``. It asks only when
+    stdin and stderr are terminals, not in CI or a notebook, and only if no
+    choice exists yet; the answer is stored so it is never asked again. No
+    answer within ``timeout`` seconds leaves consent unset (nothing sent).
+    Returns the resulting consent state; a grant takes effect in this run.
+    """
+    from ._internal import prompt
+
+    return prompt.ask(package, question=question, timeout=timeout)

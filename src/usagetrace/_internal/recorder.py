@@ -149,6 +149,7 @@ class Recorder:
         ``count_call=False`` is for errors raised while a generator is iterated:
         its call was already counted when it was created.
         """
+        end = time.time_ns()
         try:
             if count_call:
                 next(stats.err)
@@ -164,7 +165,6 @@ class Recorder:
             stats.error_budget -= 1
             frames = sanitize.frames(exc.__traceback__, self.package)
             error = (type_name, frames, sanitize.signature(type_name, frames))
-            end = time.time_ns()
             self.queue(Sample(stats.name, start_ns or end, end, self.call_attributes(stats, args, kwargs), error))
         except Exception:
             log.internal_error("recorder.failed")

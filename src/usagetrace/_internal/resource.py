@@ -111,7 +111,8 @@ def attributes(package: str, version: str, *, policy: str, consent_source: str, 
     attrs = {
         "service.name": package,
         "service.version": version,
-        "usagetrace.install.id": install_id(package)[0],
+        # A preview must not leave an id behind for someone who never agreed.
+        "usagetrace.install.id": install_id(package, create=not os.environ.get("USAGETRACE_PREVIEW_FILE"))[0],
         "usagetrace.session.id": uuid.uuid4().hex,
         "process.runtime.name": sys.implementation.name,
         "process.runtime.version": f"{sys.version_info[0]}.{sys.version_info[1]}",

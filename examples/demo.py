@@ -1,0 +1,115 @@
+"""The usagetrace demo: an instrumented package used with consent, in development mode.
+
+Runs entirely on this machine (no collector, nothing leaves it):
+
+1. a person installs ``tinystats`` (instrumented with ``consent="opt-in"``) and agrees;
+2. their script uses it: functions, a class, a generator, async, a failure;
+3. the run exits immediately; pending telemetry is spooled and delivered,
+   here into the development-mode file (OTLP JSON lines);
+4. we show exactly what was sent, what ``usagetrace status`` says, a usage
+   report, and that ``DO_NOT_TRACK=1`` sends nothing.
+
+Run with ``make demo``. Everything lives under ``.demo/`` in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, ".demo")
+DEV_FILE = os.path.join(DEMO, "telemetry.jsonl")
+
+USER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    import tinystats
+    from tinystats import Table
+
+    print("mean:", tinystats.mean([3, 4, 5]))
+    print("summary:", tinystats.summarize([1, 2, 3, 10], digits=1))
+    table = Table.from_rows([{"a": 1, "b": 2}, {"a": 5, "b": 3}])
+    print("describe:", table.describe("a"), "rows:", list(table.iter_rows()))
+    for _ in range(1000):
+        tinystats.median([5, 1, 3])            # counted exactly, sampled into a few spans
+    import tinystats.io                         # instrumented on import by a post-import hook
+    print("async:", asyncio.run(tinystats.io.fetch_numbers("1,2,3")))
+    try:
+        tinystats.zscore([2, 2, 2], 2)          # raises: type and in-package frames only
+    except ValueError as exc:
+        print("caught:", exc)
+    """
+)
+
+
+def run(cmd, env, capture=False):
+    """Run a command, echoing it; return its stdout when captured."""
+    print(f"\n$ {' '.join(cmd) if cmd[0] != sys.executable else 'python ' + ' '.join(cmd[1:])}", flush=True)
+    result = subprocess.run(cmd, env=env, check=True, text=True, capture_output=capture)
+    if capture:
+        return result.stdout
+    return ""
+
+
+def main() -> int:
+    shutil.rmtree(DEMO, ignore_errors=True)
+    os.makedirs(DEMO)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "DO_NOT_TRACK"}
+    env.update(
+        USAGETRACE_HOME=os.path.join(DEMO, "home"),  # keep the demo's consent and ids out of yours
+        USAGETRACE_DEV_FILE=DEV_FILE,  # development mode: no endpoint, so OTLP JSON lines go here
+        USAGETRACE_DETACHED_SEND="0",  # deliver with `usagetrace flush` below, so the demo is deterministic
+        PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "examples", "tinystats"), env.get("PYTHONPATH", "")]),
+    )
+    for ci_var in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE"):
+        env.pop(ci_var, None)  # the demo shows an interactive person's run
+    cli = [sys.executable, "-m", "usagetrace"]
+    script = os.path.join(DEMO, "user_script.py")
+    with open(script, "w") as fh:
+        fh.write(USER_SCRIPT)
+
+    print("== 1. tinystats is opt-in: before the person agrees, nothing is even wrapped")
+    run(cli + ["status", "tinystats"], env)
+    print("\n== 2. The person agrees")
+    run(cli + ["enable", "tinystats"], env)
+    print("\n== 3. Their script runs (telemetry never prints, blocks or raises)")
+    run([sys.executable, script], env)
+    print("\n== 4. The run exited at once; its telemetry waited in the spool. Deliver it:")
+    run(cli + ["flush"], env)
+
+    with open(DEV_FILE, encoding="utf-8") as fh:
+        requests = [json.loads(line) for line in fh if line.strip()]
+    from usagetrace._internal.cli import render_preview
+
+    print(f"\n== 5. Exactly what was sent ({DEV_FILE}, OTLP JSON lines):\n")
+    print(render_preview(requests))
+
+    print("== 6. What the person sees")
+    run(cli + ["status", "tinystats"], env)
+
+    print("\n== 7. A usage report (k-anonymity lowered to 1: the demo has a single install)")
+    try:
+        run(cli + ["report", DEV_FILE, "--package", "tinystats", "--k", "1"], env)
+    except subprocess.CalledProcessError as exc:
+        print(f"(report unavailable: exit {exc.returncode})")
+
+    print("\n== 8. DO_NOT_TRACK=1 turns everything off")
+    before = sum(1 for _ in open(DEV_FILE))
+    run([sys.executable, script], dict(env, DO_NOT_TRACK="1"))
+    run(cli + ["flush"], env)
+    after = sum(1 for _ in open(DEV_FILE))
+    print(f"\nOTLP requests in the file before: {before}, after a DO_NOT_TRACK=1 run: {after}")
+    if after != before:
+        print("ERROR: something was sent despite DO_NOT_TRACK=1", file=sys.stderr)
+        return 1
+    print("\nDemo complete. Files are under .demo/.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""The ``usagetrace`` command: see, choose and verify what is sent.
+
+Exit codes: 0 success, 1 the action failed (e.g. a file could not be written),
+2 bad usage. ``--json`` gives machine-readable output where it makes sense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import allowlist, consent, paths, resource, state
+
+PROG = "usagetrace"
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _validate_package(name: str) -> str:
+    top = name.split(".", 1)[0]
+    if not top.isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} is not a Python package name (e.g. mypkg)")
+    return top
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def known_packages() -> dict[str, dict]:
+    """Return instrumented packages known on this machine, with what is recorded about each.
+
+    Sources: installed distributions that depend on usagetrace, packages seen
+    with telemetry on (state file), packages with an install id, and packages
+    named in the consent file.
+    """
+    found: dict[str, dict] = {}
+    try:
+        from importlib import metadata
+
+        for dist in metadata.distributions():
+            requires = dist.requires or []
+            if any(r.split(";")[0].strip().lower().startswith("usagetrace") for r in requires):
+                top = (dist.read_text("top_level.txt") or "").split()
+                names = top or [dist.metadata["Name"].replace("-", "_").lower()]
+                for name in names:
+                    found.setdefault(name, {})["distribution"] = dist.metadata["Name"]
+    except Exception:
+        pass
+    for name, settings in state.load().get("packages", {}).items():
+        if isinstance(settings, dict):
+            found.setdefault(name, {}).update(settings)
+    try:
+        for entry in os.listdir(paths.ids_dir()):
+            if entry.endswith(".id"):
+                found.setdefault(entry[:-3], {})
+    except OSError:
+        pass
+    for name in consent.read_choices(paths.consent_file()) or {}:
+        if name != consent.ALL:
+            found.setdefault(name, {})
+    return dict(sorted(found.items()))
+
+
+def _stored_install_id(package: str) -> str | None:
+    try:
+        with open(os.path.join(paths.ids_dir(), f"{package}.id"), encoding="ascii") as fh:
+            return fh.read(64).strip() or None
+    except OSError:
+        return None
+
+
+def _status_row(package: str, info: dict) -> dict:
+    from . import config
+
+    policy = info.get("policy", consent.OPT_IN)
+    decision = consent.resolve(package, policy, ci=info.get("ci", "off"), under_pytest=False, notice_shown=True)
+    target = config.resolve("traces", info.get("endpoint"), package)
+    return {
+        "package": package,
+        "enabled": decision.enabled,
+        "state": decision.state,
+        "decided_by": decision.source,
+        "policy": policy if "policy" in info else "unknown (not yet run with telemetry on)",
+        "endpoint": target.describe(),
+        "install_id": _stored_install_id(package),
+    }
+
+
+# ----------------------------------------------------------------- commands
+
+
+def cmd_status(args) -> int:
+    packages = known_packages()
+    if args.package:
+        packages = {args.package: packages.get(args.package, {})}
+    rows = [_status_row(name, info) for name, info in packages.items()]
+    switch = None
+    from . import env
+
+    switch = env.do_not_track()
+    if args.json:
+        _print_json({"global_switch": switch, "consent_file": paths.consent_file(), "packages": rows})
+        return 0
+    print(f"consent file: {paths.consent_file()}")
+    if switch:
+        print(f"{switch} is set: telemetry is off for every package.")
+    if not rows:
+        print("No usagetrace-instrumented packages known on this machine yet.")
+        return 0
+    for row in rows:
+        print(f"\n{row['package']}: {'ON' if row['enabled'] else 'off'}")
+        print(f"  your choice:  {row['state']} (decided by {row['decided_by']})")
+        print(f"  policy:       {row['policy']}")
+        print(f"  sends to:     {row['endpoint']}")
+        print(f"  install id:   {row['install_id'] or '(none yet)'}")
+    return 0
+
+
+def _set_choice(args, granted: bool | None) -> int:
+    target = consent.ALL if args.all else args.package
+    if target is None:
+        print(f"{PROG}: name a package or use --all", file=sys.stderr)
+        return 2
+    try:
+        path = consent.write_choice(target, granted)
+    except OSError as exc:
+        print(f"{PROG}: cannot write {paths.consent_file()}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    what = "every package" if target == consent.ALL else target
+    verb = {True: "enabled", False: "disabled", None: "reset to the package's default"}[granted]
+    if args.json:
+        _print_json({"package": target, "granted": granted, "file": path})
+    else:
+        print(f"Telemetry {verb} for {what} (saved in {path}).")
+        if granted is False:
+            print("Running processes stop sending within a few seconds.")
+        from . import env
+
+        switch = env.do_not_track()
+        if granted and switch:
+            print(f"Note: {switch} is set in this environment and still turns everything off.")
+    return 0
+
+
+def cmd_enable(args) -> int:
+    return _set_choice(args, True)
+
+
+def cmd_disable(args) -> int:
+    return _set_choice(args, False)
+
+
+def cmd_reset(args) -> int:
+    return _set_choice(args, None)
+
+
+def cmd_reset_id(args) -> int:
+    try:
+        value = resource.reset_install_id(args.package)
+    except OSError as exc:
+        print(f"{PROG}: cannot write a new install id: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"package": args.package, "install_id": value})
+    else:
+        print(f"New install id for {args.package}: {value}")
+    return 0
+
+
+def inventory_rows(package: str) -> list[dict]:
+    """Return every attribute and metric usagetrace can send for ``package``."""
+    rows = [
+        {"key": a.key, "where": a.where, "type": a.type, "meaning": a.meaning, "example": a.example}
+        for a in allowlist.ATTRIBUTES
+    ]
+    for m in allowlist.METRICS:
+        rows.append(
+            {
+                "key": m.name,
+                "where": "metric",
+                "type": f"delta sum {m.unit}",
+                "meaning": m.meaning + f" Attributes: {', '.join(m.attributes)}.",
+                "example": "",
+            }
+        )
+    return rows
+
+
+def inventory_markdown(package: str) -> str:
+    """Render the inventory as a Markdown table ready for privacy docs."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        f"Everything usagetrace can send for `{package}` (generated by `usagetrace inventory {package}`).",
+        "",
+        "| Key | Where | Type | Meaning | Example |",
+        "|---|---|---|---|---|",
+    ]
+    for row in inventory_rows(package):
+        example = f"`{cell(row['example'])}`" if row["example"] else ""
+        lines.append(f"| `{row['key']}` | {row['where']} | {row['type']} | {cell(row['meaning'])} | {example} |")
+    lines += [
+        "",
+        f"Maintainer-declared command/event measurements travel as `{allowlist.MEASURE_PREFIX}<name>` "
+        "(numbers, booleans or values from a declared list only).",
+        "",
+        "Never sent:",
+        "",
+    ]
+    lines += [f"- {item}" for item in allowlist.NEVER_SENT]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_inventory(args) -> int:
+    if args.json:
+        _print_json({"package": args.package, "attributes": inventory_rows(args.package),
+                     "never_sent": list(allowlist.NEVER_SENT)})
+    else:
+        sys.stdout.write(inventory_markdown(args.package))
+    return 0
+
+
+def cmd_preview(args) -> int:
+    import subprocess
+    import tempfile
+
+    command = list(args.command or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        command = [sys.executable, "-c", f"import {args.package}"]
+    with tempfile.TemporaryDirectory(prefix="usagetrace-preview-") as tmp:
+        out = os.path.join(tmp, "preview.jsonl")
+        child_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("OTEL_EXPORTER_OTLP") and k not in ("DO_NOT_TRACK", "OTEL_SDK_DISABLED")
+        }
+        child_env["USAGETRACE_PREVIEW_FILE"] = out
+        child_env[_package_var(args.package)] = "1"
+        try:
+            completed = subprocess.run(command, env=child_env, timeout=args.timeout)
+        except FileNotFoundError:
+            print(f"{PROG}: command not found: {command[0]}", file=sys.stderr)
+            return 1
+        except subprocess.TimeoutExpired:
+            print(f"{PROG}: command did not finish within {args.timeout} s", file=sys.stderr)
+            return 1
+        requests = []
+        try:
+            with open(out, encoding="utf-8") as fh:
+                requests = [json.loads(line) for line in fh if line.strip()]
+        except FileNotFoundError:
+            pass
+    requests = [r for r in requests if _service(r) == args.package]
+    if args.json:
+        _print_json({"package": args.package, "exit_code": completed.returncode, "requests": requests})
+        return 0
+    print(f"\n--- what {args.package} would have sent (nothing left this machine) ---", file=sys.stderr)
+    if not requests:
+        print(f"Nothing: {args.package} recorded no usage during this command.")
+        return 0
+    sys.stdout.write(render_preview(requests))
+    print(f"\n({len(requests)} OTLP request(s); `--json` prints them exactly as sent.)")
+    return 0
+
+
+def render_preview(requests: list[dict]) -> str:
+    """Render decoded OTLP/JSON requests as readable text: resource once, then spans and counts."""
+    from ..testing import flatten
+
+    lines: list[str] = []
+    spans = [s for r in requests if "resourceSpans" in r for s in flatten("traces", r)]
+    points = [p for r in requests if "resourceMetrics" in r for p in flatten("metrics", r)]
+    resource_attrs = (spans or points)[0]["resource"] if (spans or points) else {}
+    lines.append("Resource (sent with everything):")
+    lines += [f"  {k} = {v!r}" for k, v in resource_attrs.items()]
+    lines.append(f"\nSpans ({len(spans)}):")
+    for span in spans:
+        duration_us = (span["end"] - span["start"]) / 1000
+        status = " ERROR" if span["status"] == 2 else ""
+        lines.append(f"  {span['name']}  {duration_us:.0f} us{status}")
+        lines += [f"      {k} = {v!r}" for k, v in span["attributes"].items()]
+        for event in span["events"]:
+            lines.append(f"      event {event['name']}: {event['attributes']!r}")
+    lines.append(f"\nCounters ({len(points)} points, delta sums):")
+    for point in points:
+        attrs = ", ".join(f"{k}={v}" for k, v in point["attributes"].items())
+        lines.append(f"  {point['metric']} {{{attrs}}} = {point['value']}")
+    return "\n".join(lines) + "\n"
+
+
+def _service(request: dict) -> str | None:
+    for key in ("resourceSpans", "resourceMetrics"):
+        for rs in request.get(key, []):
+            for kv in rs.get("resource", {}).get("attributes", []):
+                if kv.get("key") == "service.name":
+                    return kv.get("value", {}).get("stringValue")
+    return None
+
+
+def _package_var(package: str) -> str:
+    from . import env
+
+    return env.package_var(package)
+
+
+def cmd_flush(args) -> int:
+    from . import spool
+
+    delivered = spool.deliver(deadline=None)
+    if args.json:
+        _print_json({"delivered_files": delivered})
+    else:
+        print(f"Delivered {delivered} spooled batch(es).")
+    return 0
+
+
+def cmd_report(args) -> int:
+    try:
+        from .analytics import cli as report_cli
+    except ImportError as exc:
+        print(f"{PROG} report: {exc}", file=sys.stderr)
+        return 1
+    return report_cli.main(args.rest)
+
+
+# ------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="See, choose and verify the anonymous usage telemetry of usagetrace-instrumented packages.",
+        epilog="Turn everything off with DO_NOT_TRACK=1. Docs: the usagetrace README.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("status", cmd_status, "Show every known instrumented package, its consent state and why.")
+    p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
+    for name, func, verb in (
+        ("enable", cmd_enable, "Allow"),
+        ("disable", cmd_disable, "Stop"),
+        ("reset", cmd_reset, "Forget your choice for"),
+    ):
+        p = add(name, func, f"{verb} anonymous usage telemetry of a package (or --all).")
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument("package", nargs="?", type=_validate_package, help="package import name")
+        group.add_argument("--all", action="store_true", help="every package")
+    p = add("reset-id", cmd_reset_id, "Replace a package's anonymous install id with a new random one.")
+    p.add_argument("package", type=_validate_package)
+    p = add(
+        "preview",
+        cmd_preview,
+        "Run a command (default: import the package) with telemetry captured locally, and print "
+        "exactly what would have been sent. Nothing leaves the machine.",
+    )
+    p.add_argument("package", type=_validate_package)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- command to run, e.g. -- mycli run")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
+    p = add("inventory", cmd_inventory, "Print every attribute usagetrace can send, as a Markdown table.")
+    p.add_argument("package", type=_validate_package)
+    add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
+    p = sub.add_parser(
+        "report",
+        help="Answer usage questions from collected data (see `usagetrace report --help`).",
+        add_help=False,
+    )
+    p.set_defaults(func=cmd_report)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
