@@ -1,0 +1,105 @@
+"""Shared fixtures: an isolated per-user home for every test, and throwaway packages."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples", "tinystats")
+
+_SWITCHES = (
+    "DO_NOT_TRACK",
+    "OTEL_SDK_DISABLED",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "USAGETRACE_DEV_FILE",
+    "USAGETRACE_CONSOLE",
+    "USAGETRACE_PREVIEW_FILE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never read or write the real per-user files; never start a detached sender."""
+    home = tmp_path_factory.mktemp("usagetrace-home")
+    monkeypatch.setenv("USAGETRACE_HOME", str(home))
+    monkeypatch.setenv("USAGETRACE_DETACHED_SEND", "0")
+    for name in _SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+@pytest.fixture
+def no_ci(monkeypatch):
+    """Remove CI markers so policy decisions can be tested as on a person's machine."""
+    from usagetrace._internal import runenv
+
+    for var, _ in runenv.CI_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+
+
+class PackageFactory:
+    """Writes packages into a temporary directory and imports them."""
+
+    def __init__(self, root, monkeypatch) -> None:
+        self.root = root
+        self.names: list[str] = []
+        monkeypatch.syspath_prepend(str(root))
+
+    def write(self, name: str, files: dict[str, str]) -> None:
+        """Write ``{relative path: source}`` under the package directory."""
+        for rel, source in files.items():
+            path = self.root / name / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+        self.names.append(name)
+        importlib.invalidate_caches()
+
+    def load(self, name: str, files: dict[str, str]):
+        """Write and import a package; return the module."""
+        self.write(name, files)
+        return importlib.import_module(name)
+
+    def cleanup(self) -> None:
+        from usagetrace._internal import delivery, instrumentation
+
+        for name in self.names:
+            handle = instrumentation.get(name)
+            if handle is not None:
+                handle.uninstrument()
+                delivery.get().unregister(handle)
+            for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                del sys.modules[mod]
+
+
+@pytest.fixture
+def packages(tmp_path, monkeypatch):
+    """A factory for throwaway packages, removed (and uninstrumented) after the test."""
+    factory = PackageFactory(tmp_path / "pkgs", monkeypatch)
+    yield factory
+    factory.cleanup()
+
+
+def run_python(code: str, env: dict | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter with the test environment plus ``env``."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
