@@ -11,7 +11,6 @@ results) and the full report render, and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -23,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from usagetrace._internal.analytics.core import Analytics, build_report  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
-from usagetrace._internal.analytics.render import render  # noqa: E402
+from usagetrace._internal.analytics.core import Analytics, build_report
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
+from usagetrace._internal.analytics.render import render
 
 DAY_NS = 86400 * 10**9
 T0 = 1_760_000_000 * 10**9
@@ -62,7 +61,7 @@ def generate(directory: Path, n_spans: int, seed: int = 1) -> tuple[int, int, in
         sid += 1
         base = T0 + day * DAY_NS + rng.randrange(0, DAY_NS // 2)
         used = rng.sample(fns, rng.randrange(2, 10))
-        spans, points = [], []
+        spans, points, err_points = [], [], []
         for fn in used:
             calls = rng.randrange(1, 200)
             errors = calls // 20 if rng.random() < 0.2 else 0
@@ -81,6 +80,10 @@ def generate(directory: Path, n_spans: int, seed: int = 1) -> tuple[int, int, in
                              '"endTimeUnixNano":"%d","attributes":[%s]%s}'
                              % (rng.getrandbits(64), rng.getrandbits(32), fn, st, st + rng.randrange(10**5, 10**8),
                                 ",".join(attrs), extra))
+            if errors:
+                err_points.append('{"attributes":[%s,%s],"startTimeUnixNano":"%d","timeUnixNano":"%d","asInt":"%d"}'
+                                  % (_kv("code.function.name", fn), _kv("error.type", "ValueError"), base,
+                                     base + 60 * 10**9, errors))
             for outcome, n in (("ok", calls - errors), ("error", errors)):
                 if n:
                     points.append('{"attributes":[%s,%s],"startTimeUnixNano":"%d","timeUnixNano":"%d","asInt":"%d"}'
@@ -97,9 +100,12 @@ def generate(directory: Path, n_spans: int, seed: int = 1) -> tuple[int, int, in
                  % (res, ",".join(spans)))
         fh.write('{"resourceMetrics":[{"resource":%s,"scopeMetrics":[{"scope":{"name":"usagetrace"},"metrics":['
                  '{"name":"usagetrace.calls","unit":"{call}","sum":{"dataPoints":[%s],"aggregationTemporality":1,'
-                 '"isMonotonic":true}}]}]}]}\n' % (res, ",".join(points)))
+                 '"isMonotonic":true}}%s]}]}]}\n'
+                 % (res, ",".join(points), (',{"name":"usagetrace.errors","unit":"{error}","sum":{"dataPoints":[%s],'
+                                            '"aggregationTemporality":1,"isMonotonic":true}}' % ",".join(err_points))
+                    if err_points else ""))
         spans_written += len(spans)
-        points_written += len(points)
+        points_written += len(points) + len(err_points)
         lines += 2
         if lines % 40000 == 0:  # rotate files like the collector does
             fh.close()

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from clickhouse_ddl import METRICS_SUM, TRACES
 

@@ -338,7 +338,7 @@ def _integration_spans(rng: random.Random, t: Truth, inst: Install, day: dt.date
     # one-shot events
     if rng.random() < 0.15:
         et = rng.choice(["MemoryError", "RecursionError"])
-        sig, stack = _signature("mypkg.core.Pipeline.run", et)
+        sig, _stack = _signature("mypkg.core.Pipeline.run", et)
         add("usagetrace.crash", [_kv("error.type", et), _kv("usagetrace.exception.signature", sig),
                                  _kv("usagetrace.crash.thread", "main")], 0, error=True,
             error_type=et, signature=sig)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 import json
 
+import fixtures
 import pytest
 
-import fixtures
 from usagetrace._internal.analytics import cli
 
 pytest.importorskip("duckdb")

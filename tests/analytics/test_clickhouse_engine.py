@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-
 import fixtures
+import pytest
 
 pytest.importorskip("duckdb")
 chdb_session = pytest.importorskip("chdb.session")
 
-import ch_load  # noqa: E402
-from usagetrace._internal.analytics.clickhouse_engine import ClickHouseEngine  # noqa: E402
-from usagetrace._internal.analytics.core import Analytics, build_report  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
+import ch_load
+
+from usagetrace._internal.analytics.clickhouse_engine import ClickHouseEngine
+from usagetrace._internal.analytics.core import Analytics, build_report
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
 
 QUESTIONS = [
     ("overview", {}), ("feature_usage", {}), ("rollup", {"level": "module"}), ("rollup", {"level": "class"}),

@@ -6,15 +6,14 @@ import datetime as dt
 import statistics
 from collections import Counter, defaultdict
 
-import pytest
-
 import fixtures
+import pytest
 from helpers import group_installs, pkg
 
 pytest.importorskip("duckdb")
 
-from usagetrace._internal.analytics.core import Analytics, AnalyticsError, version_key  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
+from usagetrace._internal.analytics.core import Analytics, AnalyticsError, version_key
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
 
 K = 5
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 
+import fixtures
 import pytest
 
-import fixtures
 from usagetrace._internal.analytics import kanon
 
 pytest.importorskip("duckdb")
 
-from usagetrace._internal.analytics.core import Analytics, build_report  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
-from usagetrace._internal.analytics.render import FORMATS, render  # noqa: E402
+from usagetrace._internal.analytics.core import Analytics, build_report
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
+from usagetrace._internal.analytics.render import FORMATS, render
 
 
 def _row(label, n, ids=None, calls=10, part="p"):

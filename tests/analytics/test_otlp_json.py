@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 
+import fixtures
 import pytest
 
-import fixtures
 from usagetrace._internal.analytics import otlp_json
 
 pytest.importorskip("duckdb")
 zstandard = pytest.importorskip("zstandard")
 
-from usagetrace._internal.analytics.core import Analytics  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
+from usagetrace._internal.analytics.core import Analytics
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,14 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
 import fixtures
+import pytest
 
 pytest.importorskip("duckdb")
 
-from usagetrace._internal.analytics.core import Analytics, Report, Table, build_report  # noqa: E402
-from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine  # noqa: E402
-from usagetrace._internal.analytics.render import render  # noqa: E402
+from usagetrace._internal.analytics.core import Analytics, Report, Table, build_report
+from usagetrace._internal.analytics.duckdb_engine import DuckDBEngine
+from usagetrace._internal.analytics.render import render
 
 
 @pytest.fixture(scope="module")

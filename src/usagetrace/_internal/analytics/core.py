@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from . import kanon
 from .queries import QUESTIONS, Dialect, Relations

@@ -13,8 +13,9 @@ version lists, first/last times) of folded rows are discarded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = ["DEFAULT_K", "OTHER", "KResult", "apply", "check_k"]
 

@@ -20,14 +20,15 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 __all__ = [
     "DATA_SUFFIXES",
-    "LineProblem",
     "RAW_COLUMNS",
+    "LineProblem",
     "ScanResult",
     "discover_files",
     "iter_lines",
@@ -73,8 +74,7 @@ RAW_COLUMNS: dict[str, str] = {
 # --- files -------------------------------------------------------------------
 def _is_data_file(p: Path) -> bool:
     name = p.name.lower()
-    if name.endswith(".zst"):
-        name = name[:-4]
+    name = name.removesuffix(".zst")
     return name.endswith(DATA_SUFFIXES)
 
 

@@ -13,7 +13,8 @@ import csv
 import html
 import io
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .core import Report, Table
 
@@ -193,9 +194,20 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
     for vi, ver in enumerate(versions):
         color = "#999999" if ver == "(other)" else _PALETTE[vi % len(_PALETTE)]
         pts = sorted((str(r["period"]), r["installs"]) for r in rows if r["version"] == ver)
-        coords = " ".join(f"{xs[p]:.1f},{y(v):.1f}" for p, v in pts)
-        parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2.5" points="{coords}">'
-                     f'<title>{_e(ver)}</title></polyline>')
+        # one polyline per run of consecutive periods: never draw a line across a period with no row
+        index = {p: i for i, p in enumerate(periods)}
+        runs: list[list[tuple[str, Any]]] = []
+        for p, v in pts:
+            if runs and index[p] == index[runs[-1][-1][0]] + 1:
+                runs[-1].append((p, v))
+            else:
+                runs.append([(p, v)])
+        for run in runs:
+            if len(run) < 2:
+                continue
+            coords = " ".join(f"{xs[p]:.1f},{y(v):.1f}" for p, v in run)
+            parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2.5" '
+                         f'points="{coords}"><title>{_e(ver)}</title></polyline>')
         for p, v in pts:
             parts.append(f'<circle cx="{xs[p]:.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
                          f'<title>{_e(ver)} {_e(p)}: {v}</title></circle>')
