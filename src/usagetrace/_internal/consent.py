@@ -110,6 +110,8 @@ def parse_choices(text: str) -> dict[str, bool]:
                 raise ValueError(line)
             if "#" in value:
                 value = value.split("#", 1)[0]
+            if table is None:
+                raise ValueError(line)  # a top-level key (e.g. dotted): let tomllib decide
             if table == "consent":
                 choices[_parse_key(key)] = _parse_value(value)
         return choices
