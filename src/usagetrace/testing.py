@@ -188,7 +188,6 @@ def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterat
         handle = instrumentation.instrument(package, _force=True, **instrument_options)
     elif not handle.instrumented:
         handle._start()
-    saved_consent = handle.consent
     handle.consent = _consent.ConsentState(True, _consent.GRANTED, "testing")
     handle._fingerprint = _consent.fingerprint(package)  # keep the refresher from undoing it
     handle.recorder.enabled = True
@@ -204,8 +203,9 @@ def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterat
             handle.uninstrument()
             service.unregister(handle)
         else:
-            handle.consent = saved_consent
-            handle.recorder.enabled = saved_consent.enabled
+            # Back to the real decision (not the saved one: consent may have changed meanwhile).
+            handle._fingerprint = None
+            handle.refresh_consent()
 
 
 class OTLPReceiver(_Decoded):
