@@ -1,0 +1,76 @@
+"""Shared parts of the CLI integrations: masking and recording one command run."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from .._internal import events, log
+
+MASK = "*****"
+MAX_TOKENS = 64
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_SAFE_OPTION = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def safe_name(name) -> str | None:
+    """Return a command name fit to send, or None."""
+    return name if isinstance(name, str) and _SAFE_NAME.fullmatch(name) else None
+
+
+def safe_option(name) -> str:
+    """Return an option name fit to send (it was matched against the CLI's own declarations)."""
+    return name if isinstance(name, str) and _SAFE_OPTION.fullmatch(name) else MASK
+
+
+def exit_code(code) -> int:
+    """Map ``SystemExit.code`` to the process exit status."""
+    if code is None:
+        return 0
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code % 256
+    return 1  # sys.exit("message") exits with status 1
+
+
+def completing() -> bool:
+    """True during shell completion (click's ``_PROG_COMPLETE`` variables): not a command run."""
+    try:
+        return any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
+    except Exception:
+        return False
+
+
+def setup(endpoint, consent, **options) -> dict | None:
+    """Return ``instrument()`` keywords for :func:`events.handle_for`, or None to only use an existing handle."""
+    if endpoint is None and consent is None and not options:
+        return None
+    out = {"endpoint": endpoint, "consent": consent or "opt-in"}
+    out.update(options)
+    return out
+
+
+class Run:
+    """Times one invocation and records it as a ``usagetrace.command`` span."""
+
+    __slots__ = ("package", "start_ns", "path", "line")
+
+    def __init__(self, package: str, path: list, line: list) -> None:
+        self.package = package
+        self.start_ns = time.time_ns()
+        self.path = path
+        self.line = line
+
+    def finish(self, code: int, exc: BaseException | None = None) -> None:
+        try:
+            attributes = {
+                "usagetrace.command.name": " ".join(self.path),
+                "usagetrace.command.line": " ".join(self.line[: MAX_TOKENS + 1]),
+                "process.exit.code": int(code),
+            }
+            error = events.error_info(exc, self.package) if exc is not None else None
+            events.record(self.package, "usagetrace.command", attributes, self.start_ns, error=error)
+        except Exception:
+            log.internal_error("integrations.cli.finish")
