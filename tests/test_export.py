@@ -1,0 +1,265 @@
+"""Export: real OTLP round trips, isolation from the host's OpenTelemetry, switches, exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from usagetrace._internal import allowlist
+from usagetrace.testing import OTLPReceiver, capture
+
+from .conftest import EXAMPLES, run_python
+
+USER_CODE = """
+import tinystats
+tinystats.mean([1, 2, 3])
+tinystats.Table.width([1, 5])
+try:
+    tinystats.zscore([1, 1], 1)
+except ValueError:
+    pass
+from usagetrace._internal import instrumentation
+h = instrumentation.get("tinystats")
+print("FLUSHED", h.flush(10) if h else None)
+"""
+
+
+def _env(**extra):
+    env = {"PYTHONPATH": EXAMPLES, "TINYSTATS_TELEMETRY": "1"}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_round_trip_over_otlp(protocol):
+    """Spans and exact counts reach a real OTLP receiver on 127.0.0.1, decoded with opentelemetry-proto."""
+    with OTLPReceiver(grpc=True) as rx:
+        endpoint = rx.grpc_endpoint if protocol == "grpc" else rx.endpoint
+        proc = run_python(USER_CODE, _env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol))
+        assert proc.returncode == 0, proc.stderr
+        assert "FLUSHED True" in proc.stdout
+        assert rx.calls("tinystats.mean", "ok") == 1
+        assert rx.calls("tinystats.zscore", "error") == 1
+        names = {s["name"] for s in rx.spans()}
+        assert {"tinystats.mean", "tinystats.Table.width", "tinystats.zscore"} <= names
+        for span in rx.spans():
+            assert span["scope"] == allowlist.SCOPE_NAME
+            assert span["parent_span_id"] == ""
+            assert set(span["resource"]) <= allowlist.allowed_keys("resource")
+            assert set(span["attributes"]) <= allowlist.allowed_keys("span")
+        resource = rx.spans()[0]["resource"]
+        assert resource["service.name"] == "tinystats" and resource["service.version"] == "1.2.0"
+        assert resource["process.runtime.version"].count(".") == 1
+
+
+def test_signal_specific_endpoint_and_headers():
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as-is and OTEL_EXPORTER_OTLP_HEADERS are sent."""
+    seen = {}
+    with OTLPReceiver() as rx:
+        proc = run_python(
+            USER_CODE,
+            _env(
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rx.endpoint + "/v1/traces",
+                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=rx.endpoint + "/v1/metrics",
+                OTEL_EXPORTER_OTLP_HEADERS="x-api-key=abc%20def",
+            ),
+        )
+        assert proc.returncode == 0, proc.stderr
+        seen["spans"] = len(rx.spans())
+        seen["calls"] = rx.calls("tinystats.mean")
+    assert seen == {"spans": 3, "calls": 1}
+    from usagetrace._internal.config import parse_headers
+
+    assert parse_headers("x-api-key=abc%20def, b=2") == (("x-api-key", "abc def"), ("b", "2"))
+
+
+def test_maintainer_endpoint_is_used_without_env(packages, monkeypatch):
+    """Without OTEL_* variables the maintainer's endpoint= receives the data."""
+    with OTLPReceiver() as rx:
+        monkeypatch.setenv("EPKG_TELEMETRY", "1")
+        mod = packages.load(
+            "epkg", {"__init__.py": f"def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__, endpoint={rx.endpoint!r})\n"}
+        )
+        mod.f()
+        assert mod.H.flush(10)
+        assert rx.calls("epkg.f") == 1
+
+
+def test_development_mode_writes_otlp_json_lines(tmp_path):
+    """With no endpoint at all, OTLP JSON lines (one request per line, hex ids) go to the development file."""
+    dev = tmp_path / "dev.jsonl"
+    proc = run_python(USER_CODE, _env(USAGETRACE_DEV_FILE=str(dev)))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in dev.read_text().splitlines()]
+    assert {next(iter(line)) for line in lines} == {"resourceSpans", "resourceMetrics"}
+    span = lines[0]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert len(span["traceId"]) == 32 and int(span["traceId"], 16) >= 0
+    assert len(span["spanId"]) == 16
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"DO_NOT_TRACK": "1"},
+        {"OTEL_SDK_DISABLED": "true"},
+        {"TINYSTATS_TELEMETRY": "0"},
+        {"TINYSTATS_TELEMETRY": ""},  # unset -> opt-in policy -> off
+    ],
+)
+def test_every_off_switch_wraps_nothing_imports_nothing_sends_nothing(switch):
+    """Each off switch: nothing wrapped, no wrapt or OpenTelemetry imported, and zero connections to the collector."""
+    code = """
+    import sys, tinystats
+    from usagetrace._internal import instrumentation
+    h = instrumentation.get("tinystats")
+    print("WRAPPED", h.wrapped_names, type(tinystats.mean).__name__)
+    print("MODULES", sorted(m for m in sys.modules if m.split(".")[0] in ("wrapt", "opentelemetry", "grpc", "google")))
+    tinystats.mean([1, 2])
+    """
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_DETACHED_SEND="1", CI="")
+        env.update(switch)
+        proc = run_python(code, env)
+        assert proc.returncode == 0, proc.stderr
+        assert "WRAPPED [] function" in proc.stdout
+        assert "MODULES []" in proc.stdout
+        time.sleep(0.5)  # a detached sender, if one were (wrongly) started, would connect now
+        assert rx.connections == 0
+
+
+def test_consented_import_does_not_load_the_sdk():
+    """With consent, wrapt is imported but the OpenTelemetry SDK and exporter are not, until export."""
+    code = """
+    import sys, tinystats
+    print("SDK", sorted(m for m in sys.modules if m.startswith(("opentelemetry", "grpc", "google.protobuf"))))
+    print("WRAPT", "wrapt" in sys.modules)
+    """
+    proc = run_python(code, _env(USAGETRACE_DEV_FILE=os.devnull))
+    assert proc.returncode == 0, proc.stderr
+    assert "SDK []" in proc.stdout and "WRAPT True" in proc.stdout
+
+
+def test_host_opentelemetry_is_untouched(packages, monkeypatch):
+    """The host's global TracerProvider, its spans and its context never see usagetrace, and vice versa."""
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    host_exporter = InMemorySpanExporter()
+    host_provider = TracerProvider()
+    host_provider.add_span_processor(SimpleSpanProcessor(host_exporter))
+    host_tracer = host_provider.get_tracer("host-app")
+    monkeypatch.setenv("HOSTPKG_TELEMETRY", "1")
+    mod = packages.load("hostpkg", {"__init__.py": "def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__)\n"})
+    global_before = trace.get_tracer_provider()
+    with capture("hostpkg") as cap:
+        with host_tracer.start_as_current_span("host-request") as host_span:
+            ctx_before = context.get_current()
+            mod.f()
+            assert context.get_current() == ctx_before
+            assert trace.get_current_span() is host_span
+    assert trace.get_tracer_provider() is global_before
+    host_spans = host_exporter.get_finished_spans()
+    assert [s.name for s in host_spans] == ["host-request"]
+    [ours] = cap.spans("hostpkg.f")
+    assert ours["parent_span_id"] == ""
+    assert ours["trace_id"] != format(host_span.get_span_context().trace_id, "032x")
+
+
+def test_host_resource_attributes_never_leak(tmp_path):
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME set by the host never reach usagetrace's resource."""
+    dev = tmp_path / "dev.jsonl"
+    proc = run_python(
+        USER_CODE,
+        _env(
+            USAGETRACE_DEV_FILE=str(dev),
+            OTEL_RESOURCE_ATTRIBUTES="host.name=canary-host-7731,deployment.environment=canary-env",
+            OTEL_SERVICE_NAME="canary-service",
+        ),
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = dev.read_text()
+    assert "canary" not in text
+    assert socket.gethostname() not in text
+    assert '"host.name"' not in text
+
+
+def test_exit_never_waits_on_a_black_holed_collector(tmp_path):
+    """With a collector that accepts and never answers, the process exits promptly and spools its data."""
+    home = tmp_path / "home"
+    code = """
+    import time, tinystats
+    tinystats.mean([1, 2])
+    t = time.monotonic()
+    import atexit
+    atexit.register(lambda: print("ATEXIT-START", flush=True))
+    """
+    with OTLPReceiver() as rx:
+        rx.blackhole = True
+        start = time.monotonic()
+        proc = run_python(code, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home)), timeout=30)
+        elapsed = time.monotonic() - start
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert elapsed < 25  # bounded (the OTel SDK default would wait ~10 s per signal); BENCHMARKS.md has the figure
+    spooled = list((home / "cache" / "spool").glob("*.json"))
+    assert len(spooled) == 1
+    doc = json.loads(spooled[0].read_text())
+    assert doc["package"] == "tinystats"
+    assert ["calls", "tinystats.mean", "ok"] in [k for k, _ in doc["counts"]]
+
+
+def test_spool_is_delivered_by_the_sender(tmp_path):
+    """A spooled run is delivered later by the sender, with its original counts, and the file is removed."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home))
+        proc = run_python("import tinystats\nfor _ in range(7): tinystats.mean([1])\n", env)
+        assert proc.returncode == 0, proc.stderr
+        assert rx.connections == 0  # nothing sent from the exiting process
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        assert sender.stdout.strip() == "1", sender.stderr
+        assert rx.calls("tinystats.mean") == 7
+    assert list((home / "cache" / "spool").glob("*.json")) == []
+
+
+def test_spool_is_deleted_unsent_after_withdrawal(tmp_path):
+    """If consent is withdrawn before the spool is sent, it is deleted without sending."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home))
+        run_python("import tinystats\ntinystats.mean([1])\n", env)
+        env["TINYSTATS_TELEMETRY"] = "0"
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        assert sender.stdout.strip() == "1"
+        assert rx.connections == 0
+    assert list((home / "cache" / "spool").glob("*.json")) == []
+
+
+def test_detached_sender_delivers_after_exit(tmp_path):
+    """By default the exiting process starts a detached sender that delivers the spool."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home), USAGETRACE_DETACHED_SEND="1")
+        proc = run_python("import tinystats\ntinystats.median([3, 1, 2])\n", env)
+        assert proc.returncode == 0, proc.stderr
+        assert rx.wait_for(lambda r: r.calls("tinystats.median") == 1, timeout=30)
+
+
+def test_failed_sends_are_retried_and_counted_not_silent(packages, monkeypatch):
+    """A 503 with Retry-After keeps data for a retry; once the collector recovers it is delivered."""
+    with OTLPReceiver(status=503, retry_after="1") as rx:
+        monkeypatch.setenv("RPKG_TELEMETRY", "1")
+        mod = packages.load(
+            "rpkg", {"__init__.py": f"def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__, endpoint={rx.endpoint!r})\n"}
+        )
+        mod.f()
+        assert mod.H.flush(5) is False
+        assert rx.attempts >= 1 and rx.calls("rpkg.f") == 0
+        rx.status = 200
+        assert mod.H.flush(5) is True
+        assert rx.calls("rpkg.f") == 1
