@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One command for the whole benchmark suite: builds benchmarks/.venv (usagetrace
+# editable + the peers, which are installed ONLY here), then runs benchmarks/run.py,
+# which writes BENCHMARKS.md and benchmarks/results.json. Pass --quick for a smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=benchmarks/.venv
+PEERS="logfire sentry-sdk d6tcollect opentelemetry-sdk"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -U pip
+fi
+# (re)install when anything is missing; checked by metadata, never by importing
+# (importing d6tcollect creates ~/.d6tcollect).
+if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
+from importlib import metadata
+for d in ("usagetrace", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt"):
+    metadata.version(d)
+PY
+then
+  "$VENV/bin/pip" install -q -e . $PEERS
+fi
+exec "$VENV/bin/python" benchmarks/run.py "$@"
