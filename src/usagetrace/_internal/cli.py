@@ -230,9 +230,7 @@ def cmd_preview(args) -> int:
     import subprocess
     import tempfile
 
-    command = list(args.command or [])
-    if command and command[0] == "--":
-        command = command[1:]
+    command = list(args.command_line)
     if not command:
         command = [sys.executable, "-c", f"import {args.package}"]
     with tempfile.TemporaryDirectory(prefix="usagetrace-preview-") as tmp:
@@ -368,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         "exactly what would have been sent. Nothing leaves the machine.",
     )
     p.add_argument("package", type=_validate_package)
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- command to run, e.g. -- mycli run")
+    p.set_defaults(command_line=[])
+    p.epilog = "Usage: usagetrace preview PACKAGE [--json] -- COMMAND [ARGS...]"
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
     p = add("inventory", cmd_inventory, "Print every attribute usagetrace can send, as a Markdown table.")
     p.add_argument("package", type=_validate_package)
@@ -386,7 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] = []
+    if argv and argv[0] == "preview" and "--" in argv:
+        # Everything after `--` is the command to preview, options included.
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if tail:
+        args.command_line = tail
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
