@@ -94,6 +94,8 @@ def packages(tmp_path, monkeypatch):
 def run_python(code: str, env: dict | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
     """Run Python code in a fresh interpreter with the test environment plus ``env``."""
     full_env = dict(os.environ)
+    # The child is not a test: consent must be decided by the sources under test, not by pytest.
+    full_env.pop("PYTEST_CURRENT_TEST", None)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

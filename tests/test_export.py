@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -263,3 +265,49 @@ def test_failed_sends_are_retried_and_counted_not_silent(packages, monkeypatch):
         rx.status = 200
         assert mod.H.flush(5) is True
         assert rx.calls("rpkg.f") == 1
+
+
+def test_console_development_output(tmp_path):
+    """USAGETRACE_CONSOLE=1 in development mode also prints the OTLP JSON requests to stderr, never stdout."""
+    proc = run_python(USER_CODE, _env(USAGETRACE_DEV_FILE=str(tmp_path / "dev.jsonl"), USAGETRACE_CONSOLE="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert '"resourceSpans"' in proc.stderr and '"resourceSpans"' not in proc.stdout
+
+
+def test_packages_coexist_on_one_delivery_thread(packages, monkeypatch):
+    """Two instrumented packages keep separate resources and data, served by a single delivery thread."""
+    import threading
+
+    with OTLPReceiver() as rx:
+        for name in ("pkga", "pkgb"):
+            monkeypatch.setenv(f"{name.upper()}_TELEMETRY", "1")
+            packages.load(name, {"__init__.py": f"def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__, endpoint={rx.endpoint!r})\n"})
+        import pkga
+        import pkgb
+
+        pkga.f()
+        pkgb.f()
+        pkgb.f()
+        assert pkga.H.flush(10) and pkgb.H.flush(10)
+        by_service = {}
+        for point in rx.points("usagetrace.calls"):
+            by_service.setdefault(point["resource"]["service.name"], []).append(point["attributes"]["code.function.name"])
+        ids = {p["resource"]["usagetrace.install.id"] for p in rx.points("usagetrace.calls")}
+    assert by_service == {"pkga": ["pkga.f"], "pkgb": ["pkgb.f"]}
+    assert rx.calls("pkgb.f") == 2 and len(ids) == 2  # install ids are per package
+    assert sum(t.name == "usagetrace-delivery" for t in threading.enumerate()) <= 1
+
+
+def test_denial_in_the_consent_file_sends_no_byte(tmp_path):
+    """After `usagetrace disable`, an instrumented run opens no connection to the collector at all."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home), USAGETRACE_DETACHED_SEND="1")
+        env.pop("TINYSTATS_TELEMETRY")
+        disable = subprocess.run([sys.executable, "-m", "usagetrace", "disable", "tinystats"], env={**os.environ, **env},
+                                 capture_output=True, text=True, timeout=60)
+        assert disable.returncode == 0, disable.stderr
+        proc = run_python(USER_CODE + "print('SOURCE', h.consent.source)\n", env)
+        assert f"SOURCE user:{home / 'config' / 'consent.toml'}" in proc.stdout, proc.stdout + proc.stderr
+        time.sleep(0.5)
+        assert rx.connections == 0

@@ -32,6 +32,28 @@ def _retry_after(value: str | None, default: float) -> float:
         return default  # an HTTP date: not worth parsing, back off by default
 
 
+def _import_grpc():
+    """Import grpc with its C core's logging at ERROR unless the host chose a level.
+
+    Left unset, gRPC's core prints lines such as TLS handshake failures to the
+    host's stderr. ``GRPC_VERBOSITY`` is read once, when grpc is imported, so it
+    is set only for that import and then removed again.
+    """
+    if "grpc" in sys.modules:
+        import grpc
+
+        return grpc
+    unset = "GRPC_VERBOSITY" not in os.environ
+    if unset:
+        os.environ["GRPC_VERBOSITY"] = "ERROR"
+    try:
+        import grpc
+    finally:
+        if unset:
+            os.environ.pop("GRPC_VERBOSITY", None)
+    return grpc
+
+
 class HttpTransport:
     """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
 
@@ -117,7 +139,7 @@ class GrpcTransport:
         self._calls = {}
 
     def _call(self, signal: str):
-        import grpc
+        grpc = _import_grpc()
 
         if self._channel is None:
             options = [("grpc.enable_retries", 0), ("grpc.max_send_message_length", 16 * 1024 * 1024)]
@@ -142,8 +164,11 @@ class GrpcTransport:
         return call
 
     def send(self, signal: str, payload: bytes, timeout: float):
-        import grpc
-
+        try:
+            grpc = _import_grpc()
+        except Exception:
+            log.internal_error("transport.grpc_import")
+            return DROP
         try:
             kwargs = {}
             if self.target.compression == "gzip":
@@ -258,6 +283,21 @@ class NullTransport:
         pass
 
 
+class TeeTransport:
+    """Sends to several transports (development file plus console); the first answer counts."""
+
+    def __init__(self, *transports) -> None:
+        self.transports = transports
+
+    def send(self, signal: str, payload: bytes, timeout: float):
+        results = [t.send(signal, payload, timeout) for t in self.transports]
+        return results[0]
+
+    def close(self) -> None:
+        for t in self.transports:
+            t.close()
+
+
 def for_target(target: Target):
     """Return a transport for a resolved target."""
     if target.kind == "http":
@@ -265,5 +305,9 @@ def for_target(target: Target):
     if target.kind == "grpc":
         return GrpcTransport(target)
     if target.kind == "file":
+        from .config import console_enabled
+
+        if console_enabled():
+            return TeeTransport(FileTransport(target), ConsoleTransport())
         return FileTransport(target)
     return NullTransport()
