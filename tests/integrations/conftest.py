@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -24,10 +25,12 @@ def _isolated_home(tmp_path, monkeypatch):
     yield
 
 
+_counter = itertools.count()
+
+
 @pytest.fixture
 def fresh_package():
     """Yield a unique package name and uninstrument it afterwards."""
-    import itertools
 
     from usagetrace._internal import instrumentation
 
@@ -45,4 +48,3 @@ def fresh_package():
             handle.shutdown(0.1)
 
 
-_counter = __import__("itertools").count()

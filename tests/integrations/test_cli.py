@@ -46,7 +46,9 @@ def test_click_run_is_recorded_with_masked_values(fresh_package):
     cli = make_click_cli()
     ut_click.track(cli, package=pkg, name="mycli")
     with capture(pkg) as cap:
-        result = CliRunner().invoke(cli, ["-vv", "run", "--pipeline=ds", "--env", "qa-secret-env", "secret.csv", "--dry-run"])
+        result = CliRunner().invoke(
+            cli, ["-vv", "run", "--pipeline=ds", "--env", "qa-secret-env", "secret.csv", "--dry-run"]
+        )
     assert result.exit_code == 0 and "ran ds" in result.output
     (span,) = cap.spans("usagetrace.command")
     attrs = span["attributes"]
@@ -149,8 +151,11 @@ def test_argparse_run_is_recorded_with_masked_values(fresh_package):
             main(["run", "--unknown", "/home/ana"])
     spans = cap.spans("usagetrace.command")
     got = [
-        (s["attributes"]["usagetrace.command.name"], s["attributes"]["usagetrace.command.line"],
-         s["attributes"]["process.exit.code"])
+        (
+            s["attributes"]["usagetrace.command.name"],
+            s["attributes"]["usagetrace.command.line"],
+            s["attributes"]["process.exit.code"],
+        )
         for s in spans
     ]
     assert got == [

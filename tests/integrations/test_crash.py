@@ -119,7 +119,8 @@ def test_real_crash_is_delivered_after_exit(tmp_path):
     pkg = "crashdemo_pkg"
     src = tmp_path / "child"
     (src / pkg).mkdir(parents=True)
-    (src / pkg / "__init__.py").write_text(textwrap.dedent(f"""
+    (src / pkg / "__init__.py").write_text(
+        textwrap.dedent("""
         import os, usagetrace
         from usagetrace.integrations import crash
         usagetrace.instrument(__name__, endpoint=os.environ["RECEIVER"], consent="opt-in")
@@ -130,19 +131,24 @@ def test_real_crash_is_delivered_after_exit(tmp_path):
 
         def _load(path):
             raise FileNotFoundError(path)
-    """))
+    """)
+    )
     (src / "main.py").write_text(f"import {pkg}\n{pkg}.run('/home/ana/private.csv')\n")
     with OTLPReceiver() as receiver:
         env = dict(os.environ)
-        env.update({
-            "RECEIVER": receiver.endpoint,
-            "CRASHDEMO_PKG_TELEMETRY": "1",
-            "USAGETRACE_HOME": str(tmp_path / "home"),
-            "USAGETRACE_DETACHED_SEND": "1",
-            "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        })
+        env.update(
+            {
+                "RECEIVER": receiver.endpoint,
+                "CRASHDEMO_PKG_TELEMETRY": "1",
+                "USAGETRACE_HOME": str(tmp_path / "home"),
+                "USAGETRACE_DETACHED_SEND": "1",
+                "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            }
+        )
         env.pop("PYTEST_CURRENT_TEST", None)
-        proc = subprocess.run([sys.executable, str(src / "main.py")], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, str(src / "main.py")], env=env, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 1
         assert "FileNotFoundError" in proc.stderr  # Python's own hook still printed the traceback
         assert receiver.wait_for(lambda r: r.spans("usagetrace.crash"), timeout=30)

@@ -13,9 +13,17 @@ from usagetrace.testing import capture
 from .webapps import Server, make_dash_app
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 
 
 def test_browser_page_views_navigation_and_callbacks(fresh_package):
@@ -52,7 +60,10 @@ def test_browser_page_views_navigation_and_callbacks(fresh_package):
                 page.wait_for_selector("#page:text-is('page:/')", timeout=30000)
             finally:
                 browser.close()
-    views = [(s["attributes"]["url.path"], s["attributes"]["usagetrace.page.kind"]) for s in cap.spans("usagetrace.page_view")]
+    views = [
+        (s["attributes"]["url.path"], s["attributes"]["usagetrace.page.kind"])
+        for s in cap.spans("usagetrace.page_view")
+    ]
     assert views == [("/", "load"), ("/reports", "navigation"), ("/", "navigation")]
     callbacks = [s["attributes"]["usagetrace.callback.id"] for s in cap.spans("usagetrace.callback")]
     assert sorted(callbacks) == ["out.children", "page.children", "page.children", "page.children"]
@@ -62,5 +73,13 @@ def test_browser_page_views_navigation_and_callbacks(fresh_package):
         assert span["attributes"]["user_agent.name"] == "Chrome"
         assert span["end"] >= span["start"]
     raw = cap.raw_bytes()
-    for secret in (b"supersecretquery", b"token=", b"127.0.0.1", b"user-secret-42", b"ana@example.org", b"HeadlessChrome", b"Linux"):
+    for secret in (
+        b"supersecretquery",
+        b"token=",
+        b"127.0.0.1",
+        b"user-secret-42",
+        b"ana@example.org",
+        b"HeadlessChrome",
+        b"Linux",
+    ):
         assert secret not in raw, secret

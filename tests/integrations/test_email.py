@@ -66,14 +66,23 @@ def test_open_and_click_are_recorded_and_redirect_to_registered_link(fresh_packa
         clicked = client.get("/c/" + tokens(html, "c")[1] + "?next=https://evil.example")
         assert clicked.status_code == 302
         assert clicked.headers["Location"] == "https://www.example.com/download"
-        assert client.head("/c/" + tokens(html, "c")[0]).status_code == 302  # link scanner: answered, not counted
+        assert (
+            client.head("/c/" + tokens(html, "c")[0]).status_code == 302
+        )  # link scanner: answered, not counted
     spans = cap.spans("usagetrace.email")
     rhash = campaign.recipient_hash("alice@example.org")
     assert [s["attributes"] for s in spans] == [
-        {"usagetrace.email.campaign": "release-2-0", "usagetrace.email.action": "open",
-         "usagetrace.email.recipient.hash": rhash},
-        {"usagetrace.email.campaign": "release-2-0", "usagetrace.email.action": "click",
-         "usagetrace.email.recipient.hash": rhash, "usagetrace.email.link.index": 1},
+        {
+            "usagetrace.email.campaign": "release-2-0",
+            "usagetrace.email.action": "open",
+            "usagetrace.email.recipient.hash": rhash,
+        },
+        {
+            "usagetrace.email.campaign": "release-2-0",
+            "usagetrace.email.action": "click",
+            "usagetrace.email.recipient.hash": rhash,
+            "usagetrace.email.link.index": 1,
+        },
     ]
     raw = cap.raw_bytes()
     assert b"alice" not in raw.lower() and b"example.org" not in raw and b"evil" not in raw
@@ -91,7 +100,9 @@ def test_bad_input_is_a_clear_4xx_and_records_nothing(fresh_package):
     html = messages["bob@example.net"]
     good_click = tokens(html, "c")[0]
     good_open = tokens(html, "o")[0]
-    other = ut_email.Campaign("release-2-0", key=b"another-key-of-16-bytes+", base_url="http://127.0.0.1/mail")
+    other = ut_email.Campaign(
+        "release-2-0", key=b"another-key-of-16-bytes+", base_url="http://127.0.0.1/mail"
+    )
     forged = tokens(other.personalize(HTML, ["x@y.z"])["x@y.z"], "c")[0]
     expired = ut_email.sign(KEY, "release-2-0", "c", campaign.recipient_hash("x@y.z"), 0, 1000)
     unknown_campaign = ut_email.sign(KEY, "other-campaign", "c", "ab", 0, 2**40)

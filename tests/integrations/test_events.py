@@ -15,7 +15,9 @@ def test_command_emits_one_span_after_success_with_declared_measures(fresh_packa
     pkg = fresh_package("cmd")
     with capture(pkg) as cap:
         with usagetrace.command(
-            "generate", package=pkg, measures={"flowgroups": int, "dry_run": bool, "env": ("dev", "test", "prod")}
+            "generate",
+            package=pkg,
+            measures={"flowgroups": int, "dry_run": bool, "env": ("dev", "test", "prod")},
         ) as cmd:
             cmd.set(flowgroups=23, dry_run=False, env="dev")
     spans = cap.spans("usagetrace.command")
@@ -115,13 +117,19 @@ def test_nothing_recorded_when_consent_is_off(fresh_package):
 def test_event_with_package_declared_measures(fresh_package):
     """usagetrace.event() exports a usagetrace.event span carrying only measures declared via instrument()."""
     pkg = fresh_package("evt")
-    usagetrace.instrument(pkg, consent="opt-in", measures={"mode": ("watch", "test-drive", "evaluate"), "workers": int})
+    usagetrace.instrument(
+        pkg, consent="opt-in", measures={"mode": ("watch", "test-drive", "evaluate"), "workers": int}
+    )
     with capture(pkg) as cap:
         usagetrace.event("session_start", package=pkg, mode="watch", workers=4, host="ana-laptop")
         usagetrace.event("session_start", package=pkg, mode="not-a-mode")
     spans = cap.spans("usagetrace.event")
     assert [s["attributes"] for s in spans] == [
-        {"usagetrace.event.name": "session_start", "usagetrace.measure.mode": "watch", "usagetrace.measure.workers": 4},
+        {
+            "usagetrace.event.name": "session_start",
+            "usagetrace.measure.mode": "watch",
+            "usagetrace.measure.workers": 4,
+        },
         {"usagetrace.event.name": "session_start"},
     ]
     assert b"ana-laptop" not in cap.raw_bytes()

@@ -21,8 +21,9 @@ def test_flask_page_views_use_route_templates_and_hooks(fresh_package):
     """HTML GETs become page views named by route template; JSON, 404s, errors and ignored routes record nothing."""
     pkg = fresh_package("flask")
     app = make_flask_app()
-    ut_flask.track(app, package=pkg, ignore_route=lambda path: path == "/health",
-                   user_provider=lambda: "u-7", salt=b"s")
+    ut_flask.track(
+        app, package=pkg, ignore_route=lambda path: path == "/health", user_provider=lambda: "u-7", salt=b"s"
+    )
     client = app.test_client()
     with capture(pkg) as cap:
         assert client.get("/?q=secretquery", headers={"User-Agent": UA}).status_code == 200
@@ -76,8 +77,12 @@ def _update(client, body, raw=False):
 def test_dash_bad_input_is_never_recorded_and_status_is_dashs_own(fresh_package):
     """Forged callback ids, malformed JSON, huge query strings and odd paths record nothing; the tracker never changes Dash's answer."""
     pkg = fresh_package("dash")
-    forged = {"output": "attacker.children", "outputs": {"id": "attacker", "property": "children"},
-              "inputs": [{"id": "url", "property": "pathname", "value": "/x"}], "changedPropIds": ["url.pathname"]}
+    forged = {
+        "output": "attacker.children",
+        "outputs": {"id": "attacker", "property": "children"},
+        "inputs": [{"id": "url", "property": "pathname", "value": "/x"}],
+        "changedPropIds": ["url.pathname"],
+    }
     requests = [
         lambda c: _update(c, forged),
         lambda c: _update(c, b"\xff\xfe{not json", raw=True),
@@ -108,13 +113,21 @@ def test_dash_navigation_counted_once_and_ignore_hooks(fresh_package):
     """A pathname change is one navigation; the initial pathname after a load is not; ignored routes and callbacks are skipped."""
     pkg = fresh_package("dash")
     app = make_dash_app()
-    ut_dash.track(app, package=pkg, ignore_route=lambda p: p == "/admin", ignore_callback=lambda o: o == "out.children")
+    ut_dash.track(
+        app, package=pkg, ignore_route=lambda p: p == "/admin", ignore_callback=lambda o: o == "out.children"
+    )
     client = app.server.test_client()
 
     def nav(path):
-        return _update(client, {"output": "page.children", "outputs": {"id": "page", "property": "children"},
-                                "inputs": [{"id": "url", "property": "pathname", "value": path}],
-                                "changedPropIds": ["url.pathname"]})
+        return _update(
+            client,
+            {
+                "output": "page.children",
+                "outputs": {"id": "page", "property": "children"},
+                "inputs": [{"id": "url", "property": "pathname", "value": path}],
+                "changedPropIds": ["url.pathname"],
+            },
+        )
 
     with capture(pkg) as cap:
         assert client.get("/").status_code == 200  # full load: sets the load cookie
@@ -122,12 +135,24 @@ def test_dash_navigation_counted_once_and_ignore_hooks(fresh_package):
         assert nav("/reports/77").status_code == 200
         assert nav("/admin").status_code == 200
         assert nav("/a b?x=1").status_code == 200  # not a plain path: not recorded
-        resp = _update(client, {"output": "out.children", "outputs": {"id": "out", "property": "children"},
-                                "inputs": [{"id": "go", "property": "n_clicks", "value": 1}], "changedPropIds": ["go.n_clicks"]})
+        resp = _update(
+            client,
+            {
+                "output": "out.children",
+                "outputs": {"id": "out", "property": "children"},
+                "inputs": [{"id": "go", "property": "n_clicks", "value": 1}],
+                "changedPropIds": ["go.n_clicks"],
+            },
+        )
         assert resp.status_code == 200
-    views = [(v["attributes"]["url.path"], v["attributes"]["usagetrace.page.kind"]) for v in cap.spans("usagetrace.page_view")]
+    views = [
+        (v["attributes"]["url.path"], v["attributes"]["usagetrace.page.kind"])
+        for v in cap.spans("usagetrace.page_view")
+    ]
     assert views == [("/", "load"), ("/reports/:id", "navigation")]
-    assert [c["attributes"]["usagetrace.callback.id"] for c in cap.spans("usagetrace.callback")] == ["page.children"] * 4
+    assert [c["attributes"]["usagetrace.callback.id"] for c in cap.spans("usagetrace.callback")] == [
+        "page.children"
+    ] * 4
 
 
 def test_dash_routes_allowlist(fresh_package):

@@ -85,7 +85,9 @@ def recorder(package: str):
     return rec
 
 
-def record(package: str, name: str, attributes: dict, start_ns: int, end_ns: int | None = None, error=None) -> bool:
+def record(
+    package: str, name: str, attributes: dict, start_ns: int, end_ns: int | None = None, error=None
+) -> bool:
     """Queue one span sample for ``package`` if consent is on; return True when queued. Never raises.
 
     ``attributes`` must use allowlisted keys only (anything else is dropped at
@@ -214,8 +216,12 @@ def measure_attributes(specs: dict, values: dict, where: str) -> dict:
             log.debug("usagetrace: %s: measurement %r was not declared; dropped", where, key)
             continue
         if not _fits(spec, value):
-            log.debug("usagetrace: %s: value of type %s does not fit measurement %r; dropped",
-                      where, type(value).__name__, key)
+            log.debug(
+                "usagetrace: %s: value of type %s does not fit measurement %r; dropped",
+                where,
+                type(value).__name__,
+                key,
+            )
             continue
         out[MEASURE_PREFIX + key] = float(value) if spec is float else value
     return out
@@ -272,9 +278,7 @@ class Command:
             return False
         self._active = False
         try:
-            failed = exc is not None and not (
-                isinstance(exc, SystemExit) and exc.code in (None, 0)
-            )
+            failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
             if failed and self.emit != "always":
                 return False
             attributes = {"usagetrace.command.name": self.name}

@@ -130,7 +130,15 @@ def describe(parser, args, prog: str) -> tuple[list, list]:
     return path, line
 
 
-def track(parser, *, package: str, name: str | None = None, endpoint: str | None = None, consent: str | None = None, **options):
+def track(
+    parser,
+    *,
+    package: str,
+    name: str | None = None,
+    endpoint: str | None = None,
+    consent: str | None = None,
+    **options,
+):
     """Return a decorator recording each call of a CLI ``main`` function that parses with ``parser``.
 
     ``name`` is the program name shown first (default: ``package``). When the

@@ -49,7 +49,8 @@ def _find_option(cmd, name: str):
     for param in getattr(cmd, "params", ()) or ():
         # Duck-typed: typer ships its own copy of click, whose classes are not click's.
         if getattr(param, "param_type_name", None) == "option" and (
-            name in (getattr(param, "opts", None) or ()) or name in (getattr(param, "secondary_opts", None) or ())
+            name in (getattr(param, "opts", None) or ())
+            or name in (getattr(param, "secondary_opts", None) or ())
         ):
             return param
     if name in _help_names(cmd):
@@ -150,10 +151,20 @@ def _click_command(cli):
             return typer.main.get_command(cli)
     except ImportError:
         pass
-    raise TypeError(f"usagetrace.integrations.click.track() needs a click command or a typer app, not {type(cli).__name__}")
+    raise TypeError(
+        f"usagetrace.integrations.click.track() needs a click command or a typer app, not {type(cli).__name__}"
+    )
 
 
-def track(cli, *, package: str, name: str | None = None, endpoint: str | None = None, consent: str | None = None, **options):
+def track(
+    cli,
+    *,
+    package: str,
+    name: str | None = None,
+    endpoint: str | None = None,
+    consent: str | None = None,
+    **options,
+):
     """Record every run of ``cli`` (a click command/group, or a typer app) for ``package``; return the click command.
 
     ``name`` is the program name shown first (default: ``package``). When the

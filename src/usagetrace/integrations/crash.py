@@ -70,7 +70,9 @@ class CrashHooks:
             import time
 
             now = time.time_ns()
-            events.record(self.package, "usagetrace.crash", {"usagetrace.crash.thread": thread}, now, now, error)
+            events.record(
+                self.package, "usagetrace.crash", {"usagetrace.crash.thread": thread}, now, now, error
+            )
         except Exception:
             log.internal_error("integrations.crash.record")
 
@@ -90,7 +92,9 @@ class CrashHooks:
 _INSTALLED: dict[str, CrashHooks] = {}
 
 
-def install(package: str, *, threads: bool = True, endpoint: str | None = None, consent: str | None = None) -> CrashHooks:
+def install(
+    package: str, *, threads: bool = True, endpoint: str | None = None, consent: str | None = None
+) -> CrashHooks:
     """Record crashes passing through ``package``; return the hooks (idempotent per package).
 
     ``threads=False`` leaves ``threading.excepthook`` alone. When the package

@@ -55,16 +55,37 @@ LOAD_COOKIE = "_usagetrace_load"
 class Tracker(_flask.Tracker):
     """Dash page views and callbacks (see the module docstring)."""
 
-    def __init__(self, app, *, package: str, ignore_route=None, ignore_callback=None, user_provider=None,
-                 salt=None, browser: bool = True, routes=None, endpoint: str | None = None,
-                 consent: str | None = None, **options) -> None:
+    def __init__(
+        self,
+        app,
+        *,
+        package: str,
+        ignore_route=None,
+        ignore_callback=None,
+        user_provider=None,
+        salt=None,
+        browser: bool = True,
+        routes=None,
+        endpoint: str | None = None,
+        consent: str | None = None,
+        **options,
+    ) -> None:
         self.dash_app = app
         self.ignore_callback = ignore_callback
         self.routes = frozenset(routes) if routes is not None else None
         self._nav_output = None
         self._nav_map_size = -1
-        super().__init__(app.server, package=package, ignore_route=ignore_route, user_provider=user_provider,
-                         salt=salt, browser=browser, endpoint=endpoint, consent=consent, **options)
+        super().__init__(
+            app.server,
+            package=package,
+            ignore_route=ignore_route,
+            user_provider=user_provider,
+            salt=salt,
+            browser=browser,
+            endpoint=endpoint,
+            consent=consent,
+            **options,
+        )
 
     # ------------------------------------------------------------ page paths
     def _registered_page(self, path: str) -> str | None:
@@ -85,7 +106,7 @@ class Tracker(_flask.Tracker):
             return None
         prefix = self.dash_app.config.get("requests_pathname_prefix") or "/"
         if prefix != "/" and raw.startswith(prefix):
-            raw = "/" + raw[len(prefix):]
+            raw = "/" + raw[len(prefix) :]
         if getattr(dash, "page_registry", None):
             raw = self._registered_page(raw.split("?", 1)[0])
             if raw is None:
@@ -116,7 +137,8 @@ class Tracker(_flask.Tracker):
         if len(cmap) != self._nav_map_size:
             self._nav_map_size = len(cmap)
             listeners = sorted(
-                key for key, spec in cmap.items()
+                key
+                for key, spec in cmap.items()
                 if any(i.get("property") == "pathname" for i in spec.get("inputs", []) if isinstance(i, dict))
             )
             self._nav_output = listeners[0] if listeners else None

@@ -74,7 +74,9 @@ def _key(key) -> bytes:
     if isinstance(key, str):
         key = key.encode()
     if not isinstance(key, bytes) or len(key) < 16:
-        raise ValueError("usagetrace email tracking needs a secret key of at least 16 bytes (keep it out of the e-mails)")
+        raise ValueError(
+            "usagetrace email tracking needs a secret key of at least 16 bytes (keep it out of the e-mails)"
+        )
     return key
 
 
@@ -85,7 +87,12 @@ def _campaign_name(name) -> str:
 
 
 def _valid_link(url) -> bool:
-    if not isinstance(url, str) or len(url) > MAX_URL or not url.isprintable() or any(c.isspace() for c in url):
+    if (
+        not isinstance(url, str)
+        or len(url) > MAX_URL
+        or not url.isprintable()
+        or any(c.isspace() for c in url)
+    ):
         return False
     try:
         parts = urlsplit(url)
@@ -178,7 +185,7 @@ class Campaign:
         links: list[str] = []
         for (line, col), tag_text, href in parser.found:
             offset = line_starts[line - 1] + col
-            if not tag_text or html[offset: offset + len(tag_text)] != tag_text or offset < cursor:
+            if not tag_text or html[offset : offset + len(tag_text)] != tag_text or offset < cursor:
                 continue
             index = links.index(href) if href in links else len(links)
             if index == len(links):
@@ -226,22 +233,40 @@ class Campaign:
 
 
 def _respond(start_response, status: str, body: bytes = b"", headers=()) -> list:
-    base = [("Content-Length", str(len(body))), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+    base = [
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
     if body and not any(h[0] == "Content-Type" for h in headers):
         base.append(("Content-Type", "text/plain; charset=utf-8"))
     start_response(status, base + list(headers))
     return [body]
 
 
-_STATUS = {400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
-           410: "410 Gone", 414: "414 URI Too Long"}
+_STATUS = {
+    400: "400 Bad Request",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    410: "410 Gone",
+    414: "414 URI Too Long",
+}
 
 
 class TrackingApp:
     """WSGI application recording e-mail opens and clicks for ``package`` (see the module docstring)."""
 
-    def __init__(self, *, key, package: str, campaigns: dict | None = None, endpoint: str | None = None,
-                 consent: str | None = None, **options) -> None:
+    def __init__(
+        self,
+        *,
+        key,
+        package: str,
+        campaigns: dict | None = None,
+        endpoint: str | None = None,
+        consent: str | None = None,
+        **options,
+    ) -> None:
         self._key = _key(key)
         self.package = package
         self.campaigns: dict[str, tuple[str, ...]] = {}
@@ -281,7 +306,9 @@ class TrackingApp:
             raise TokenError(404, "not found")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
-            return _respond(start_response, "405 Method Not Allowed", b"method not allowed", [("Allow", "GET, HEAD")])
+            return _respond(
+                start_response, "405 Method Not Allowed", b"method not allowed", [("Allow", "GET, HEAD")]
+            )
         campaign, action, rhash, index = verify(self._key, segments[1])
         if action != segments[0]:
             raise TokenError(400, "token does not match the route")
@@ -301,5 +328,10 @@ class TrackingApp:
             now = time.time_ns()
             events.record(self.package, "usagetrace.email", attributes, now, now)
         if action == OPEN:
-            return _respond(start_response, "200 OK", PIXEL_GIF if method == "GET" else b"", [("Content-Type", "image/gif")])
+            return _respond(
+                start_response,
+                "200 OK",
+                PIXEL_GIF if method == "GET" else b"",
+                [("Content-Type", "image/gif")],
+            )
         return _respond(start_response, "302 Found", b"", [("Location", links[index])])

@@ -42,9 +42,22 @@ _G_START = "_usagetrace_start_ns"
 class Tracker(_web.BaseTracker):
     """Page-view tracking for one Flask app (see the module docstring)."""
 
-    def __init__(self, app, *, package: str, ignore_route=None, user_provider=None, salt=None,
-                 browser: bool = True, endpoint: str | None = None, consent: str | None = None, **options) -> None:
-        super().__init__(package, ignore_route=ignore_route, user_provider=user_provider, salt=salt, browser=browser)
+    def __init__(
+        self,
+        app,
+        *,
+        package: str,
+        ignore_route=None,
+        user_provider=None,
+        salt=None,
+        browser: bool = True,
+        endpoint: str | None = None,
+        consent: str | None = None,
+        **options,
+    ) -> None:
+        super().__init__(
+            package, ignore_route=ignore_route, user_provider=user_provider, salt=salt, browser=browser
+        )
         self.app = app
         setup = None
         if endpoint is not None or consent is not None or options:
