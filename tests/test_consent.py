@@ -98,7 +98,7 @@ def test_package_variable_name():
     assert package_var("tinystats") == "TINYSTATS_TELEMETRY"
 
 
-def test_invalid_package_variable_is_ignored(monkeypatch):
+def test_invalid_package_variable_is_ignored(monkeypatch, no_ci):
     """A value that is not a boolean is ignored (falls through to the next source)."""
     monkeypatch.setenv("MYPKG_TELEMETRY", "maybe")
     assert decide().source == "policy:opt-in"
