@@ -38,6 +38,27 @@ def call_kind(func) -> str:
     return "sync"
 
 
+#: Names whose presence in a function's code means it looks at its caller's
+#: frame (``sys._getframe(1)``, ``inspect.currentframe().f_back``, ...): a
+#: wrapper's frame would sit in between and change what the function sees, so
+#: such functions are left unwrapped (behaviour first, counts second).
+_FRAME_NAMES = frozenset({"_getframe", "currentframe", "getouterframes", "extract_stack", "walk_stack",
+                          "_getframemodulename", "f_back"})
+
+
+def inspects_caller(func) -> bool:
+    """Return True when ``func`` reads its caller's frame or warns with a ``stacklevel``."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    if not _FRAME_NAMES.isdisjoint(code.co_names):
+        return True
+    for const in code.co_consts:
+        if const == "stacklevel" or (isinstance(const, tuple) and "stacklevel" in const):
+            return True
+    return False
+
+
 def exported_names(module) -> list[str]:
     """Return the module's public names: ``__all__`` when it is a list of strings, else non-underscore names."""
     namespace = vars(module)

@@ -164,7 +164,7 @@ class Instrumentation:
         wrapper = self._wrappers.get(id(obj))
         if wrapper is None:
             qualname = f"{module.__name__}.{attr}"
-            if not self._wanted(qualname):
+            if not self._wanted(qualname) or discovery.inspects_caller(obj):
                 return
             kind = discovery.call_kind(obj)
             stats = self.recorder.function(qualname, module.__name__, kind if kind != "sync" else "function")
@@ -209,7 +209,7 @@ class Instrumentation:
                 func = raw
             if not inspect.isfunction(func) or _is_our_wrapper(raw):
                 continue
-            if not self._wanted(qualname):
+            if not self._wanted(qualname) or discovery.inspects_caller(func):
                 continue
             kind = discovery.call_kind(func)
             stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
