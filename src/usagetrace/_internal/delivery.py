@@ -36,6 +36,8 @@ CONSENT_INTERVAL = 2.0
 WINDOW = 60.0
 MAX_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF = 300.0
+#: Private: the global ``random`` sequence belongs to the host (it may have seeded it).
+_RNG = random.Random()
 
 
 class Channel:
@@ -285,7 +287,7 @@ class Delivery:
                 continue
             ch.failures += 1
             backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
-            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * random.random())
+            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _RNG.random())
             return False
         return True
 

@@ -14,6 +14,8 @@ per call; see ``recorder.py``).
 
 from __future__ import annotations
 
+import random
+
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -28,6 +30,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -53,6 +56,33 @@ def clean(attributes: dict, allowed: frozenset) -> dict:
             items = [v[:MAX_VALUE_LENGTH] for v in value if isinstance(v, str)][:MAX_ARRAY_ITEMS]
             out[key] = items
     return out
+
+
+class PrivateIdGenerator(IdGenerator):
+    """Trace and span ids from a private ``random.Random`` seeded from the OS.
+
+    The SDK's default generator draws from the global ``random`` module: making
+    spans would then advance the host's own seeded random sequence (a
+    ``random.seed(42)`` in the host would stop being reproducible).
+    """
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+
+    def generate_span_id(self) -> int:
+        value = 0
+        while value == 0:
+            value = self._rng.getrandbits(64)
+        return value
+
+    def generate_trace_id(self) -> int:
+        value = 0
+        while value == 0:
+            value = self._rng.getrandbits(128)
+        return value
+
+    def is_trace_id_random(self) -> bool:
+        return True
 
 
 class ConsentSampler(Sampler):
@@ -109,6 +139,7 @@ class Pipeline:
         self._collect = _Collect()
         self.provider = TracerProvider(
             sampler=ConsentSampler(is_enabled),
+            id_generator=PrivateIdGenerator(),
             resource=self.resource,
             shutdown_on_exit=False,
             span_limits=SpanLimits(
