@@ -290,7 +290,10 @@ def _is_our_wrapper(obj) -> bool:
 def _distribution_version(package: str) -> str:
     """Return the installed version of the distribution providing ``package``."""
     module = sys.modules.get(package)
-    version = getattr(module, "__version__", None)
+    try:
+        version = getattr(module, "__version__", None)
+    except Exception:  # a module __getattr__ that raises something other than AttributeError
+        version = None
     if isinstance(version, str) and version:
         return version[:64]
     try:
