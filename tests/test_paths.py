@@ -27,3 +27,10 @@ def test_usagetrace_home_overrides_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("USAGETRACE_HOME", str(tmp_path))
     assert paths.consent_file() == str(tmp_path / "config" / "consent.toml")
     assert paths.spool_dir() == str(tmp_path / "cache" / "spool")
+
+
+def test_relative_usagetrace_home_is_ignored(tmp_path, monkeypatch):
+    """A relative USAGETRACE_HOME is ignored, so no file is ever written into the current directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USAGETRACE_HOME", "relative/dir")
+    assert paths.user_dir("config") == platformdirs.user_config_dir("usagetrace", appauthor=False)

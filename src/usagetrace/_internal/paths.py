@@ -6,7 +6,8 @@ import costs 8-20 ms and this runs on the import path of every instrumented
 package, including when telemetry is off; ``tests/test_paths.py`` pins the
 shortcut to platformdirs' own answer. Elsewhere platformdirs is imported.
 
-``USAGETRACE_HOME`` puts every file under one directory instead (tests, sandboxes).
+``USAGETRACE_HOME`` (an absolute path) puts every file under one directory instead
+(tests, sandboxes); a relative one is ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import env
+from . import env, log
 
 APP = "usagetrace"
 
@@ -36,8 +37,11 @@ def _platformdirs(kind: str) -> str:
 def user_dir(kind: str) -> str:
     """Return the per-user directory of one kind: config, data, cache or state."""
     home = env.get("USAGETRACE_HOME")
-    if home and home.strip():
-        return os.path.join(home.strip(), kind)
+    if home and os.path.isabs(home):
+        return os.path.join(home, kind)
+    if home:
+        # A relative path would scatter files into whatever directory the host runs in.
+        log.debug("ignoring USAGETRACE_HOME=%r: not an absolute path", home[:80])
     if sys.platform.startswith("linux") or sys.platform.startswith("freebsd"):
         base = {
             "config": _xdg("XDG_CONFIG_HOME", "~/.config"),
