@@ -359,6 +359,14 @@ class Delivery:
 
 def _sdk_version() -> str:
     try:
+        # A one-line module: far cheaper than importlib.metadata (~10 ms, paid at exit when a
+        # short run spools before its first export).
+        from opentelemetry.sdk.version import __version__
+
+        return __version__
+    except Exception:
+        pass
+    try:
         from importlib import metadata
 
         return metadata.version("opentelemetry-sdk")

@@ -101,7 +101,7 @@ def spawn_sender() -> bool:
         else:
             kwargs["start_new_session"] = True
         subprocess.Popen(
-            [sys.executable, "-m", "usagetrace._internal.spool"],
+            [sys.executable, "-m", "usagetrace._internal.spool", "--after", str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -213,9 +213,32 @@ def deliver(packages: set | None = None, deadline: float | None = None, override
     return delivered
 
 
-def main() -> int:
+PARENT_WAIT = 2.0
+
+
+def _yield_to_parent(argv: list) -> None:
+    """With ``--after PID``: lower our priority and wait (at most ``PARENT_WAIT`` s) until PID has exited.
+
+    The sender is spawned by a process that is exiting; its own start-up and
+    the OTel SDK import would otherwise compete with that exit for the CPU.
+    """
+    try:
+        if "--after" not in argv:
+            return
+        pid = int(argv[argv.index("--after") + 1])
+        if hasattr(os, "nice"):
+            os.nice(10)
+        deadline = time.monotonic() + PARENT_WAIT
+        while os.getppid() == pid and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except Exception:
+        pass
+
+
+def main(argv: list | None = None) -> int:
     """Entry point of the detached sender."""
     try:
+        _yield_to_parent(sys.argv[1:] if argv is None else argv)
         deliver()
     except Exception:
         pass
