@@ -83,10 +83,11 @@ def base_env(home: str, **extra) -> dict:
 
 
 def fresh_home(name: str) -> str:
-    path = os.path.join(DATA, "home", name)
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
+    """A new, empty USAGETRACE_HOME (unique: a detached sender may still be busy in an older one)."""
+    import tempfile
+
+    os.makedirs(os.path.join(DATA, "home"), exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"{name}-", dir=os.path.join(DATA, "home"))
 
 
 def worker(scenario: str, args: dict | None = None, timeout: float = 300, **env_extra) -> dict:
@@ -618,9 +619,26 @@ def safe(fn, *args, **kw):
 def main() -> int:
     t0 = time.perf_counter()
     os.makedirs(DATA, exist_ok=True)
+    shutil.rmtree(os.path.join(DATA, "home"), ignore_errors=True)
     closed = closed_port()
     make_packages(f"http://127.0.0.1:{closed}")
-    res = {"command": "benchmarks/run.sh" + (" --quick" if QUICK else ""), "machine": machine(), "notes": []}
+    res = {"command": "benchmarks/run.sh" + (" --quick" if QUICK else ""), "machine": machine(), "notes": [
+        "d6tcollect: its decorator queues a payload per call for a writer thread that inserts it into SQLite "
+        "(HOME points at a temp dir); it sends only a daily summary at a later import, so the closed 127.0.0.1 "
+        "port set in D6TCOLLECT_SVR is not contacted during the timed calls. Background cost = the writer "
+        "thread's CPU time (/proc/self/task/<tid>/stat) per call.",
+        "logfire: `logfire.configure(send_to_logfire=False, console=False, inspect_arguments=False)`, "
+        "`@logfire.instrument(\"f\")` with its defaults (arguments recorded as attributes).",
+        "sentry-sdk: `traces_sample_rate=1.0`, `default_integrations=False`, a Transport subclass that "
+        "discards envelopes; timed in batches of 500 child spans per transaction (sentry keeps at most 1000 "
+        "spans per transaction).",
+        "usagetrace withdrawn: consent granted by env at import, then the env var set to 0 and the handle's "
+        "consent refreshed, exactly what the delivery thread's refresher does within ~2 s of a withdrawal.",
+        "usagetrace inner call: `f` called in a loop from inside a usage of the same package (the context "
+        "variable says a usage is in progress), so it is passed straight through.",
+        "Exports in the per-call, hot-loop and sampled scenarios go to an in-memory transport (decoded to "
+        "check the counts); everything else goes over HTTP to 127.0.0.1.",
+    ]}
     rep = 3 if QUICK else 7
     log("per-call: bare, wrapt, usagetrace states")
     res["core"] = worker("core", {"repeats": rep}, UT_ON_TELEMETRY="1", UT_WITHDRAWN_TELEMETRY="1",
