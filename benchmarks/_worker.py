@@ -254,7 +254,13 @@ def scenario_otel() -> dict:
     tp = TracerProvider()
     tp.add_span_processor(BatchSpanProcessor(Discard()))
     tracer = tp.get_tracer("bench")
-    tp2 = TracerProvider()
+    from opentelemetry.sdk.resources import Resource
+
+    # the same span attributes and a resource of the same shape as usagetrace's, for a like-for-like row
+    span_attrs = {"code.function.name": "pkg.f", "usagetrace.module": "pkg", "usagetrace.callable.kind": "function",
+                  "usagetrace.args.count": 1, "usagetrace.kwargs.names": ["b"]}
+    resource = Resource({f"resource.key{i}": f"value-{i}" for i in range(17)})
+    tp2 = TracerProvider(resource=resource)
     bsp2 = BatchSpanProcessor(EncodeDiscard(), max_queue_size=1_000_000)
     tp2.add_span_processor(bsp2)
     tracer2 = tp2.get_tracer("bench")
@@ -278,11 +284,19 @@ def scenario_otel() -> dict:
         counter.add(1, attrs)
         return f(a, b=b)
 
-    res = rounds({"bare": f, "otel_span": span, "otel_current_span": current, "otel_counter_add": count}, repeats)
+    def span_attrs_fn(a, b=None):
+        s = tracer.start_span("f", attributes=span_attrs)
+        try:
+            return f(a, b=b)
+        finally:
+            s.end()
+
+    res = rounds({"bare": f, "otel_span": span, "otel_current_span": current, "otel_counter_add": count,
+                  "otel_span_attrs": span_attrs_fn}, repeats)
 
     # span + OTLP encode, amortised: caller time plus flushing the encoding exporter
     def span2(a, b=None):
-        s = tracer2.start_span("f")
+        s = tracer2.start_span("f", attributes=span_attrs)
         try:
             return f(a, b=b)
         finally:
