@@ -103,7 +103,6 @@ def scenario_core() -> dict:
     os.environ["UT_WITHDRAWN_TELEMETRY"] = "0"  # withdraw while running; the refresher notices
     wd.refresh_consent()
     on_handle = instrumentation.get("ut_on")
-    inner_box = {}
 
     def inner_case(n):
         # ut_on.call_with is a usage; every ut_on.f call inside it is an inner call.
@@ -145,6 +144,7 @@ def scenario_core() -> dict:
 def scenario_hotloop() -> dict:
     """1,000,000 usage calls to one function, default settings; mean ns; exact counts after a flush."""
     import ut_hot
+
     from usagetrace._internal import instrumentation
 
     mem = memory_override()
@@ -183,6 +183,7 @@ def scenario_hotloop() -> dict:
 def scenario_sampled() -> dict:
     """Every call recorded as a span: caller-side ns, then the delivery-side materialise+encode per span."""
     import ut_sampled
+
     from usagetrace._internal import instrumentation
 
     mem = memory_override()
@@ -401,6 +402,7 @@ def scenario_d6tcollect() -> dict:
 def scenario_memory() -> dict:
     """1,000,000 usage calls with the collector unreachable (closed port); RSS growth."""
     import ut_mem
+
     from usagetrace._internal import delivery, instrumentation
 
     handle = instrumentation.get("ut_mem")
@@ -449,6 +451,7 @@ def scenario_memory() -> dict:
 def scenario_throughput() -> dict:
     """Sampled spans at a paced rate into a local OTLPReceiver (endpoint from env); counts drops."""
     import ut_tp
+
     from usagetrace._internal import instrumentation, recorder
 
     handle = instrumentation.get("ut_tp")
