@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-__all__ = ["Capture", "OTLPReceiver", "capture", "flatten"]
+__all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten"]
 
 
 def _value(v: dict) -> Any:
@@ -206,6 +206,37 @@ def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterat
             # Back to the real decision (not the saved one: consent may have changed meanwhile).
             handle._fingerprint = None
             handle.refresh_consent()
+
+
+@contextlib.contextmanager
+def disabled(package: str) -> Iterator[Capture | None]:
+    """Force telemetry off for an instrumented ``package`` during the block.
+
+    Yields a :class:`Capture` of anything that would still be exported (it
+    should stay empty), or None when the package is not instrumented (nothing
+    can be recorded then). Consent is re-evaluated afterwards.
+    """
+    from ._internal import consent as _consent
+    from ._internal import delivery, instrumentation, transport
+
+    handle = instrumentation.get(package)
+    if handle is None or handle.recorder is None:
+        yield None
+        return
+    memory = transport.MemoryTransport()
+    service = delivery.get()
+    previous_override = service.override
+    service.override = memory
+    handle.consent = _consent.ConsentState(False, _consent.DENIED, "testing")
+    handle._fingerprint = _consent.fingerprint(package)
+    handle.recorder.enabled = False
+    try:
+        yield Capture(handle, memory)
+    finally:
+        handle.flush(5.0)
+        service.override = previous_override
+        handle._fingerprint = None
+        handle.refresh_consent()
 
 
 class OTLPReceiver(_Decoded):
