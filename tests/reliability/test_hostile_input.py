@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -10,7 +9,7 @@ import pytest
 
 from usagetrace.testing import capture
 
-from .conftest import GENEROUS, WORKLOAD, clean_env, run_py
+from .conftest import WORKLOAD, clean_env, run_py
 
 HOST = WORKLOAD.format(n=20) + "\nprint(json.dumps(out))\n"
 
