@@ -326,11 +326,34 @@ def instrument(
     ci: str = "off",
     **options,
 ) -> Instrumentation:
-    """Instrument a package's public API; see :func:`usagetrace.instrument`."""
+    """Record usage of a package's public API, if the person running it agrees.
+
+    Args:
+        package: The package's import name or module; ``None`` means the caller's package.
+        endpoint: The maintainer's OTLP/HTTP collector base URL. The standard
+            ``OTEL_EXPORTER_OTLP_*`` variables take precedence. With no endpoint
+            at all, data goes to a local OTLP JSON-lines file (development mode).
+        consent: ``"opt-in"`` (nothing is sent until the person agrees) or
+            ``"opt-out"`` (sent unless they decline, after a one-time notice).
+        version: Reported as ``service.version``; defaults to the installed version.
+        include: Glob patterns of qualified names to wrap (default: all public API).
+        exclude: Glob patterns of qualified names never to wrap.
+        ci: ``"off"`` (default: no data from CI unless explicitly granted) or
+            ``"policy"`` (CI follows the same policy as everywhere else).
+        **options: Advanced settings: ``span_budget`` (spans per function per
+            minute, default 5), ``error_budget`` (default 50), ``max_queue``
+            (default 2048), ``dev_file`` (development-mode output path).
+
+    Returns:
+        The :class:`Instrumentation` handle. Calling ``instrument`` again for the
+        same package warns and returns the same handle. Never raises for a
+        problem of usagetrace's own; a bad argument warns and falls back to the
+        safe choice (nothing sent).
+    """
     import warnings
 
     if package is None:
-        name = _caller_package(2)
+        name = _caller_package(1)
     elif isinstance(package, str):
         name = package
     else:
@@ -340,7 +363,7 @@ def instrument(
             f"usagetrace.instrument(): cannot tell which package to instrument from {package!r}; "
             "pass the package name, e.g. usagetrace.instrument(__name__). Telemetry stays off.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
         name = str(package) if package is not None else "unknown"
         return Instrumentation(
@@ -352,14 +375,14 @@ def instrument(
             f"usagetrace.instrument({name!r}): consent={consent!r} is not one of "
             f"{', '.join(map(repr, _consent.POLICIES))}; using 'opt-in' (nothing is sent without consent).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
         consent = _consent.OPT_IN
     if ci not in CI_MODES:
         warnings.warn(
             f"usagetrace.instrument({name!r}): ci={ci!r} is not one of {CI_MODES!r}; using 'off'.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
         ci = "off"
     with _REGISTRY_LOCK:
@@ -368,7 +391,7 @@ def instrument(
             warnings.warn(
                 f"usagetrace.instrument({name!r}) was already called; returning the existing handle.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
             return existing
         handle = Instrumentation(
