@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"k-anonymity threshold: rows describing fewer installs are folded or left out "
                         f"(default {kanon.DEFAULT_K})")
     p.add_argument("--interval", choices=("auto", "day", "week"), default="auto", help="adoption curve resolution")
+    p.add_argument("--cache", metavar="FILE",
+                   help="DuckDB file keeping loaded data between runs; only new or changed input files are "
+                        "read again (default: one per source in the per-user cache dir)")
+    p.add_argument("--no-cache", action="store_true", help="read every input file, keep nothing")
     return p
 
 
@@ -56,9 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine = ClickHouseEngine.from_url(args.source)
             shown = args.source.split("@", 1)[-1]  # never echo the password
         else:
-            from .duckdb_engine import DuckDBEngine
+            from .duckdb_engine import DuckDBEngine, default_cache_path
 
-            engine = DuckDBEngine.from_path(args.source)
+            cache = None if args.no_cache else (args.cache or default_cache_path(args.source))
+            engine = DuckDBEngine.from_path(args.source, cache=cache)
             shown = args.source
         for w in engine.warnings:
             print(f"usagetrace report: warning: {w}", file=err)

@@ -15,6 +15,7 @@ same way.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from . import otlp_json
 from .otlp_json import LineProblem
 from .queries import Relations
 
-__all__ = ["DuckDBDialect", "DuckDBEngine", "import_duckdb"]
+__all__ = ["DuckDBDialect", "DuckDBEngine", "default_cache_path", "import_duckdb"]
 
 _INSTALL_HINT = "pip install 'usagetrace[report]'"
 
@@ -107,10 +108,10 @@ def _resource_cols(attrs: str) -> str:
 _RES = "package, version, install_id, session_id, py_version, os_type, arch, ci, run_context"
 
 _SPANS_SQL = f"""
-CREATE TABLE ut_spans AS
-WITH r AS (SELECT unnest(resourceSpans) AS rs FROM ut_raw WHERE resourceSpans IS NOT NULL),
-s AS (SELECT {_resource_cols('rs.resource.attributes')}, unnest(rs.scopeSpans) AS ss FROM r),
-p AS (SELECT {_RES}, coalesce(ss.scope.name, '') AS scope_name, unnest(ss.spans) AS sp FROM s),
+CREATE TABLE {{table}} AS
+WITH r AS (SELECT filename, unnest(resourceSpans) AS rs FROM ut_raw WHERE resourceSpans IS NOT NULL),
+s AS (SELECT filename, {_resource_cols('rs.resource.attributes')}, unnest(rs.scopeSpans) AS ss FROM r),
+p AS (SELECT filename, {_RES}, coalesce(ss.scope.name, '') AS scope_name, unnest(ss.spans) AS sp FROM s),
 e AS (SELECT *, (list_filter(sp.events, lambda ev: ev.name = 'exception'))[1].attributes AS exc,
              ut_ns(sp.startTimeUnixNano) AS start_ns FROM p WHERE {{scope_filter}})
 SELECT start_ns AS ts_ns, ut_day(start_ns) AS day, {_RES},
@@ -131,16 +132,17 @@ SELECT start_ns AS ts_ns, ut_day(start_ns) AS day, {_RES},
        ut_get(sp.attributes, 'usagetrace.user.hash') AS user_hash,
        ut_get(sp.attributes, 'usagetrace.callback.id') AS callback_id,
        list_transform(list_filter(sp.attributes, lambda x: starts_with(x.key, 'usagetrace.measure.')),
-                      lambda x: {{'k': substr(x.key, 20), 'v': coalesce(ut_val(x.value), '')}}) AS measures
+                      lambda x: {{'k': substr(x.key, 20), 'v': coalesce(ut_val(x.value), '')}}) AS measures,
+       filename
 FROM e
 """
 
 _POINTS_SQL = f"""
-CREATE TABLE ut_points AS
-WITH r AS (SELECT unnest(resourceMetrics) AS rm FROM ut_raw WHERE resourceMetrics IS NOT NULL),
-s AS (SELECT {_resource_cols('rm.resource.attributes')}, unnest(rm.scopeMetrics) AS sm FROM r),
-m AS (SELECT {_RES}, coalesce(sm.scope.name, '') AS scope_name, unnest(sm.metrics) AS me FROM s),
-d AS (SELECT {_RES}, me.name AS metric,
+CREATE TABLE {{table}} AS
+WITH r AS (SELECT filename, unnest(resourceMetrics) AS rm FROM ut_raw WHERE resourceMetrics IS NOT NULL),
+s AS (SELECT filename, {_resource_cols('rm.resource.attributes')}, unnest(rm.scopeMetrics) AS sm FROM r),
+m AS (SELECT filename, {_RES}, coalesce(sm.scope.name, '') AS scope_name, unnest(sm.metrics) AS me FROM s),
+d AS (SELECT filename, {_RES}, me.name AS metric,
              CASE WHEN me.sum.aggregationTemporality IN ('1', 'AGGREGATION_TEMPORALITY_DELTA') THEN 1
                   WHEN me.sum.aggregationTemporality IN ('2', 'AGGREGATION_TEMPORALITY_CUMULATIVE') THEN 2
                   ELSE 0 END AS temporality,
@@ -153,7 +155,8 @@ SELECT ut_ns(dp.timeUnixNano) AS ts_ns, ut_day(ut_ns(dp.timeUnixNano)) AS day, {
        ut_get(dp.attributes, 'error.type') AS error_type,
        ut_get(dp.attributes, 'usagetrace.drop.reason') AS drop_reason,
        coalesce(TRY_CAST(dp.asInt AS DOUBLE), TRY_CAST(dp.asDouble AS DOUBLE), 0) AS value,
-       temporality
+       temporality,
+       filename
 FROM d
 """
 
@@ -177,21 +180,90 @@ class DuckDBEngine:
         *,
         scope: str | None = "usagetrace",
         threads: int | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> DuckDBEngine:
-        """Load a file or a directory of OTLP JSON lines (``.zst`` too)."""
+        """Load a file or a directory of OTLP JSON lines (``.zst`` too).
+
+        With ``cache`` (a DuckDB database file), the flattened tables are kept
+        there between runs, tagged with each source file's size and mtime: only
+        new or changed files are read again, and rows of files that are gone
+        are dropped. A cache that cannot be opened (in use, corrupt) is
+        replaced or bypassed with a warning; answers never depend on it.
+        """
         import time
 
         files = otlp_json.discover_files(path)
         duckdb = import_duckdb()
         t0 = time.perf_counter()
-        con = duckdb.connect(":memory:")
+        notes: list[str] = []
+        con = _open_cache(duckdb, cache, notes) if cache is not None else None
+        cached = con is not None
+        if con is None:
+            con = duckdb.connect(":memory:")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
-        engine = cls(con)
-        engine._load(files, scope)
+        engine = cls(con, warnings=notes)
+        if cached:
+            engine._sync_cache(files, scope)
+        else:
+            per_file = engine._load(files, scope, "ut_spans", "ut_points")
+            engine._report(per_file)
         engine.load_seconds = time.perf_counter() - t0
         return engine
+
+    def _report(self, per_file: dict[str, list[str]]) -> None:
+        for file in sorted(per_file):
+            for warning in per_file[file]:
+                self.warnings.append(warning)
+                if warning.startswith("skipped "):
+                    self.skipped_lines += 1
+
+    def _sync_cache(self, files: Sequence[Path], scope: str | None) -> None:
+        """Bring the cached tables up to date with ``files``; read only what changed."""
+        con = self.con
+        key = [_CACHE_FORMAT, scope or ""]
+        con.execute("CREATE TABLE IF NOT EXISTS ut_meta (format VARCHAR, scope VARCHAR)")
+        meta = con.execute("SELECT format, scope FROM ut_meta").fetchall()
+        if meta != [tuple(key)]:
+            for table in ("ut_spans", "ut_points", "ut_files"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute("DELETE FROM ut_meta")
+            con.execute("INSERT INTO ut_meta VALUES (?, ?)", key)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS ut_files (filename VARCHAR, size BIGINT, mtime_ns BIGINT, warnings VARCHAR[])"
+        )
+        current = {}
+        for f in files:
+            st = os.stat(f)
+            current[str(f)] = (st.st_size, st.st_mtime_ns)
+        known = {name: (size, mtime) for name, size, mtime in con.execute(
+            "SELECT filename, size, mtime_ns FROM ut_files").fetchall()}
+        stale = [name for name, stamp in known.items() if current.get(name) != stamp]
+        fresh = [f for f in files if known.get(str(f)) != current[str(f)]]
+        have_tables = bool(con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('ut_spans', 'ut_points')").fetchone()[0] == 2)
+        if stale and have_tables:
+            placeholders = ", ".join("?" for _ in stale)
+            for table in ("ut_spans", "ut_points", "ut_files"):
+                con.execute(f"DELETE FROM {table} WHERE filename IN ({placeholders})", stale)
+        if not have_tables:
+            per_file = self._load(fresh, scope, "ut_spans", "ut_points")
+        elif fresh:
+            per_file = self._load(fresh, scope, "ut_new_spans", "ut_new_points")
+            con.execute("INSERT INTO ut_spans SELECT * FROM ut_new_spans")
+            con.execute("INSERT INTO ut_points SELECT * FROM ut_new_points")
+            con.execute("DROP TABLE ut_new_spans")
+            con.execute("DROP TABLE ut_new_points")
+        else:
+            per_file = {}
+        for f in fresh:
+            size, mtime = current[str(f)]
+            con.execute("INSERT INTO ut_files VALUES (?, ?, ?, ?)", [str(f), size, mtime, per_file.get(str(f), [])])
+        stored = {name: list(w or []) for name, w in con.execute(
+            "SELECT filename, warnings FROM ut_files").fetchall()}
+        self._report({name: stored.get(name, []) for name in current})
+        con.execute("CHECKPOINT")
 
     def _read_json_sql(self, files: Sequence[Path], compression: str) -> str:
         lit = self.dialect.literal
@@ -235,8 +307,10 @@ class DuckDBEngine:
                         problems.append(LineProblem(str(f), 0, f"file could not be read even line by line: {exc}"))
         return problems
 
-    def _load(self, files: Sequence[Path], scope: str | None) -> None:
+    def _load(self, files: Sequence[Path], scope: str | None, spans: str, points: str) -> dict[str, list[str]]:
+        """Read ``files`` into the tables ``spans`` and ``points``; return warnings per file."""
         con = self.con
+        con.execute("DROP TABLE IF EXISTS ut_raw")
         con.execute(
             "CREATE TABLE ut_raw (filename VARCHAR, "
             + ", ".join(f'"{k}" {v}' for k, v in otlp_json.RAW_COLUMNS.items())
@@ -257,19 +331,21 @@ class DuckDBEngine:
                     seen.add((p.file, p.line))
         con.execute(_MACROS)
         scope_filter = "TRUE" if scope is None else f"scope_name = {self.dialect.literal(scope)}"
-        con.execute(_SPANS_SQL.replace("{scope_filter}", scope_filter))
-        con.execute(_POINTS_SQL.replace("{scope_filter}", scope_filter))
+        con.execute(_SPANS_SQL.replace("{scope_filter}", scope_filter).replace("{table}", spans))
+        con.execute(_POINTS_SQL.replace("{scope_filter}", scope_filter).replace("{table}", points))
         con.execute("DROP TABLE ut_raw")
-        non_delta = con.execute("SELECT count(*) FROM ut_points WHERE temporality <> 1").fetchone()[0]
-        if non_delta:
-            self.warnings.append(
-                f"ignored {non_delta} metric points that are not delta sums "
+        per_file: dict[str, list[str]] = {}
+        for p in problems:
+            per_file.setdefault(str(p.file), []).append(f"skipped {p}")
+        for filename, n in con.execute(
+            f"SELECT filename, count(*) FROM {points} WHERE temporality <> 1 GROUP BY filename ORDER BY filename"
+        ).fetchall():
+            per_file.setdefault(str(filename), []).append(
+                f"ignored {n} metric points in {filename} that are not delta sums "
                 "(usagetrace sends deltas; cumulative data needs a deltatocumulative-free pipeline)"
             )
-        con.execute("DELETE FROM ut_points WHERE temporality <> 1")
-        self.skipped_lines = len(problems)
-        for p in problems:
-            self.warnings.append(f"skipped {p}")
+        con.execute(f"DELETE FROM {points} WHERE temporality <> 1")
+        return per_file
 
     # --- querying --------------------------------------------------------------
     def relations(self, package: str | None, since_ns: int | None) -> Relations:
@@ -298,3 +374,38 @@ class DuckDBEngine:
     def close(self) -> None:
         """Release the DuckDB connection."""
         self.con.close()
+
+
+_CACHE_FORMAT = hashlib.sha256(
+    (_SPANS_SQL + _POINTS_SQL + _MACROS + repr(sorted(otlp_json.RAW_COLUMNS.items()))).encode()
+).hexdigest()[:16]
+
+
+def default_cache_path(source: str | os.PathLike[str]) -> str:
+    """Return the per-user cache database for one report source (a file or directory)."""
+    from .. import paths
+
+    digest = hashlib.sha256(os.path.abspath(os.fspath(source)).encode()).hexdigest()[:20]
+    return os.path.join(paths.user_dir("cache"), "report", f"{digest}.duckdb")
+
+
+def _open_cache(duckdb: Any, cache: str | os.PathLike[str], notes: list[str]) -> Any:
+    """Connect to the cache database; replace it if corrupt; None (no cache) if it is in use."""
+    path = os.fspath(cache)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as exc:
+        notes.append(f"report cache {path} unusable ({exc}); reading everything")
+        return None
+    for attempt in (1, 2):
+        try:
+            return duckdb.connect(path)
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back, never fail the report
+            if "lock" in str(exc).lower() or attempt == 2:
+                notes.append(f"report cache {path} not used ({str(exc).splitlines()[0]}); reading everything")
+                return None
+            try:
+                os.unlink(path)  # corrupt or from an incompatible DuckDB: rebuild it
+            except OSError:
+                return None
+    return None
