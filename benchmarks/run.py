@@ -613,6 +613,15 @@ def report(res: dict) -> str:
       "samples are dropped at the queue, counted, and exported as `usagetrace.dropped{reason=queue_full}`; "
       "with default settings the span budget (5 per function per minute) keeps real traffic far below it.")
     a("")
+    if res.get("analytics_md"):
+        a("## Reports: `usagetrace report` on 1,000,000 spans (embedded DuckDB engine)")
+        a("")
+        a("Target: every standard question under 1 s; the report in a few seconds. Written by "
+          "`benchmarks/bench_analytics.py` (synthetic data generated in a temp dir, deleted afterwards).")
+        a("")
+        md = res["analytics_md"]
+        a(f"Not measured: {md['error']}" if isinstance(md, dict) else md.strip())
+        a("")
     if res.get("notes"):
         a("## Notes")
         a("")
@@ -620,6 +629,15 @@ def report(res: dict) -> str:
             a(f"- {n}")
         a("")
     return "\n".join(lines) + "\n"
+
+
+def analytics(n_spans: int) -> str:
+    """Run the report benchmark (its own process) and return its Markdown output."""
+    proc = subprocess.run([PY, os.path.join(HERE, "bench_analytics.py"), "--spans", str(n_spans)],
+                          capture_output=True, text=True, timeout=1200)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
+    return proc.stdout
 
 
 def safe(fn, *args, **kw):
@@ -684,6 +702,8 @@ def main() -> int:
     res["throughput"] = throughput([200, 2000], 3.0 if QUICK else 6.0)
     log("exit time")
     res["exit"] = exit_time(3 if QUICK else 7)
+    log("reports: usagetrace report on synthetic data")
+    res["analytics_md"] = safe(analytics, 100_000 if QUICK else 1_000_000)
     res["elapsed_s"] = time.perf_counter() - t0
     with open(os.path.join(HERE, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, sort_keys=True)

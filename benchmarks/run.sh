@@ -14,10 +14,10 @@ fi
 # (importing d6tcollect creates ~/.d6tcollect).
 if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
 from importlib import metadata
-for d in ("usagetrace", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt"):
+for d in ("usagetrace", "duckdb", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt"):
     metadata.version(d)
 PY
 then
-  "$VENV/bin/pip" install -q -e . $PEERS
+  "$VENV/bin/pip" install -q -e '.[report]' $PEERS
 fi
 exec "$VENV/bin/python" benchmarks/run.py "$@"

@@ -99,3 +99,19 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     cache.write_bytes(b"not a database at all" * 100)
     engine = _engine(src, cache)
     assert engine.counts() == DuckDBEngine.from_path(src).counts()
+
+
+def test_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """The same source reached by different relative paths reuses the cache without re-reading."""
+    src = tmp_path / "data"
+    src.mkdir()
+    write_fixture(src / "a.jsonl")
+    cache = tmp_path / "cache.duckdb"
+    monkeypatch.chdir(tmp_path)
+    _engine("data", cache).close()
+    read: list = []
+    original = DuckDBEngine._insert_files
+    monkeypatch.setattr(DuckDBEngine, "_insert_files", lambda self, files, tmpdir: read.extend(files) or original(self, files, tmpdir))
+    monkeypatch.chdir(src)
+    engine = _engine(".", cache)
+    assert read == [] and engine.counts()["spans"] > 0

@@ -222,6 +222,7 @@ class DuckDBEngine:
     def _sync_cache(self, files: Sequence[Path], scope: str | None) -> None:
         """Bring the cached tables up to date with ``files``; read only what changed."""
         con = self.con
+        files = [Path(os.path.abspath(f)) for f in files]  # the same rows whatever the cwd
         key = [_CACHE_FORMAT, scope or ""]
         con.execute("CREATE TABLE IF NOT EXISTS ut_meta (format VARCHAR, scope VARCHAR)")
         meta = con.execute("SELECT format, scope FROM ut_meta").fetchall()
