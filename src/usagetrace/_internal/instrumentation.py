@@ -400,7 +400,8 @@ def instrument(
         )
         _REGISTRY[name] = handle
     try:
-        handle._fingerprint = _consent.fingerprint(name)
+        # No fingerprint here: only the background refresher uses it, and it treats
+        # "none yet" as changed, so the project-directory walk is not done twice at import.
         handle.consent = _consent.resolve(name, consent, ci=ci)
         if handle.consent.enabled or options.get("_force"):
             handle._start()
