@@ -168,6 +168,35 @@ class Capture(_Decoded):
 
 
 @contextlib.contextmanager
+def _forced(handle, enabled: bool, flush: bool) -> Iterator[Capture]:
+    """Force one handle's consent for the block, with every export kept in memory."""
+    from ._internal import consent as _consent
+    from ._internal import delivery, transport
+
+    memory = transport.MemoryTransport()
+    service = delivery.get()
+    previous_override = service.override
+    service.override = memory
+    state = _consent.GRANTED if enabled else _consent.DENIED
+    handle.consent = _consent.ConsentState(enabled, state, "testing")
+    handle._fingerprint = _consent.fingerprint(handle.package)  # keep the refresher from undoing it
+    handle.recorder.enabled = enabled
+    service.register(handle, start=False)
+    try:
+        yield Capture(handle, memory)
+    finally:
+        if flush:
+            handle.flush(5.0)
+        service.override = previous_override
+
+
+def _restore_consent(handle) -> None:
+    # Back to the real decision (not a saved one: consent may have changed meanwhile).
+    handle._fingerprint = None
+    handle.refresh_consent()
+
+
+@contextlib.contextmanager
 def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterator[Capture]:
     """Force telemetry on for ``package`` and capture its exports in memory.
 
@@ -175,37 +204,23 @@ def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterat
     the block and restored afterwards; nothing leaves the process. On exit the
     block's data is flushed into the capture (``flush=False`` to skip).
     """
-    from ._internal import consent as _consent
-    from ._internal import delivery, instrumentation, transport
+    from ._internal import delivery, instrumentation
 
-    memory = transport.MemoryTransport()
-    service = delivery.get()
-    previous_override = service.override
-    service.override = memory
     handle = instrumentation.get(package)
     created = handle is None
     if created:
         handle = instrumentation.instrument(package, _force=True, **instrument_options)
     elif not handle.instrumented:
         handle._start()
-    handle.consent = _consent.ConsentState(True, _consent.GRANTED, "testing")
-    handle._fingerprint = _consent.fingerprint(package)  # keep the refresher from undoing it
-    handle.recorder.enabled = True
-    service.register(handle, start=False)
-    cap = Capture(handle, memory)
     try:
-        yield cap
+        with _forced(handle, True, flush) as cap:
+            yield cap
     finally:
-        if flush:
-            handle.flush(5.0)
-        service.override = previous_override
         if created:
             handle.uninstrument()
-            service.unregister(handle)
+            delivery.get().unregister(handle)
         else:
-            # Back to the real decision (not the saved one: consent may have changed meanwhile).
-            handle._fingerprint = None
-            handle.refresh_consent()
+            _restore_consent(handle)
 
 
 @contextlib.contextmanager
@@ -216,27 +231,17 @@ def disabled(package: str) -> Iterator[Capture | None]:
     should stay empty), or None when the package is not instrumented (nothing
     can be recorded then). Consent is re-evaluated afterwards.
     """
-    from ._internal import consent as _consent
-    from ._internal import delivery, instrumentation, transport
+    from ._internal import instrumentation
 
     handle = instrumentation.get(package)
     if handle is None or handle.recorder is None:
         yield None
         return
-    memory = transport.MemoryTransport()
-    service = delivery.get()
-    previous_override = service.override
-    service.override = memory
-    handle.consent = _consent.ConsentState(False, _consent.DENIED, "testing")
-    handle._fingerprint = _consent.fingerprint(package)
-    handle.recorder.enabled = False
     try:
-        yield Capture(handle, memory)
+        with _forced(handle, False, flush=True) as cap:
+            yield cap
     finally:
-        handle.flush(5.0)
-        service.override = previous_override
-        handle._fingerprint = None
-        handle.refresh_consent()
+        _restore_consent(handle)
 
 
 class OTLPReceiver(_Decoded):

@@ -98,7 +98,6 @@ def cmd_status(args) -> int:
     if args.package:
         packages = {args.package: packages.get(args.package, {})}
     rows = [_status_row(name, info) for name, info in packages.items()]
-    switch = None
     from . import env
 
     switch = env.do_not_track()
@@ -241,7 +240,9 @@ def cmd_preview(args) -> int:
             if not k.startswith("OTEL_EXPORTER_OTLP") and k not in ("DO_NOT_TRACK", "OTEL_SDK_DISABLED")
         }
         child_env["USAGETRACE_PREVIEW_FILE"] = out
-        child_env[_package_var(args.package)] = "1"
+        from . import env
+
+        child_env[env.package_var(args.package)] = "1"
         try:
             completed = subprocess.run(command, env=child_env, timeout=args.timeout)
         except FileNotFoundError:
@@ -301,12 +302,6 @@ def _service(request: dict) -> str | None:
                 if kv.get("key") == "service.name":
                     return kv.get("value", {}).get("stringValue")
     return None
-
-
-def _package_var(package: str) -> str:
-    from . import env
-
-    return env.package_var(package)
 
 
 def cmd_flush(args) -> int:

@@ -237,13 +237,3 @@ def encode_trace_request(spans) -> bytes:
 def encode_metric_request(data: MetricsData) -> bytes:
     """Return an OTLP ``ExportMetricsServiceRequest`` as protobuf bytes."""
     return encode_metrics(data).SerializeToString()
-
-
-def sdk_version() -> str:
-    """Return the installed OpenTelemetry SDK version."""
-    try:
-        from opentelemetry.sdk.version import __version__
-
-        return __version__
-    except Exception:
-        return "unknown"

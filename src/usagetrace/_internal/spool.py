@@ -114,10 +114,6 @@ def spawn_sender() -> bool:
         return False
 
 
-def _restore(key: list):
-    return tuple(key)
-
-
 def _send_file(path: str, deadline: float, override=None) -> bool:
     """Deliver one spool file; return True when it can be deleted."""
     from . import config, consent, pipeline
@@ -134,7 +130,7 @@ def _send_file(path: str, deadline: float, override=None) -> bool:
         return True  # withdrawn since: delete unsent
     payloads = [(signal, base64.b64decode(data)) for signal, data in doc.get("payloads", [])]
     samples = [tuple(s) for s in doc.get("samples", [])]
-    counts = {_restore(k): int(v) for k, v in doc.get("counts", [])}
+    counts = {tuple(k): int(v) for k, v in doc.get("counts", [])}
     if samples or counts:
         pipe = pipeline.Pipeline(doc.get("resource", {}), lambda: True, frozenset(doc.get("extra_keys", ())))
         fixed = []
