@@ -156,7 +156,11 @@ ATTRIBUTES: tuple[Attr, ...] = (
     Attr("usagetrace.email.recipient.hash", "span", "string", "Recipient address, SHA-256 salted per campaign.", "c0ff…"),
     Attr("usagetrace.email.link.index", "span", "int", "Which link in the message was clicked.", "0"),
     # --- metric point attributes ---------------------------------------------
-    Attr("usagetrace.outcome", "metric", "string", "ok or error.", "ok"),
+    Attr(
+        "usagetrace.outcome", "metric", "string",
+        "ok, error or interrupted (KeyboardInterrupt or a cancelled task: not a failure). "
+        "SystemExit(0) is ok.", "ok",
+    ),
     Attr("usagetrace.drop.reason", "metric", "string", "Why data was dropped: rate_limited, queue_full, export_failed, spool_full.", "rate_limited"),
 )
 
