@@ -122,7 +122,7 @@ def test_generator_closed_early_and_exhausted(pkg):
 
 
 def test_recursion_and_reentrancy(pkg):
-    """Deep recursion counts one usage; a callback re-entering the package from user code is its own usage."""
+    """A recursive function is left unwrapped; a callback re-entering the package from user code is its own usage."""
     import sys
 
     with capture("rel_proc_pkg") as cap:
@@ -131,7 +131,8 @@ def test_recursion_and_reentrancy(pkg):
         assert pkg.callback(lambda: pkg.work(1)) == 2
         with pytest.raises(KeyError):
             pkg.callback(pkg.boom)
-    assert cap.calls("rel_proc_pkg.fact") == 1
+    assert cap.calls("rel_proc_pkg.fact") == 0  # recursive: left unwrapped (its depth limit is untouched)
+    assert "recursion" in cap.handle.skipped["rel_proc_pkg.fact"]
     assert cap.calls("rel_proc_pkg.callback", "ok") == 1
     assert cap.calls("rel_proc_pkg.callback", "error") == 1
 

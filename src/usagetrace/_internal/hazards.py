@@ -52,6 +52,10 @@ REASON_IMPLICIT = (
     "any wrapper frame could be what it sees"
 )
 REASON_EXACT_TYPE = "the package compares exact function types in {where}: a wrapper is not a FunctionType"
+REASON_RECURSIVE = (
+    "calls itself (directly or through the package): each level would pass through the wrapper, "
+    "halving the recursion depth available"
+)
 REASON_NO_REFCOUNT = "reference counts are not exact on this interpreter (free-threaded): identity cannot be proven"
 
 #: Names that walk the stack to an unknown depth.
@@ -116,7 +120,7 @@ def external_references(namespace, key, known: int, attr: str | None = None) -> 
 class _Node:
     """One top-level code object (a function or method, nested code merged in)."""
 
-    __slots__ = ("label", "names", "reach", "how", "implicit", "calls", "owner")
+    __slots__ = ("label", "names", "reach", "how", "implicit", "calls", "owner", "edges", "method")
 
     def __init__(self, label: str, names: frozenset, reach: int, how: str, implicit: bool, calls: set, owner):
         self.label = label
@@ -126,6 +130,8 @@ class _Node:
         self.implicit = implicit  # run by the interpreter (dunder), not called by name
         self.calls = calls  # names it can be reached by (its name, aliases, its class for a constructor)
         self.owner = owner  # the class, for a constructor (its subclasses' names reach it too)
+        self.edges: set = set()  # ids of code it calls by a global name that resolves to it (exact)
+        self.method = ""  # for a method: its name in the class
 
 
 def _all_codes(code):
@@ -270,6 +276,25 @@ def _compares_type(code, type_names) -> bool:
     return False
 
 
+def _calls_own_name(code, name: str) -> bool:
+    """True when a method uses its own name as an attribute other than through ``super()``."""
+    try:
+        for c in _all_codes(code):
+            if name not in c.co_names:
+                continue
+            instructions = _instructions(c)
+            for i, ins in enumerate(instructions):
+                if ins.argval != name or ins.opname not in ("LOAD_ATTR", "LOAD_METHOD"):
+                    continue
+                before = instructions[max(0, i - 5) : i]
+                if before and before[-1].opname in _CALL_OPS and any(b.argval == "super" for b in before):
+                    continue  # super().name(...): the parent's method, not this one
+                return True
+        return False
+    except Exception:
+        return True
+
+
 def _names_of(code) -> frozenset:
     names: set = set()
     for c in _all_codes(code):
@@ -296,6 +321,7 @@ class Analysis:
         self._classes: dict[int, type] = {}
         self._modules: set[str] = set()
         self._hazards: dict[int, str] | None = None
+        self._recursive: set[int] | None = None
 
     # -- indexing -------------------------------------------------------------
     def add_module(self, module) -> None:
@@ -338,15 +364,16 @@ class Analysis:
             if isinstance(raw, (staticmethod, classmethod)):
                 func = raw.__func__
             if type(func) is types.FunctionType:
-                self.add_function(func, f"{label}.{key}", alias=key, owner=cls)
+                self.add_function(func, f"{label}.{key}", alias=key, owner=cls, method=True)
             elif isinstance(raw, property):
                 for accessor in (raw.fget, raw.fset, raw.fdel):
                     if type(accessor) is types.FunctionType:
-                        self.add_function(accessor, f"{label}.{key}", alias=key)
+                        self.add_function(accessor, f"{label}.{key}", alias=key, method=True)
             elif isinstance(raw, type) and raw is not cls and _defined_in(raw, self.package):
                 self.add_class(raw, f"{label}.{key}", depth + 1)
 
-    def add_function(self, func, label: str, alias: str | None = None, owner: type | None = None) -> None:
+    def add_function(self, func, label: str, alias: str | None = None, owner: type | None = None,
+                     method: bool = False) -> None:
         code = getattr(func, "__code__", None)
         if not isinstance(code, types.CodeType):
             return
@@ -365,11 +392,22 @@ class Analysis:
             owner = None
         reach, how = frame_reach(code)
         node = _Node(label, _names_of(code), reach, how, implicit, calls, owner)
+        if owner is not None or method:
+            node.method = name
+        try:
+            namespace = func.__globals__
+            for n in node.names:
+                target = namespace.get(n)
+                if type(target) is types.FunctionType or type(target).__name__ == "UsageWrapper":
+                    node.edges.add(id(getattr(target, "__code__", None)))
+        except Exception:
+            pass
         self.nodes[id(code)] = node
         self.codes[id(code)] = code
         for n in node.names:
             self.referrers.setdefault(n, set()).add(id(code))
         self._hazards = None
+        self._recursive = None
 
     def _find_exact_type_checks(self) -> None:
         sites = []
@@ -432,6 +470,77 @@ class Analysis:
         if id(code) not in self.nodes:
             self.add_function(func, getattr(func, "__qualname__", "?"))
         return self.frame_hazards().get(id(code))
+
+    def recursion_hazard(self, func) -> str | None:
+        """A function that calls itself, directly or through other functions of the package.
+
+        Calls inside a usage bypass the wrapper's Python code, but still pass
+        through wrapt's C proxy, which costs one more unit of the recursion
+        limit per level: recursion would fail at half the depth.
+        """
+        code = getattr(func, "__code__", None)
+        node = self.nodes.get(id(code))
+        if node is None:
+            return None
+        if self._recursive is None:
+            self._recursive = self._find_recursive()
+        if id(code) in self._recursive:
+            return REASON_RECURSIVE
+        return None
+
+    def _find_recursive(self) -> set[int]:
+        found = set()
+        for cid, node in self.nodes.items():
+            if node.method and node.method in node.names and _calls_own_name(self.codes[cid], node.method):
+                found.add(cid)  # self.walk(...), child.walk(...): assumed to recurse
+            elif cid in node.edges:
+                found.add(cid)
+        # Mutual recursion through module-level functions (exact edges): strongly connected components.
+        index: dict[int, int] = {}
+        low: dict[int, int] = {}
+        on_stack: set[int] = set()
+        stack: list[int] = []
+        counter = 0
+        for root in self.nodes:
+            if root in index:
+                continue
+            work = [(root, iter(self.nodes[root].edges))]
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                v, children = work[-1]
+                advanced = False
+                for w in children:
+                    if w not in self.nodes:
+                        continue
+                    if w not in index:
+                        index[w] = low[w] = counter
+                        counter += 1
+                        stack.append(w)
+                        on_stack.add(w)
+                        work.append((w, iter(self.nodes[w].edges)))
+                        advanced = True
+                        break
+                    if w in on_stack:
+                        low[v] = min(low[v], index[w])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        found.update(component)
+        return found
 
     def exact_type_hazard(self) -> str | None:
         if self._hazards is None:

@@ -21,6 +21,8 @@ from . import log
 #: An ``include`` pattern no qualified name can match: a handle that wraps nothing
 #: (integrations create one for an app or a CLI that is not an instrumented library).
 NOTHING = "\x00usagetrace:nothing"
+#: Set by CLI integrations on the ``main`` functions they decorate: never wrapped.
+CLI_MARK = "__usagetrace_cli__"
 
 _REGISTRY: dict[str, Instrumentation] = {}
 _REGISTRY_LOCK = _thread.allocate_lock()
@@ -276,6 +278,11 @@ class Instrumentation:
             return
         if not discovery.defined_in(target, self.package):
             return  # re-exported from elsewhere: not ours to count
+        integration = getattr(target, CLI_MARK, None)
+        if isinstance(integration, str):
+            self._skip(qualname, f"CLI main function decorated by {integration}: the integration records the "
+                                 "command, and the API calls it makes are counted as usages")
+            return
         entry = f"{target.__module__}:{target.__qualname__}"
         if f"{module_name}:{key}" in self._entry_points or entry in self._entry_points:
             self._skip(qualname, "console-script entry point of the package: the CLI integration records the "
@@ -285,7 +292,8 @@ class Instrumentation:
             if self.include != (NOTHING,):
                 self._skip(qualname, "left out by instrument(include=..., exclude=...)")
             return
-        reason = self._analysis.exact_type_hazard() or self._analysis.frame_hazard(target)
+        reason = (self._analysis.exact_type_hazard() or self._analysis.frame_hazard(target)
+                  or self._analysis.recursion_hazard(target))
         kind = discovery.call_kind(target)
         target = None  # from here on, hold no reference until the count is taken
         if reason is None:
@@ -384,6 +392,34 @@ class Instrumentation:
             if reason is not None:
                 self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
                                      "pass straight through its wrapper)")
+
+    def command_function(self, func, integration: str) -> None:
+        """A CLI command function registered with an integration: not a usage itself (its calls are).
+
+        Follows ``__wrapped__`` (typer wraps command functions). Never raises.
+        """
+        try:
+            reason = (f"command function of the package's CLI ({integration} integration): the integration "
+                      "records the command, and the API calls it makes are counted as usages")
+            for _ in range(8):
+                if func is None:
+                    return
+                if self.exempt(func, reason):
+                    return
+                if type(func) is FunctionType and isinstance(getattr(func, "__module__", None), str) \
+                        and (func.__module__ + ".").startswith(self.package + "."):
+                    self._skipped[f"{func.__module__}.{func.__qualname__}"] = reason
+                func = getattr(func, "__wrapped__", None)
+        except Exception:
+            log.internal_error("instrumentation.command_function")
+
+    def launcher(self, stats) -> None:
+        """``stats``' function was seen running a CLI command: it is a launcher, not a usage."""
+        if not stats.launcher:
+            stats.launcher = True
+            self._skipped[stats.name] = (
+                "launches the package's CLI (seen at run time): the CLI integration records the command, and "
+                "the API calls it makes are counted as usages")
 
     def exempt(self, func, reason: str) -> bool:
         """Stop counting a wrapped callable (calls pass straight through); record why. Never raises."""

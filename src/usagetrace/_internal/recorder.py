@@ -64,10 +64,22 @@ class Sample(NamedTuple):
     error: tuple | None  # (type name, frames, signature)
 
 
+class _Usage(list):
+    """The value of a package's ``outside`` variable while a usage of one function is in progress.
+
+    Empty, so false for wrapt's ``enabled`` check (a C length test, no Python
+    call); it names the function, so a CLI integration can tell that the usage
+    in progress is a launcher of its commands.
+    """
+
+    __slots__ = ("stats",)
+
+
 class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
-    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "exempt")
+    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "exempt",
+                 "launcher", "marker")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -78,9 +90,14 @@ class FunctionStats:
         self.interrupted = itertools.count()
         self.budget = budget
         self.error_budget = error_budget
-        #: True for a CLI command function registered with an integration: the
-        #: integration records the command, and the calls it makes are usages.
+        #: True once calls must pass straight through (a command function of a
+        #: CLI integration; code found hazardous after wrapping).
         self.exempt = False
+        #: True for a function seen launching a CLI command (``main()`` calling
+        #: ``cli()``): the integration records the command; it is not a usage.
+        self.launcher = False
+        self.marker = _Usage()
+        self.marker.stats = self
 
 
 class Recorder:
@@ -97,9 +114,10 @@ class Recorder:
         self.package = package
         #: Read by every wrapper on every call; flipped by the consent refresher.
         self.enabled = False
-        #: False while a usage of this package is in progress in this thread/task.
-        #: Its C ``get`` is wrapt's ``enabled`` check: inside a usage, wrapt calls
-        #: the original directly and no wrapper frame is added.
+        #: True outside any usage of this package in this thread/task; while one
+        #: is in progress, that function's (falsy) ``marker``. Its C ``get`` is
+        #: wrapt's ``enabled`` check: inside a usage, wrapt calls the original
+        #: directly and no wrapper frame is added.
         self.outside: ContextVar[bool] = ContextVar(f"usagetrace.outside.{package}", default=True)
         self.span_budget = span_budget
         self.error_budget = error_budget
@@ -223,6 +241,8 @@ class Recorder:
         """Return cumulative counts: {("calls", fn, outcome) | ("errors", fn, type) | ("dropped", reason): n}."""
         out = {}
         for stats in list(self.functions.values()):
+            if stats.launcher:
+                continue
             for outcome, counter in ((OK, stats.ok), (ERROR, stats.err), (INTERRUPTED, stats.interrupted)):
                 value = count_value(counter)
                 if value:

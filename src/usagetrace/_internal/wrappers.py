@@ -105,7 +105,7 @@ def sync_wrapper(rec: Recorder, stats: FunctionStats):
     def wrapper(wrapped, instance, args, kwargs):
         if not rec.enabled or stats.exempt:
             return wrapped(*args, **kwargs)
-        token = set_(False)
+        token = set_(stats.marker)
         start = _time_ns() if stats.budget > 0 else 0
         try:
             result = wrapped(*args, **kwargs)
@@ -143,7 +143,7 @@ def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
     strip = STRIPS_OWN_FRAME
 
     async def run(coro, args, kwargs):
-        token = outside.set(False)
+        token = outside.set(stats.marker)
         start = _time_ns() if stats.budget > 0 else 0
         try:
             result = await coro
@@ -186,7 +186,7 @@ def generator_wrapper(rec: Recorder, stats: FunctionStats):
         value = None
         pending = None  # (method, argument) to forward next
         while True:
-            token = outside.set(False)
+            token = outside.set(stats.marker)
             try:
                 if pending is None:
                     value = next(gen)
@@ -245,7 +245,7 @@ def asyncgen_wrapper(rec: Recorder, stats: FunctionStats):
     async def drive(agen):
         pending = None
         while True:
-            token = outside.set(False)
+            token = outside.set(stats.marker)
             try:
                 if pending is None:
                     value = await agen.__anext__()
