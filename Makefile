@@ -1,6 +1,7 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   - sets up .venv and runs the demo (an instrumented sample package, development mode)
-#   make test   - sets up .venv (+ Chromium for browser tests) and runs the whole test suite
+#   make test   - sets up .venv (+ Chromium for browser tests), runs the whole test suite, then the core
+#                 and behaviour suites on every other pyenv CPython (scripts/test-pythons.sh)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +23,7 @@ demo: setup
 test: setup
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
+	bash scripts/test-pythons.sh
 
 bench: setup
 	bash benchmarks/run.sh

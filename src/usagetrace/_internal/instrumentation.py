@@ -127,9 +127,23 @@ class Instrumentation:
         self._analysis = hazards.Analysis(self.package)
         self._entry_points = discovery.entry_points(self.package)
         root = sys.modules.get(self.package)
-        modules = ([root] if root is not None else []) + discovery.imported_submodules(self.package)
-        self._instrument_modules(modules)
+        if root is None:
+            # instrument("pkg") before pkg is imported: wrap it when it is (a wrapt post-import hook).
+            import wrapt
+
+            wrapt.register_post_import_hook(self._on_import_root, self.package)
+        else:
+            self._instrument_modules([root] + discovery.imported_submodules(self.package))
         delivery.get().register(self, start=False)
+
+    def _on_import_root(self, module) -> None:
+        from . import discovery
+
+        try:
+            if self.instrumented:
+                self._instrument_modules([module] + discovery.imported_submodules(self.package))
+        except Exception:
+            log.internal_error("instrumentation.on_import_root")
 
     def _hook_children(self, module) -> None:
         import wrapt
