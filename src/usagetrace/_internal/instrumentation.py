@@ -169,6 +169,8 @@ class Instrumentation:
 
     # --------------------------------------------------------------- wrapping
     def _wanted(self, name: str) -> bool:
+        if not self.include and not self.exclude:
+            return True
         from fnmatch import fnmatchcase
 
         if self.include and not any(fnmatchcase(name, p) for p in self.include):
