@@ -20,12 +20,25 @@ def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "usagetrace", *args], capture_output=True, text=True, env=full, timeout=120)
 
 
+def _subcommands(parser) -> dict:
+    """The parser's subcommands, {name: subparser}, read from the parser itself."""
+    import argparse
+
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
 def test_help_everywhere():
-    """--help works for the command and each subcommand."""
-    assert "preview" in run_cli("--help").stdout
-    for sub in ("status", "enable", "disable", "reset", "reset-id", "preview", "inventory", "flush"):
+    """--help works for the command and for every subcommand the parser has (new ones included)."""
+    top = run_cli("--help")
+    assert top.returncode == 0
+    subcommands = _subcommands(cli.build_parser())
+    assert {"status", "preview", "inventory", "report"} <= set(subcommands)
+    for sub in subcommands:
+        assert sub in top.stdout
         result = run_cli(sub, "--help")
-        assert result.returncode == 0 and "usage:" in result.stdout, sub
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: usagetrace {sub}"), (sub, result.stderr)
+        assert result.stderr == "", sub
 
 
 def test_enable_disable_status_json(capsys):

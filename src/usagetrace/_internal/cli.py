@@ -316,12 +316,9 @@ def cmd_flush(args) -> int:
 
 
 def cmd_report(args) -> int:
-    try:
-        from .analytics import cli as report_cli
-    except ImportError as exc:
-        print(f"{PROG} report: {exc}", file=sys.stderr)
-        return 1
-    return report_cli.main(args.rest)
+    from .analytics import cli as report_cli
+
+    return report_cli.run(args)
 
 
 # ------------------------------------------------------------------- parser
@@ -367,13 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inventory", cmd_inventory, "Print every attribute usagetrace can send, as a Markdown table.")
     p.add_argument("package", type=_validate_package)
     add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
+    from .analytics import cli as report_cli
+
     p = sub.add_parser(
         "report",
-        help="Answer usage questions from collected data (see `usagetrace report --help`).",
-        add_help=False,
+        help="Answer usage questions from collected data (needs `pip install 'usagetrace[report]'`).",
+        description=report_cli.DESCRIPTION,
     )
+    report_cli.add_arguments(p)
     p.set_defaults(func=cmd_report)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
