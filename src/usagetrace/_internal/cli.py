@@ -1,7 +1,8 @@
 """The ``usagetrace`` command: see, choose and verify what is sent.
 
 Exit codes: 0 success, 1 the action failed (e.g. a file could not be written),
-2 bad usage. ``--json`` gives machine-readable output where it makes sense.
+2 bad usage; ``preview`` exits with the previewed command's status. ``--json``
+gives machine-readable output where it makes sense.
 """
 
 from __future__ import annotations
@@ -243,14 +244,18 @@ def cmd_preview(args) -> int:
         from . import env
 
         child_env[env.package_var(args.package)] = "1"
+        sys.stdout.flush()  # whatever we wrote comes before the command's own output
         try:
             completed = subprocess.run(command, env=child_env, timeout=args.timeout)
         except FileNotFoundError:
             print(f"{PROG}: command not found: {command[0]}", file=sys.stderr)
-            return 1
+            return 127
+        except PermissionError:
+            print(f"{PROG}: command not executable: {command[0]}", file=sys.stderr)
+            return 126
         except subprocess.TimeoutExpired:
             print(f"{PROG}: command did not finish within {args.timeout} s", file=sys.stderr)
-            return 1
+            return 124
         requests = []
         try:
             with open(out, encoding="utf-8") as fh:
@@ -258,16 +263,21 @@ def cmd_preview(args) -> int:
         except FileNotFoundError:
             pass
     requests = [r for r in requests if _service(r) == args.package]
+    # The command's exit status, as a shell reports it (killed by signal n: 128 + n).
+    status = completed.returncode if completed.returncode >= 0 else 128 - completed.returncode
     if args.json:
         _print_json({"package": args.package, "exit_code": completed.returncode, "requests": requests})
-        return 0
-    print(f"\n--- what {args.package} would have sent (nothing left this machine) ---", file=sys.stderr)
+        return status
+    # One stream (stdout) for the header and the body, so they stay in order when piped together.
+    print(f"\n--- what {args.package} would have sent (nothing left this machine) ---")
     if not requests:
         print(f"Nothing: {args.package} recorded no usage during this command.")
-        return 0
-    sys.stdout.write(render_preview(requests))
-    print(f"\n({len(requests)} OTLP request(s); `--json` prints them exactly as sent.)")
-    return 0
+    else:
+        sys.stdout.write(render_preview(requests))
+        print(f"\n({len(requests)} OTLP request(s); `--json` prints them exactly as sent.)")
+    if status:
+        print(f"(the command exited with status {status})")
+    return status
 
 
 def render_preview(requests: list[dict]) -> str:
@@ -359,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("package", type=_validate_package)
     p.set_defaults(command_line=[])
-    p.epilog = "Usage: usagetrace preview PACKAGE [--json] -- COMMAND [ARGS...]"
+    p.epilog = (
+        "Usage: usagetrace preview PACKAGE [--json] -- COMMAND [ARGS...]. Exits with the command's "
+        "exit status (128+N if killed by signal N; 127 not found, 126 not executable, 124 timed out)."
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
     p = add("inventory", cmd_inventory, "Print every attribute usagetrace can send, as a Markdown table.")
     p.add_argument("package", type=_validate_package)
