@@ -98,7 +98,7 @@ def test_clickhouse_url_is_validated(capsys):
 #: A value for every option of `usagetrace report` that differs from its default.
 OPTION_VALUES = {
     "--package": ["mypkg"],
-    "--since": ["36500d"],
+    "--since": ["2020-01-01"],  # a fixed bound: "30d" would move between the two runs
     "--format": ["csv"],
     "--output": ["{out}"],
     "-o": ["{out}"],

@@ -78,6 +78,8 @@ def _meta_lines(report: Report) -> list[str]:
         f"source: {m.get('source') or '-'} ({m.get('engine')}); k-anonymity threshold k={m.get('k')}; "
         f"{m.get('spans_loaded')} spans, {m.get('points_loaded')} metric points",
     ]
+    if m.get("hidden_note"):
+        lines.append(m["hidden_note"])
     if m.get("skipped_lines"):
         lines.append(f"WARNING: {m['skipped_lines']} input lines were skipped (see warnings)")
     for w in m.get("warnings", [])[:20]:
@@ -91,6 +93,7 @@ def _table_text(t: Table) -> str:
     out = [t.title, "=" * len(t.title)]
     if not t.rows:
         out.append("(no rows with at least k installs)")
+        out += [t.hidden] if t.hidden else []
         return "\n".join(out)
     cols = t.columns
     cells = [[_cell(c, r.get(c)) for c in cols] for r in t.rows]
@@ -103,8 +106,7 @@ def _table_text(t: Table) -> str:
     out.append(fmt(cols))
     out.append("  ".join("-" * w for w in widths))
     out.extend(fmt(row) for row in cells)
-    if t.note:
-        out.append(t.note)
+    out += [line for line in (t.note, t.hidden) if line]
     return "\n".join(out)
 
 
@@ -116,11 +118,16 @@ def _render_table(report: Report) -> str:
 
 # --- csv --------------------------------------------------------------------------
 def _render_csv(report: Report) -> str:
-    """One block per section: a ``# section`` line, a header row, data rows, a blank line."""
+    """One block per section: a ``# section`` line, ``# k-anonymity: …`` when rows were hidden, a header
+    row, data rows, a blank line. The report's own ``# k-anonymity`` line, if any, starts the first block."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    if report.meta.get("hidden_note"):
+        buf.write(f"# {report.meta['hidden_note']}\n")
     for name, t in report.sections.items():
         buf.write(f"# {name}\n")
+        if t.hidden:
+            buf.write(f"# {t.hidden}\n")
         w.writerow(t.columns)
         for r in t.rows:
             w.writerow(["" if r.get(c) is None else (";".join(r[c]) if isinstance(r.get(c), list) else r[c])
@@ -231,8 +238,9 @@ th{background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums} 
 
 
 def _html_table(t: Table) -> str:
+    hidden = f"<p class='note'>{_e(t.hidden)}</p>" if t.hidden else ""
     if not t.rows:
-        return f"<h2>{_e(t.title)}</h2><p class='note'>No rows describe at least k installs.</p>"
+        return f"<h2>{_e(t.title)}</h2><p class='note'>No rows describe at least k installs.</p>{hidden}"
     head = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
     num = {c: _numeric(t.rows, c) for c in t.columns}
     body = []
@@ -245,7 +253,7 @@ def _html_table(t: Table) -> str:
             tds.append(f"<td{' class=n' if num[c] else ''}{title}>{_e(_cell(c, v))}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     note = f"<p class='note'>{_e(t.note)}</p>" if t.note else ""
-    return f"<h2 id='{_e(t.name)}'>{_e(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}"
+    return f"<h2 id='{_e(t.name)}'>{_e(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}{hidden}"
 
 
 def _render_html(report: Report) -> str:
@@ -282,6 +290,7 @@ def _render_html(report: Report) -> str:
         f"source {_e(m.get('source') or '-')} ({_e(m.get('engine'))}) · k-anonymity k={_e(m.get('k'))}: "
         "rows describing fewer than k installs (or users) are folded into “(other)” or left out · "
         f"generated {_e(m.get('generated_at'))}</p>",
+        f"<p class='warn'>{_e(m['hidden_note'])}</p>" if m.get("hidden_note") else "",
         ov_txt,
         f"<ul>{warn}</ul>" if warn else "",
         f"<div class='charts'>{''.join(charts)}</div>",
