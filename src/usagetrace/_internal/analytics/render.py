@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,6 +142,17 @@ def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 install``, ``2 installs``, ``1,234 calls``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _count_ticks(top: float, most: int = 5) -> list[int]:
+    """Integer axis ticks 0, step, 2*step ... for counts up to ``top``: a 1-2-5 step, at most ``most`` ticks."""
+    step = next(m * 10**e for e in range(19) for m in (1, 2, 5) if m * 10**e * (most - 1) >= top)
+    return [i * step for i in range(max(1, math.ceil(top / step)) + 1)]
+
+
 def _bar_chart(title: str, items: Sequence[tuple[str, float, str]], *, max_value: float | None = None,
                chart_id: str) -> str:
     """Horizontal bars: (label, value, value text)."""
@@ -177,7 +189,8 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
         return ""
     w, h, left, right, top, bottom = 760, 300, 50, 150, 34, 40
     pw, ph = w - left - right, h - top - bottom
-    mx = max(r["installs"] for r in rows) or 1
+    ticks = _count_ticks(max(r["installs"] for r in rows))
+    mx = ticks[-1]
     xs = {p: left + (pw * i / max(1, len(periods) - 1) if len(periods) > 1 else pw / 2) for i, p in enumerate(periods)}
 
     def y(v: float) -> float:
@@ -190,9 +203,8 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
         f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="axis"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="axis"/>',
     ]
-    for frac in (0, 0.5, 1):
-        v = mx * frac
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="cv">{v:,.0f}</text>')
+    for v in ticks:
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="cv">{v:,}</text>')
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" class="grid"/>')
     step = max(1, len(periods) // 8)
     for i, p in enumerate(periods):
@@ -217,7 +229,7 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
                          f'points="{coords}"><title>{_e(ver)}</title></polyline>')
         for p, v in pts:
             parts.append(f'<circle cx="{xs[p]:.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
-                         f'<title>{_e(ver)} {_e(p)}: {v}</title></circle>')
+                         f'<title>{_e(ver)} {_e(p)}: {_e(_count(v, "install"))}</title></circle>')
         ly = top + 10 + vi * 18
         parts.append(f'<rect x="{left + pw + 15}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
                      f'<text x="{left + pw + 32}" y="{ly + 1}" class="cl">{_e(ver)}</text>')
@@ -262,7 +274,7 @@ def _render_html(report: Report) -> str:
     charts = []
     fu = s.get("feature_usage")
     if fu and fu.rows:
-        items = [(r["function"], r["installs"], f"{r['installs']} installs") for r in fu.rows[:15]]
+        items = [(r["function"], r["installs"], _count(r["installs"], "install")) for r in fu.rows[:15]]
         charts.append(_bar_chart("Feature usage: distinct installs per function", items, chart_id="chart-features"))
     ad = s.get("adoption")
     if ad and ad.rows:
@@ -276,8 +288,10 @@ def _render_html(report: Report) -> str:
     ov_txt = ""
     if ov and ov.rows:
         o = ov.rows[0]
-        ov_txt = (f"<p><b>{o['installs']:,}</b> installs · <b>{o['sessions']:,}</b> sessions · "
-                  f"<b>{o['calls']:,}</b> calls · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
+        counts = " · ".join(
+            "<b>{}</b> {}".format(*_count(o[col], col[:-1]).split(" ", 1)) for col in ("installs", "sessions", "calls")
+        )
+        ov_txt = (f"<p>{counts} · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
                   f"{_e(o['first_seen'])} → {_e(o['last_seen'])}</p>")
     body = [
         "<!DOCTYPE html>",
