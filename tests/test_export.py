@@ -96,9 +96,9 @@ def test_grpc_without_the_extra_sends_nothing_and_status_says_so():
     assert "pip install 'usagetrace[grpc]'" in proc.stdout
 
 
-def test_signal_specific_grpc_without_the_extra(monkeypatch):
-    """Only the signal asking for gRPC sends nothing, and the reason names that signal's variable."""
-    from usagetrace._internal import config
+def test_signal_specific_grpc_without_the_extra(monkeypatch, capsys):
+    """Only the signal asking for gRPC sends nothing; the reason (in status too) names that signal's variable."""
+    from usagetrace._internal import cli, config
 
     monkeypatch.setitem(sys.modules, "grpc", None)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
@@ -107,6 +107,8 @@ def test_signal_specific_grpc_without_the_extra(monkeypatch):
     assert traces.kind == "none" and "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc" in traces.describe()
     assert config.GRPC_EXTRA in traces.describe()
     assert metrics.kind == "http" and metrics.url == "http://127.0.0.1:4317/v1/metrics"
+    assert cli.main(["status", "p"]) == 0
+    assert f"sends to:     traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
     monkeypatch.delitem(sys.modules, "grpc")
     assert config.resolve("traces", None, "p").kind == "grpc"  # installed (dev extra): used
 

@@ -79,14 +79,17 @@ def _status_row(package: str, info: dict) -> dict:
 
     policy = info.get("policy", consent.OPT_IN)
     decision = consent.resolve(package, policy, ci=info.get("ci", "off"), under_pytest=False, notice_shown=True)
-    target = config.resolve("traces", info.get("endpoint"), package)
+    traces, metrics = (config.resolve(signal, info.get("endpoint"), package) for signal in config.SIGNALS)
+    endpoint = traces.describe()
+    if (metrics.kind, metrics.protocol) != (traces.kind, traces.protocol):  # e.g. ..._TRACES_PROTOCOL=grpc only
+        endpoint = f"traces: {endpoint}; metrics: {metrics.describe()}"
     return {
         "package": package,
         "enabled": decision.enabled,
         "state": decision.state,
         "decided_by": decision.source,
         "policy": policy if "policy" in info else "unknown (not yet run with telemetry on)",
-        "endpoint": target.describe(),
+        "endpoint": endpoint,
         "install_id": _stored_install_id(package),
     }
 
