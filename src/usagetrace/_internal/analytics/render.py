@@ -142,9 +142,13 @@ def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _noun(n: int, noun: str) -> str:
+    return noun if n == 1 else noun + "s"
+
+
 def _count(n: int, noun: str) -> str:
     """``1 install``, ``2 installs``, ``1,234 calls``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+    return f"{n:,} {_noun(n, noun)}"
 
 
 def _count_ticks(top: float, most: int = 5) -> list[int]:
@@ -288,9 +292,7 @@ def _render_html(report: Report) -> str:
     ov_txt = ""
     if ov and ov.rows:
         o = ov.rows[0]
-        counts = " · ".join(
-            "<b>{}</b> {}".format(*_count(o[col], col[:-1]).split(" ", 1)) for col in ("installs", "sessions", "calls")
-        )
+        counts = " · ".join(f"<b>{o[c]:,}</b> {_noun(o[c], c[:-1])}" for c in ("installs", "sessions", "calls"))
         ov_txt = (f"<p>{counts} · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
                   f"{_e(o['first_seen'])} → {_e(o['last_seen'])}</p>")
     body = [
