@@ -38,8 +38,9 @@ def test_enable_disable_status_json(capsys):
     assert row["enabled"] is False and row["state"] == "denied"
     assert row["decided_by"] == f"user:{paths.consent_file()}"
     assert cli.main(["enable", "--all", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["granted"] is True
-    assert consent.read_choices(paths.consent_file()) == {"*": True}
+    out = json.loads(capsys.readouterr().out)
+    assert out["granted"] is True and out["kept_denials"] == ["tinystats"]
+    assert consent.read_choices(paths.consent_file()) == {"*": True, "tinystats": False}
 
 
 def test_status_explains_global_switch(monkeypatch, capsys):
@@ -61,12 +62,22 @@ def test_bad_usage_exits_2():
 
 
 def test_unwritable_consent_file_exits_1(tmp_path):
-    """When the consent file cannot be written, the command says so and exits 1."""
+    """When the consent file cannot be written (its directory is a file), the command says so and exits 1."""
     home = tmp_path / "home"
-    (home / "config").mkdir(parents=True)
-    (home / "config" / "consent.toml").mkdir()  # a directory where the file should be
+    home.mkdir()
+    (home / "config").write_text("a file where the config directory should be")
     result = run_cli("disable", "tinystats", env={"USAGETRACE_HOME": str(home)})
     assert result.returncode == 1 and "cannot write" in result.stderr
+
+
+def test_a_directory_instead_of_the_consent_file_is_refused(tmp_path):
+    """A directory where consent.toml should be: refused with what to do, exit 1, nothing changed."""
+    home = tmp_path / "home"
+    (home / "config" / "consent.toml").mkdir(parents=True)
+    result = run_cli("disable", "tinystats", env={"USAGETRACE_HOME": str(home)})
+    assert result.returncode == 1
+    assert "nothing was changed" in result.stderr and "is a directory" in result.stderr
+    assert "Remove that directory" in result.stderr
 
 
 def test_reset_id_changes_the_install_id(capsys):
@@ -147,6 +158,7 @@ def test_ask_consent_stores_the_answer(monkeypatch, answer, expected, no_ci):
     state = prompt.ask("askpkg")
     assert state.enabled is expected and "Share anonymous usage statistics of askpkg?" in err.getvalue()
     assert consent.read_choices(paths.consent_file()) == {"askpkg": expected}
+    err.seek(0)
     err.truncate(0)
     again = prompt.ask("askpkg")
     assert again.enabled is expected and err.getvalue().strip("\x00") == ""

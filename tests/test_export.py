@@ -223,7 +223,7 @@ def test_spool_is_delivered_by_the_sender(tmp_path):
         proc = run_python("import tinystats\nfor _ in range(7): tinystats.mean([1])\n", env)
         assert proc.returncode == 0, proc.stderr
         assert rx.connections == 0  # nothing sent from the exiting process
-        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver()['delivered'])", env)
         assert sender.stdout.strip() == "1", sender.stderr
         assert rx.calls("tinystats.mean") == 7
     assert list((home / "cache" / "spool").glob("*.json")) == []
@@ -236,7 +236,7 @@ def test_spool_is_deleted_unsent_after_withdrawal(tmp_path):
         env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home))
         run_python("import tinystats\ntinystats.mean([1])\n", env)
         env["TINYSTATS_TELEMETRY"] = "0"
-        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver()['withdrawn'])", env)
         assert sender.stdout.strip() == "1"
         assert rx.connections == 0
     assert list((home / "cache" / "spool").glob("*.json")) == []
