@@ -105,3 +105,51 @@ def run_python(code: str, env: dict | None = None, timeout: float = 60, cwd=None
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def child_env(env: dict | None = None) -> dict:
+    """The test environment for a child that stands for a person's process: no pytest, no CI markers."""
+    from usagetrace._internal import runenv
+
+    full_env = dict(os.environ)
+    full_env.pop("PYTEST_CURRENT_TEST", None)
+    for var, _ in runenv.CI_VARIABLES:
+        full_env.pop(var, None)
+    full_env.update(env or {})
+    return full_env
+
+
+def run_on_terminal(code: str, env: dict | None = None, timeout: float = 60, cwd=None):
+    """Run Python code with stderr on a pseudo-terminal, as at a person's shell (not in CI).
+
+    Returns ``(completed process, what the terminal showed)``; stdout is captured as usual.
+    """
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=child_env(env), cwd=cwd, text=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child's side is closed
+                    break
+                if not data:
+                    break
+                shown += data
+            elif proc.poll() is not None:
+                break
+        stdout, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, ""), shown.decode("utf-8", "replace")

@@ -311,3 +311,22 @@ def test_denial_in_the_consent_file_sends_no_byte(tmp_path):
         assert f"SOURCE user:{home / 'config' / 'consent.toml'}" in proc.stdout, proc.stdout + proc.stderr
         time.sleep(0.5)
         assert rx.connections == 0
+
+
+@pytest.mark.parametrize("value", ["carrier-pigeon", "http/protobuff", "grpc-web"])
+def test_unknown_protocol_sends_nothing_and_status_says_why(tmp_path, value):
+    """An unknown OTEL_EXPORTER_OTLP_PROTOCOL sends nothing (no guessing) and `usagetrace status` says why."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=value,
+                   USAGETRACE_HOME=str(home))
+        proc = run_python(USER_CODE, env)
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert "FLUSHED False" in proc.stdout  # nothing could be delivered
+        flushed = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        status = subprocess.run([sys.executable, "-m", "usagetrace", "status", "tinystats"], capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=60)
+        assert rx.connections == 0
+    assert "'rejected': 1" in flushed.stdout  # the spooled batch is dropped, not kept forever
+    assert f"OTEL_EXPORTER_OTLP_PROTOCOL={value!r} is not one of http/protobuf, http/json, grpc: nothing is sent" \
+        in status.stdout

@@ -83,11 +83,20 @@ _STATE_TEXT = {
 }
 
 
+def _declared_version(package: str, info: dict | None = None) -> str | None:
+    """The consent version ``package`` declared when it last ran here, if any."""
+    if info is None:
+        known = state.load().get("packages")
+        info = known.get(package) if isinstance(known, dict) else None
+    recorded = info.get("consent_version") if isinstance(info, dict) else None
+    return consent.declared_version(package) or recorded
+
+
 def _status_row(package: str, info: dict) -> dict:
     from . import config, env, receipts
 
     policy = info.get("policy")
-    version = consent.declared_version(package) or info.get("consent_version")
+    version = _declared_version(package, info)
     notice = state.notice_shown(package, version) if policy == consent.OPT_OUT else True
     decision = consent.resolve(package, policy or consent.OPT_IN, ci=info.get("ci", "off"), under_pytest=False,
                                notice_shown=notice, consent_version=version)
@@ -197,9 +206,7 @@ def _set_choice(args, granted: bool | None) -> int:
     if target is None:
         print(f"{PROG}: name a package or use --all", file=sys.stderr)
         return 2
-    version = None
-    if granted and target != consent.ALL:
-        version = _status_row(target, known_packages().get(target, {}))["consent_version"]
+    version = _declared_version(target) if granted and target != consent.ALL else None
     try:
         report = consent.write_choice(target, granted, version=version)
     except consent.BrokenSource as exc:

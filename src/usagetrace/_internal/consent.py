@@ -320,7 +320,8 @@ def parse_choices(text: str) -> dict[str, bool]:
         raise ValueError(f"line {bad.line}: {bad.problem}" if bad.line else bad.problem) from None
 
 
-_FIX_EDIT = "Edit that line (each entry reads `name = true` or `name = false`), or delete the file to start over."
+_FIX_EDIT = ("Edit that line so it reads `name = true` or `name = false` (or remove it). Deleting the whole "
+             "file also works, but drops every other choice in it.")
 
 
 def _broken(kind: str, path: str, problem: str, fix: str, line: int | None = None) -> BrokenSource:
@@ -380,12 +381,15 @@ def read_file(path: str, kind: str = "user") -> Parsed | None:
     raw = _read_bytes(path, kind)
     if raw is None:
         return None
-    text = _decode(raw, path, kind)
+    return _parse_source(_decode(raw, path, kind), path, kind)
+
+
+def _parse_source(text: str, path: str, kind: str) -> Parsed:
     try:
         return _parse(text)
     except _Bad as bad:
-        raise _broken(kind, path, bad.problem, _FIX_EDIT if bad.line else "Fix the file, or delete it to start over.",
-                      bad.line) from None
+        fix = _FIX_EDIT if bad.line else "Fix the file; deleting it also works, but drops every choice in it."
+        raise _broken(kind, path, bad.problem, fix, bad.line) from None
 
 
 def read_choices(path: str, kind: str = "user") -> dict[str, bool] | None:
@@ -523,11 +527,7 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
     with paths.locked(path + ".lock"):
         raw = _read_bytes(path, "user")
         text = "" if raw is None else _decode(raw, path, "user")
-        try:
-            parsed = _parse(text)
-        except _Bad as bad:
-            raise _broken("user", path, bad.problem, _FIX_EDIT if bad.line else "Fix the file, or delete it.",
-                          bad.line) from None
+        parsed = _parse_source(text, path, "user")
         try:
             new_text, report = edit(text, parsed, package, granted, version)
         except ValueError as exc:

@@ -280,6 +280,8 @@ class Delivery:
         ch.inflight = []
 
     def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
+        """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
+        delivered = True
         while ch.retry:
             now = _monotonic()
             if not force and now < ch.next_attempt:
@@ -298,6 +300,7 @@ class Delivery:
                 ch.retry_bytes -= len(payload)
                 if result == _transport.DROP:
                     ch.count_drop("export_failed", items)
+                    delivered = False
                 else:
                     ch.sent_requests += 1
                 ch.failures = 0
@@ -306,7 +309,7 @@ class Delivery:
             backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
             ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _RNG.random())
             return False
-        return True
+        return delivered
 
     def flush(self, timeout: float, only=None) -> bool:
         """Export now from the calling thread; True when everything pending was delivered in time."""
