@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import sys
 
 import pytest
 
 from usagetrace._internal import consent, notice, paths, state
 from usagetrace._internal.consent import OPT_IN, OPT_OUT
+
+from .conftest import BROKEN_CONTENT, SPECIAL, place_broken
 
 
 @pytest.fixture
@@ -180,49 +183,6 @@ def test_notice_never_in_ci(monkeypatch, no_ci):
     assert notice.ensure_shown("mypkg") is False and tty.text == ""
 
 
-#: Consent files broken in every way a file can be, each still holding a grant for mypkg.
-BROKEN_CONTENT = {
-    "truncated-key": b'[consent]\n"mypkg" = true\n"oth',
-    "truncated-value": b"[consent]\nmypkg = tr",
-    "truncated-header": b"[consent\nmypkg = true\n",
-    "bad-line": b"[consent]\nmypkg = true\nnumpy = maybe\n",
-    "binary": b"\x00\xff\xfe[consent]\nmypkg = true\n",
-    "not-utf8": b"[consent]\nmypkg = true\n# caf\xe9\n",
-    "huge": b"[consent]\nmypkg = true\n" + b"# padding\n" * 8000,
-    "int": b"[consent]\nmypkg = 1\n",
-    "string": b'[consent]\nmypkg = "true"\n',
-    "not-a-table": b"consent = 5\n",
-    "array-of-tables": b"[[consent]]\nmypkg = true\n",
-    "duplicate-key": b'[consent]\nmypkg = true\n"mypkg" = true\n',
-    "duplicate-table": b"[consent]\nmypkg = true\n[consent]\nother = true\n",
-    "unterminated-string": b'[consent]\nmypkg = true\n[notes]\nx = """\n',
-    "bad-version": b"[consent]\nmypkg = true\n[consent_version]\nmypkg = 2.5\n",
-    "nul": b"[consent]\nmypkg = true\x00\n",
-    "lone-cr": b"[consent]\rmypkg = true\n",
-    "bom": b"\xef\xbb\xbf[consent]\nmypkg = true\n",
-    "dotted-in-table": b"[consent]\nmypkg.sub = true\n",
-}
-
-
-def _place(kind: str, path, content: bytes | None = None, special: str | None = None) -> None:
-    """Put a broken consent source at ``path``: bytes, or a special file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if special == "directory":
-        os.makedirs(path)
-    elif special == "dangling-symlink":
-        os.symlink(str(path) + ".missing", path)
-    elif special == "symlink-loop":
-        os.symlink(path, path)
-    elif special == "fifo":
-        os.mkfifo(path)
-    else:
-        with open(path, "wb") as fh:
-            fh.write(content)
-
-
-SPECIAL = ["directory", "dangling-symlink", "symlink-loop", "fifo"]
-
-
 @pytest.mark.parametrize("policy", POLICY)
 @pytest.mark.parametrize("where", ["user", "project"])
 @pytest.mark.parametrize("case", list(BROKEN_CONTENT) + SPECIAL)
@@ -231,7 +191,7 @@ def test_broken_consent_file_turns_everything_off(case, where, policy, project, 
     target = paths.consent_file() if where == "user" else str(project / ".usagetrace")
     if where == "project":
         consent.write_choice("mypkg", True)  # a valid grant elsewhere must not win over the broken file
-    _place(where, target, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
+    place_broken(target, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
     result = decide(policy)
     assert result == (False, "invalid", f"{where}:{target}")
     assert not consent.resolve("otherpkg", policy, under_pytest=False, notice_shown=True).enabled
@@ -241,7 +201,7 @@ def test_broken_consent_file_turns_everything_off(case, where, policy, project, 
 
 def test_explicit_variable_still_grants_and_do_not_track_still_wins_over_a_broken_file(monkeypatch, no_ci):
     """With the consent file broken, MYPKG_TELEMETRY=1 still turns mypkg on; DO_NOT_TRACK still wins over that."""
-    _place("user", paths.consent_file(), BROKEN_CONTENT["bad-line"])
+    place_broken(paths.consent_file(), BROKEN_CONTENT["bad-line"])
     monkeypatch.setenv("MYPKG_TELEMETRY", "1")
     assert decide() == (True, "granted", "env:MYPKG_TELEMETRY")
     monkeypatch.setenv("DO_NOT_TRACK", "1")
@@ -279,7 +239,7 @@ def test_parse_errors_name_the_line(text, line, words):
 
 def test_not_utf8_names_the_line(no_ci):
     """A byte that is not UTF-8 is reported at its line."""
-    _place("user", paths.consent_file(), b"[consent]\nmypkg = true\n# caf\xe9\n")
+    place_broken(paths.consent_file(), b"[consent]\nmypkg = true\n# caf\xe9\n")
     [problem] = consent.problems()
     assert problem.line == 3 and "UTF-8" in problem.problem
 
@@ -289,7 +249,7 @@ def test_a_marker_of_any_kind_denies(project, no_ci):
     consent.write_choice("mypkg", True)
     for special in ("directory", "dangling-symlink"):
         marker = project / ".usagetrace_do_not_track"
-        _place("project", str(marker), special=special)
+        place_broken(str(marker), special=special)
         assert decide() == (False, "denied", f"project:{marker}")
         os.rmdir(marker) if special == "directory" else os.unlink(marker)
 
@@ -380,7 +340,7 @@ def test_crlf_file_stays_crlf():
 def test_a_broken_file_is_never_rewritten(case):
     """Writing to a broken consent file refuses (BrokenSource) and leaves it exactly as it was."""
     path = paths.consent_file()
-    _place("user", path, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
+    place_broken(path, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
     before = open(path, "rb").read() if case != "directory" else None
     with pytest.raises(consent.BrokenSource) as info:
         consent.write_choice("otherpkg", True)
@@ -534,3 +494,69 @@ def test_withdrawal_reaches_a_running_process(packages, monkeypatch, no_ci):
         cap.flush()
     assert cap.calls("runpkg.f") == 0  # pending data is discarded on withdrawal, not sent
     assert not mod.H.recorder.enabled
+
+
+VERPKG = """
+def f():
+    return 1
+
+import usagetrace
+H = usagetrace.instrument(__name__, consent="opt-out", consent_version={version!r})
+"""
+
+
+def test_a_consent_version_bump_reshows_the_notice_and_sends_nothing_until_then(tmp_path):
+    """Opt-out, version 1 noticed and sending; version 2 sends nothing off a terminal, then notices again and sends."""
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import child_env, run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "verpkg").mkdir(parents=True)
+    init = pkgs / "verpkg" / "__init__.py"
+    code = ("import verpkg\nverpkg.f()\nassert verpkg.H.flush(10) or not verpkg.H.enabled\n"
+            "print(type(verpkg.f).__name__)\n")
+    with OTLPReceiver() as rx:
+        env = {"USAGETRACE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(pkgs),
+               "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "USAGETRACE_DETACHED_SEND": "0"}
+        init.write_text(VERPKG.format(version=1))
+        proc, terminal = run_on_terminal(code, env)
+        assert proc.stdout.strip() == "UsageWrapper" and "collects anonymous usage" in terminal
+        assert rx.calls("verpkg.f") == 1
+        proc, terminal = run_on_terminal(code, env)
+        assert proc.stdout.strip() == "UsageWrapper" and "collects anonymous usage" not in terminal  # once
+
+        init.write_text(VERPKG.format(version=2))
+        sent = rx.connections
+        proc = subprocess.run([sys.executable, "-c", code], env=child_env(env), capture_output=True, text=True,
+                              timeout=60)  # no terminal: the new notice cannot be shown
+        assert proc.returncode == 0 and proc.stdout.strip() == "function"
+        assert rx.connections == sent
+        proc, terminal = run_on_terminal(code, env)
+        assert "What verpkg collects has changed" in terminal and "consent version 2" in terminal
+        assert proc.stdout.strip() == "UsageWrapper" and rx.calls("verpkg.f") == 3
+
+
+def test_ask_consent_asks_again_when_the_grant_is_for_another_version(packages, monkeypatch, no_ci):
+    """A yes given for consent version 1 counts as not given under version 2: ask_consent asks and stores version 2."""
+    import io
+
+    import usagetrace
+    from usagetrace._internal import prompt
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
+    consent.write_choice("askvpkg", True, version="1")
+    mod = packages.load("askvpkg", {"__init__.py": "def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__, consent_version=2)\n"})
+    assert not mod.H.enabled and mod.H.consent.state == "unset"
+    err = TTY()
+    monkeypatch.setattr(sys, "stdin", TTY("y\n"))
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(prompt, "_read_answer", lambda timeout: sys.stdin.readline())
+    state_ = usagetrace.ask_consent("askvpkg")
+    assert "Share anonymous usage statistics of askvpkg?" in err.getvalue()
+    assert state_.enabled and mod.H.enabled
+    assert consent.read_file(paths.consent_file()).versions == {"askvpkg": "2"}
