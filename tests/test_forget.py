@@ -27,10 +27,10 @@ def test_forget_deletes_only_that_packages_spool_and_id():
     my_id, _ = resource.install_id("mypkg")
     other_id, _ = resource.install_id("otherpkg")
     report = forget("mypkg")
-    assert report == {"spooled_batches": 3, "install_id": my_id, "errors": []}
+    assert report == {"spooled_batches": 3, "aggregated_runs": 0, "install_id": my_id, "errors": []}
     assert not any(os.path.exists(p) for p in mine) and os.path.exists(other)
     assert resource.stored_install_id("mypkg") is None and resource.stored_install_id("otherpkg") == other_id
-    assert forget("mypkg") == {"spooled_batches": 0, "install_id": None, "errors": []}
+    assert forget("mypkg") == {"spooled_batches": 0, "aggregated_runs": 0, "install_id": None, "errors": []}
 
 
 def test_disable_forgets_and_a_reenable_sends_under_a_new_id(tmp_path):

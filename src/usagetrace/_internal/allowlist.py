@@ -80,6 +80,7 @@ class Metric(NamedTuple):
     unit: str
     attributes: tuple[str, ...]
     meaning: str
+    features: tuple[str, ...] = ("core",)  # keys of FEATURES that send it
 
 
 ATTRIBUTES: tuple[Attr, ...] = (
@@ -95,7 +96,22 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "machine id salted with the package name, so ids never join across packages.",
         "3f0c9e0a-4f7b-4d8e-9a51-0c2f5d6e7a8b",
     ),
-    Attr("usagetrace.session.id", "resource", "string", "Random id of this process run, never stored.", "9b1d…"),
+    Attr(
+        "usagetrace.session.id",
+        "resource",
+        "string",
+        "Random id of this process run, never stored. Realtime uploads only: daily and weekly uploads count "
+        "runs instead (usagetrace.runs).",
+        "9b1d…",
+    ),
+    Attr(
+        "usagetrace.upload",
+        "resource",
+        "string",
+        "How this data was uploaded: realtime (as it happens), or daily / weekly (counted on the machine and "
+        "sent as one report per period).",
+        "daily",
+    ),
     Attr("process.runtime.name", "resource", "string", "Python implementation.", "cpython"),
     Attr("process.runtime.version", "resource", "string", "Python major.minor only.", "3.11"),
     Attr("os.type", "resource", "string", "Operating system family.", "linux"),
@@ -179,7 +195,32 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "ok, error or interrupted (KeyboardInterrupt or a cancelled task: not a failure). "
         "SystemExit(0) is ok.", "ok",
     ),
-    Attr("usagetrace.drop.reason", "metric", "string", "Why data was dropped: rate_limited, queue_full, export_failed, spool_full.", "rate_limited"),
+    Attr(
+        "usagetrace.drop.reason",
+        "metric",
+        "string",
+        "Why data was dropped: queue_full, export_failed, spool_full, consent_withdrawn; in daily and weekly "
+        "uploads also store_full, store_broken (a local store that could not be read, set aside), "
+        "upload_rejected, expired (older than three weeks, never sent).",
+        "queue_full",
+    ),
+    Attr(
+        "usagetrace.measurement",
+        "metric",
+        "string",
+        "Name of a declared command measurement (daily and weekly uploads count them instead of sending every run).",
+        "flowgroups",
+        ("command",),
+    ),
+    Attr(
+        "usagetrace.measurement.value",
+        "metric",
+        "string",
+        "Its value: one of the declared allowed values, true or false, or (numeric) for numbers (summed in "
+        "usagetrace.measurement.sum).",
+        "dev",
+        ("command",),
+    ),
 )
 
 METRICS: tuple[Metric, ...] = (
@@ -200,6 +241,43 @@ METRICS: tuple[Metric, ...] = (
         "{item}",
         ("usagetrace.drop.reason",),
         "Spans (and spooled batches) usagetrace dropped instead of sending, by reason.",
+    ),
+    # Daily and weekly uploads: what realtime sends as one span per occurrence, counted exactly.
+    Metric(
+        "usagetrace.runs",
+        "{run}",
+        (),
+        "Process runs with any usage, in a daily or weekly upload (realtime uploads carry a session id per run instead).",
+    ),
+    Metric(
+        "usagetrace.commands",
+        "{run}",
+        ("usagetrace.command.name", "usagetrace.outcome"),
+        "Exact count of command runs per command and outcome (ok: no error and exit status 0), in a daily or "
+        "weekly upload.",
+        ("cli", "command"),
+    ),
+    Metric(
+        "usagetrace.events",
+        "{event}",
+        ("usagetrace.event.name",),
+        "Exact count of one-shot events per name, in a daily or weekly upload.",
+        ("event",),
+    ),
+    Metric(
+        "usagetrace.measurements",
+        "{run}",
+        ("usagetrace.command.name", "usagetrace.measurement", "usagetrace.measurement.value"),
+        "Command runs per declared measurement and value, in a daily or weekly upload.",
+        ("command",),
+    ),
+    Metric(
+        "usagetrace.measurement.sum",
+        "1",
+        ("usagetrace.command.name", "usagetrace.measurement"),
+        "Sum of a numeric command measurement over the period (mean = sum / runs with a (numeric) value); "
+        "not monotonic.",
+        ("command",),
     ),
 )
 

@@ -38,7 +38,7 @@ def known_packages() -> dict[str, dict]:
     with telemetry on (state file), packages with an install id, a declared
     consent version or receipts, and packages named in the consent file.
     """
-    from . import receipts
+    from . import aggregate, receipts
 
     found: dict[str, dict] = {}
     try:
@@ -64,7 +64,7 @@ def known_packages() -> dict[str, dict]:
                     found.setdefault(entry[: len(entry) - len(suffix)], {})
         except OSError:
             pass
-    for name in receipts.packages():
+    for name in receipts.packages() + aggregate.packages():
         found.setdefault(name, {})
     try:
         names = consent.read_choices(paths.consent_file()) or {}
@@ -107,6 +107,7 @@ def _status_row(package: str, info: dict) -> dict:
         endpoint = f"traces: {endpoint}; metrics: {metrics.describe()}"
     history = receipts.last(package)
     count = len(receipts.load(package)[0])
+    upload = _upload_row(package, info, metrics.kind)
     return {
         "package": package,
         "enabled": decision.enabled,
@@ -125,7 +126,61 @@ def _status_row(package: str, info: dict) -> dict:
         "receipts": count,
         "problems": [p.as_dict() for p in consent.problems(package) if p.kind == "env"],
         "global_switch": env.do_not_track(),
+        "upload": upload,
     }
+
+
+_MODE_TEXT = {
+    "realtime": "realtime: sent as it happens (every few seconds, and after each run by a separate process)",
+    "daily": "daily: counted on this machine; one report a day, sent by a separate process (nothing leaves "
+             "during runs)",
+    "weekly": "weekly: counted on this machine; one report a week, sent by a separate process (nothing leaves "
+              "during runs)",
+}
+
+
+def _iso(ns) -> str | None:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ns / 1e9)) if ns else None
+
+
+def _upload_row(package: str, info: dict, target_kind: str) -> dict:
+    """The upload mode runs here get, and what waits in the local aggregate."""
+    from . import aggregate, config
+
+    mode = config.upload_mode(info.get("upload"), target_kind)
+    doc, problem = aggregate.load(package)
+    pending = aggregate.summary(doc)
+    ends = pending.pop("period_ends_ns")
+    due = max(min(ends), pending["retry_ns"]) if ends else (pending["retry_ns"] or None)
+    return {"mode": mode.mode, "source": mode.source, "note": mode.note, "last_run_mode": info.get("upload_mode"),
+            "store": aggregate.store_path(package), "store_problem": problem,
+            "next_upload_after": _iso(due) if pending["runs"] else None, **pending}
+
+
+def _print_upload(package: str, up: dict) -> None:
+    print(f"  upload:         {_MODE_TEXT[up['mode']]} [{up['source']}]")
+    if up["note"]:
+        print(f"  note:           {up['note']}")
+    if up["last_run_mode"] and up["last_run_mode"] != up["mode"]:
+        print(f"  last run:       {up['last_run_mode']} (its environment differed from this shell's)")
+    if up["store_problem"]:
+        print(f"  PROBLEM:        {up['store_problem']}")
+    if up["runs"]:
+        periods = ", ".join(up["periods"])
+        print(f"  waiting:        the counts of {up['runs']} run(s) ({periods}); sent after {up['next_upload_after']} "
+              f"(`usagetrace preview {package} --pending` shows it, `usagetrace flush {package}` sends it now)")
+    elif up["mode"] != "realtime":
+        print("  waiting:        nothing")
+    last = up["last_upload"]
+    if last:
+        print(f"  last upload:    {last['time']}: {last['reports']} report(s), {last['runs']} run(s) "
+              f"({', '.join(last['periods'])})")
+    lost = {k: v for k, v in up["drops"].items() if v}
+    if lost:
+        print(f"  lost:           {', '.join(f'{n} {k}' for k, v in lost.items() for n in [v])} "
+              "(counted; sent with the next report)")
 
 
 def _print_problem(problem: dict, indent: str = "") -> None:
@@ -163,6 +218,7 @@ def _print_row(row: dict) -> None:
         print(f"  last delivered: {delivered['time']} to {delivered['endpoint']}")
     if not attempt:
         print("  last export:    none recorded")
+    _print_upload(package, row["upload"])
     receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
     print(f"  receipts:       {receipts_text}")
     print(f"  install id:     {row['install_id'] or '(none)'}")
@@ -180,15 +236,21 @@ def cmd_status(args) -> int:
     rows = [_status_row(name, info) for name, info in packages.items()]
     problems = [p.as_dict() for p in consent.problems() if p.kind != "env"]
     switch = env.do_not_track()
+    from . import config
+
+    mode = config.upload_mode(None, "http")
+    upload_problem = mode.note if mode.source.endswith("(unusable)") else ""
     if args.json:
         _print_json({"global_switch": switch, "consent_file": paths.consent_file(), "problems": problems,
-                     "packages": rows})
+                     "upload_problem": upload_problem or None, "packages": rows})
         return 0
     print(f"consent file: {paths.consent_file()}")
     for problem in problems:
         _print_problem(problem)
     if switch:
         print(f"{switch} is set: telemetry is off for every package.")
+    if upload_problem:
+        print(f"PROBLEM: {upload_problem}")
     if not rows:
         print("No usagetrace-instrumented packages known on this machine yet.")
         return 0
@@ -267,6 +329,8 @@ def _print_forgotten(name: str, done: dict) -> None:
     parts = []
     if done["spooled_batches"]:
         parts.append(f"{done['spooled_batches']} spooled batch(es) not yet sent")
+    if done.get("aggregated_runs"):
+        parts.append(f"the counts of {done['aggregated_runs']} run(s) waiting for the daily upload")
     if done["install_id"]:
         parts.append(f"install id {done['install_id']} (a later re-enable gets a new one; quote this id to "
                      f"{name}'s maintainers to have the data sent under it deleted)")
@@ -363,6 +427,11 @@ def cmd_preview(args) -> int:
     import subprocess
     import tempfile
 
+    if args.pending:
+        if args.command_line:
+            print(f"{PROG}: preview --pending shows what waits for upload; it runs no command", file=sys.stderr)
+            return 2
+        return cmd_preview_pending(args)
     command = list(args.command_line)
     if not command:
         command = [sys.executable, "-c", f"import {args.package}"]
@@ -448,12 +517,25 @@ def _service(request: dict) -> str | None:
 
 
 def cmd_flush(args) -> int:
+    from . import aggregate, spool, uploader
+
+    only = {args.package} if args.package else None
+    counts = spool.deliver(packages=only, deadline=None)
+    stores = [args.package] if args.package else aggregate.packages()
+    sent = uploader.upload(stores, everything=True)
+    if args.json:
+        _print_json({**counts, "aggregate": sent})
+    else:
+        _print_spool(counts)
+        _print_uploads(sent, bool(stores))
+    failed = counts["busy"] or counts["failed"] or counts["left"] or sent["busy"] or sent["failed"]
+    return 1 if failed else 0
+
+
+def _print_spool(counts: dict) -> None:
     from . import spool
 
-    counts = spool.deliver(deadline=None)
-    if args.json:
-        _print_json(counts)
-    elif counts["busy"]:
+    if counts["busy"]:
         print("Another usagetrace sender is delivering the spool right now; nothing was done here.")
     elif not any(counts[k] for k in (*spool.OUTCOMES, "left")):
         print("Nothing was waiting in the spool.")
@@ -469,7 +551,59 @@ def cmd_flush(args) -> int:
         ):
             if counts[key]:
                 print(f"  {counts[key]} {text}")
-    return 1 if counts["busy"] or counts["failed"] or counts["left"] else 0
+
+
+def _print_uploads(sent: dict, any_store: bool) -> None:
+    from . import aggregate
+
+    if not any(sent.values()):
+        if any_store:
+            print("Nothing was waiting for a daily or weekly upload either.")
+        return
+    if sent["reports"] or not sent["busy"]:
+        print(f"Uploaded {sent['reports']} daily/weekly report(s) with the counts of {sent['runs']} run(s) "
+              f"({sent['requests']} request(s) accepted).")
+    for key, text in (
+        ("withdrawn", "report(s) deleted unsent: consent was withdrawn, cannot be read or is off here"),
+        ("expired", f"report(s) deleted unsent: older than {aggregate.MAX_AGE_NS // aggregate.DAY_NS} days"),
+        ("rejected", "report(s) dropped: the collector rejected them (counted, sent with the next report)"),
+        ("failed", "report(s) kept for a later attempt: the collector could not be reached or asked to retry"),
+        ("set_aside", "broken local store(s) set aside (counted)"),
+        ("busy", "package(s) skipped: another usagetrace uploader is at work on them"),
+    ):
+        if sent[key]:
+            print(f"  {sent[key]} {text}")
+
+
+def cmd_preview_pending(args) -> int:
+    from . import aggregate, otlp_json, uploader
+
+    doc, problem = aggregate.load(args.package)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 1
+    buckets = (doc["outbox"] + doc["buckets"]) if doc else []
+    requests = [otlp_json.to_dict(signal, payload)
+                for group in uploader.requests_for(args.package, buckets) for signal, payload, _ in group["payloads"]]
+    if args.json:
+        _print_json({"package": args.package, "periods": sorted({b["period"] for b in buckets}),
+                     "runs": sum(b["runs"] for b in buckets), "requests": requests})
+        return 0
+    if not requests:
+        print(f"Nothing waits for upload for {args.package}.")
+        return 0
+    import time
+
+    now = time.time_ns()
+    ended = sorted({b["period"] for b in buckets if b["end_ns"] <= now or b in doc["outbox"]})
+    running = sorted({b["period"] for b in buckets if b["end_ns"] > now and b not in doc["outbox"]})
+    print(f"--- the next upload of {args.package}: exactly what `usagetrace flush {args.package}` would send now "
+          "(nothing was sent) ---")
+    print(f"Counts of {sum(b['runs'] for b in buckets)} run(s); periods ended: {', '.join(ended) or 'none'}; "
+          f"still counting: {', '.join(running) or 'none'} (the daily upload sends a period once it has ended).\n")
+    sys.stdout.write(render_preview(requests))
+    print(f"\n({len(requests)} OTLP request(s); `--json` prints them exactly as they would be sent.)")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -522,10 +656,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("package", type=_validate_package)
     p.set_defaults(command_line=[])
     p.epilog = (
-        "Usage: usagetrace preview PACKAGE [--json] -- COMMAND [ARGS...]. Exits with the command's "
+        "Usage: usagetrace preview PACKAGE [--json] -- COMMAND [ARGS...], or usagetrace preview PACKAGE "
+        "--pending [--json]. Exits with the command's "
         "exit status (128+N if killed by signal N; 127 not found, 126 not executable, 124 timed out)."
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
+    p.add_argument("--pending", action="store_true",
+                   help="instead of running a command, print the next daily/weekly upload waiting on this machine")
     p = add(
         "inventory",
         cmd_inventory,
@@ -538,7 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callables", action="store_true",
                    help="also list which public callables are counted and which are left unwrapped, and why "
                         "(imports the package in a child process, telemetry kept local)")
-    add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
+    p = add("flush", cmd_flush, "Send what waits now: the spool, and daily/weekly counts whatever their period "
+                                "(otherwise sent in the background).")
+    p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
     p = add("history", cmd_history, "Show every request that left this machine (receipts), decoded.")
     p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
     p.add_argument("--limit", type=int, default=0, help="only the newest N receipts per package")

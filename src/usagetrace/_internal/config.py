@@ -187,3 +187,65 @@ def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_fil
 def console_enabled() -> bool:
     """Return True when development output should also go to stderr."""
     return bool(env.flag("USAGETRACE_CONSOLE"))
+
+
+# ------------------------------------------------------------------ upload mode
+
+REALTIME, DAILY, WEEKLY = "realtime", "daily", "weekly"
+UPLOAD_MODES = (REALTIME, DAILY, WEEKLY)
+#: The default for libraries and CLIs: counted on the machine, one upload a day.
+DEFAULT_UPLOAD = DAILY
+UPLOAD_VAR = "USAGETRACE_UPLOAD"
+
+
+class Upload(NamedTuple):
+    """How a package's data leaves the machine, and why: for delivery and ``usagetrace status``."""
+
+    mode: str  # realtime, daily or weekly
+    source: str  # USAGETRACE_UPLOAD, instrument(upload=...), default, development mode, ...
+    note: str = ""  # why the mode differs from what was asked for, or what is wrong with the variable
+
+
+def upload_mode(requested: str | None, target_kind: str, state_dir: str | None = None, *,
+                captured: bool = False) -> Upload:
+    """Return the upload mode for a package whose maintainer asked for ``requested`` (None: the default).
+
+    Precedence: a capture (``usagetrace.testing``, ``usagetrace preview``) is
+    realtime; then ``USAGETRACE_UPLOAD`` (the person's or operator's choice,
+    taken as given); then ``requested``, then daily. A maintainer's or the
+    default daily/weekly becomes realtime in development mode (no endpoint:
+    the local file) and where the store would not last until the upload (CI,
+    containers, a temporary or unwritable state directory: ``runenv.not_lasting``).
+    An unusable ``USAGETRACE_UPLOAD`` never makes data leave more often: the
+    safe choice is daily, or weekly when the maintainer asked for weekly. Never raises.
+    """
+    if captured:
+        return Upload(REALTIME, "a capture (usagetrace.testing or preview)")
+    raw = env.get(UPLOAD_VAR)
+    if raw is None and env._present(UPLOAD_VAR):
+        raw = "(unreadable)"
+    if raw is not None and raw.strip():
+        value = raw.strip().lower()
+        if value in UPLOAD_MODES:
+            return Upload(value, UPLOAD_VAR)
+        safe = WEEKLY if requested == WEEKLY else DAILY
+        return Upload(safe, f"{UPLOAD_VAR} (unusable)",
+                      f"{UPLOAD_VAR}={raw.strip()[:40]!r} is not one of {', '.join(UPLOAD_MODES)}: using {safe}, "
+                      "the safe choice (nothing leaves during runs; counts wait on this machine for one upload "
+                      f"a {'week' if safe == WEEKLY else 'day'}). Fix or unset the variable.")
+    mode = requested if requested in UPLOAD_MODES else DEFAULT_UPLOAD
+    source = "instrument(upload=...)" if requested in UPLOAD_MODES else "default"
+    if mode == REALTIME:
+        return Upload(mode, source)
+    if target_kind == "file":
+        return Upload(REALTIME, "development mode", f"{mode} asked; no endpoint, so data goes to the local "
+                                                    "development file as it happens")
+    if target_kind != "http" and target_kind != "grpc":
+        return Upload(REALTIME, source, "nothing can be sent with this configuration")
+    from . import runenv
+
+    reason = runenv.not_lasting(state_dir or paths.user_dir("state"))
+    if reason:
+        return Upload(REALTIME, source, f"{mode} asked, but the local store would probably not last until the "
+                                        f"upload here ({reason}); set {UPLOAD_VAR}={mode} if it does")
+    return Upload(mode, source)

@@ -16,6 +16,12 @@ At exit nothing is sent from the exiting process, so exit is never delayed by
 the network: whatever is pending is written to a bounded spool directory in
 about a millisecond, and a detached ``python -m usagetrace._internal.spool``
 process (or, with ``USAGETRACE_DETACHED_SEND=0``, the next run) delivers it.
+
+That is realtime upload. In daily and weekly upload mode (``config.upload_mode``;
+the default for libraries and CLIs) a process never sends: the thread only
+counts (``aggregate.Tally``), folds the tallies into the local aggregate every
+``USAGETRACE_FOLD_INTERVAL`` seconds (default 300) and at exit, and starts the
+detached uploader (``uploader.py``) when a period has ended.
 Also at exit, each package that ran with telemetry on is recorded for
 ``usagetrace status`` (policy, endpoint), however short the run was.
 
@@ -31,7 +37,7 @@ import threading
 import time
 from collections import deque
 
-from . import config, env, log
+from . import aggregate, config, env, log
 from . import transport as _transport
 
 _monotonic = time.monotonic
@@ -42,6 +48,7 @@ MAX_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF = 300.0
 #: Private: the global ``random`` sequence belongs to the host (it may have seeded it).
 _RNG = random.Random()
+_CAPTURED = config.Upload(config.REALTIME, "a capture (usagetrace.testing or preview)")
 
 
 class Channel:
@@ -61,6 +68,12 @@ class Channel:
         self.next_attempt = 0.0
         self.inflight: list = []
         self.sent_requests = 0
+        self.upload: config.Upload | None = None
+        #: Daily and weekly mode: what this process counted and has not yet folded into the store.
+        self.tally: aggregate.Tally | None = None
+        self.tally_lock = threading.Lock()
+        self.counted_period: str | None = None
+        self.last_fold = _monotonic()
 
     # -- lazily built parts -------------------------------------------------
     def resource_attributes(self) -> dict:
@@ -68,14 +81,34 @@ class Channel:
             from . import resource
 
             h = self.handle
-            self.resource = resource.attributes(
+            attrs = resource.attributes(
                 h.package,
                 h.version,
                 policy=h.policy,
                 consent_source=h.consent.source,
                 sdk_version=_sdk_version(),
             )
+            attrs["usagetrace.upload"] = self.upload_mode().mode
+            self.resource = attrs
         return self.resource
+
+    # -- upload mode ------------------------------------------------------------
+    def upload_mode(self) -> config.Upload:
+        """How this package's data leaves the machine (resolved once, off the import path)."""
+        if _DELIVERY is not None and _DELIVERY.override is not None:
+            return _CAPTURED  # usagetrace.testing / preview: everything goes to the capture, as it happens
+        if self.upload is None:
+            self.upload = config.upload_mode(self.handle.options.get("upload"), self.target("metrics").kind)
+        return self.upload
+
+    def aggregated(self) -> bool:
+        return self.upload_mode().mode != config.REALTIME
+
+    def store_settings(self) -> dict:
+        """What the uploader needs to know about the runs of a bucket: consent inputs and destination."""
+        h = self.handle
+        return {"policy": h.policy, "ci": h.ci, "consent_version": h.consent_version, "endpoint": h.endpoint,
+                "dev_file": h.options.get("dev_file"), "extra_keys": sorted(h.options.get("_extra_keys", ()))}
 
     def get_pipeline(self):
         if self.pipeline is None:
@@ -129,7 +162,8 @@ class Channel:
     def settings(self) -> dict:
         """What ``usagetrace status`` shows about this package, recorded off the import path."""
         h = self.handle
-        return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version}
+        return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version,
+                "upload": h.options.get("upload"), "upload_mode": self.upload_mode().mode}
 
     def discard(self) -> None:
         """Forget everything pending (consent was withdrawn)."""
@@ -138,6 +172,7 @@ class Channel:
         self.retry.clear()
         self.retry_bytes = 0
         self.inflight = []
+        self.tally = None
         self.last_counts = rec.counts()
         self.last_time_ns = time.time_ns()
         self.count_drop("consent_withdrawn", n)
@@ -153,6 +188,7 @@ class Delivery:
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
         self.export_interval = env.seconds("USAGETRACE_EXPORT_INTERVAL", 5.0, low=0.05, high=3600.0)
+        self.fold_interval = env.seconds("USAGETRACE_FOLD_INTERVAL", 300.0, low=0.05, high=86400.0)
         #: Set by ``usagetrace.testing`` and ``usagetrace preview``: every signal goes here.
         self.override = None
         #: ``usagetrace preview`` runs the command with this set: everything goes
@@ -234,6 +270,16 @@ class Delivery:
             if was and not now and ch.handle.recorder is not None:
                 with self._lock:
                     ch.discard()
+                if ch.aggregated():
+                    self._withdrawn(ch)
+
+    @staticmethod
+    def _withdrawn(ch: Channel) -> None:
+        """Consent went away while running: what waits for the daily upload is deleted too (a no: the id too)."""
+        from . import consent
+        from .forget import forget
+
+        forget(ch.handle.package, install_id=ch.handle.consent.state == consent.DENIED)
 
     # -- exporting --------------------------------------------------------------
     def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
@@ -244,18 +290,21 @@ class Delivery:
             if ch.handle.recorder is None:
                 continue
             try:
-                self._collect(ch)
-                delivered = self._send(ch, deadline, force) and delivered
+                kept = self._collect(ch, force)
+                delivered = self._send(ch, deadline, force) and kept and delivered
             except Exception:
                 log.internal_error("delivery.export")
                 delivered = False
         return delivered
 
-    def _collect(self, ch: Channel) -> None:
+    def _collect(self, ch: Channel, force: bool = False) -> bool:
+        """Turn what was recorded into requests (realtime) or tallies (daily, weekly); False if not kept."""
         h = ch.handle
         if not h.consent.enabled:
             ch.discard()
-            return
+            return True
+        if ch.aggregated():
+            return self._accumulate(ch, fold=force)
         samples = h.recorder.drain()
         ch.inflight = samples
         deltas, start, end = ch.take_deltas()
@@ -278,6 +327,59 @@ class Delivery:
         if data is not None:
             ch.add_payload("metrics", _pipeline.encode_metric_request(data), 0)
         ch.inflight = []
+        return True
+
+    # -- daily and weekly: counting and folding (never any network) ------------------------------
+    def _accumulate(self, ch: Channel, fold: bool) -> bool:
+        """Add what was recorded since the last call to the channel's tally; fold it into the store when due.
+
+        Returns False when a fold was due and failed (the tally is kept for the next one).
+        """
+        with ch.tally_lock:
+            rec = ch.handle.recorder
+            samples = rec.drain()
+            deltas, start, end = ch.take_deltas()
+            if samples or deltas:
+                mode = ch.upload_mode().mode
+                period = aggregate.period_of(mode, end)
+                if ch.tally and ch.tally.period != period:
+                    self._fold(ch)  # a new day (or week): the earlier one's tallies stay in its period
+                if not ch.tally:
+                    ch.tally = aggregate.Tally()
+                    ch.tally.period = period
+                ch.tally.add_counts(deltas, start, end)
+                ch.tally.add_samples(samples)
+            if fold or _monotonic() - ch.last_fold >= self.fold_interval:
+                return self._fold(ch)
+            return True
+
+    def _fold(self, ch: Channel) -> bool:
+        """Write the channel's tally into the store (the caller holds ``tally_lock``); True when nothing is left."""
+        tally = ch.tally
+        ch.last_fold = _monotonic()
+        if not tally:
+            return True
+        h = ch.handle
+        try:
+            attrs = dict(ch.resource_attributes())
+            attrs.pop("usagetrace.session.id", None)  # runs are counted instead
+            done = aggregate.record(h.package, ch.upload_mode().mode, attrs, ch.store_settings(), tally,
+                                    h.refresh_consent, count_run=tally.period[0] != ch.counted_period)
+        except Exception:
+            log.debug("cannot write the local aggregate of %s; kept in memory", h.package, exc_info=True)
+            return False
+        ch.tally = None
+        if not done["written"]:
+            if not h.consent.enabled:  # withdrawn just now: nothing after no
+                ch.discard()
+                self._withdrawn(ch)
+            return True
+        ch.counted_period = tally.period[0]
+        if done["upload_due"] and env.flag("USAGETRACE_DETACHED_SEND") is not False:
+            from . import spool
+
+            spool.spawn_sender("usagetrace._internal.uploader")
+        return True
 
     def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
         """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
@@ -339,6 +441,10 @@ class Delivery:
                     continue
                 if self.override is None:
                     state.remember_package(h.package, ch.settings())
+                if ch.aggregated():
+                    # Counted into the local store (no network, no spool); the uploader is started when due.
+                    self._accumulate(ch, fold=True)  # after the thread's accumulate or fold, if one is running
+                    continue
                 samples = list(ch.inflight) + h.recorder.drain()
                 deltas, start, end = ch.take_deltas()
                 payloads = [(s, p) for s, p, _ in list(ch.retry)]
@@ -362,6 +468,9 @@ class Delivery:
                 ch.retry = deque()
                 ch.retry_bytes = 0
                 ch.inflight = []
+                ch.tally = None  # the parent folds its own
+                ch.tally_lock = threading.Lock()
+                ch.counted_period = None  # the child is a run of its own
                 rec = ch.handle.recorder
                 if rec is not None:
                     rec.samples.clear()
@@ -375,8 +484,10 @@ class Delivery:
     def _deliver_spool(self, deadline: float) -> None:
         from . import spool
 
-        packages = {p: ch.handle for p, ch in self.channels.items()}
-        spool.deliver(packages=set(packages), deadline=deadline, override=self.override)
+        # Daily and weekly packages never send from a person's process.
+        packages = {p for p, ch in self.channels.items() if not ch.aggregated()}
+        if packages:
+            spool.deliver(packages=packages, deadline=deadline, override=self.override)
 
 
 def _sdk_version() -> str:

@@ -579,6 +579,7 @@ def instrument(
     exclude=None,
     ci: str = "off",
     consent_version=None,
+    upload: str | None = None,
     **options,
 ) -> Instrumentation:
     """Record usage of a package's public API, if the person running it agrees.
@@ -600,6 +601,10 @@ def instrument(
             packages then show their notice again and send nothing until it
             was shown; a stored grant for another version counts as not given
             (``ask_consent`` asks again). Denials always stay.
+        upload: ``"daily"`` (the default: counted on this machine, one report a
+            day from a separate process, nothing leaves during runs),
+            ``"weekly"``, or ``"realtime"`` (sent as it happens: services).
+            ``USAGETRACE_UPLOAD`` overrides it; see the README's "Upload modes".
         **options: Advanced settings: ``span_budget`` (spans per function per
             minute, default 5), ``error_budget`` (default 50), ``max_queue``
             (default 2048), ``dev_file`` (development-mode output path).
@@ -645,6 +650,16 @@ def instrument(
             stacklevel=2,
         )
         ci = "off"
+    if upload is not None:
+        if upload not in ("realtime", "daily", "weekly"):
+            warnings.warn(
+                f"usagetrace.instrument({name!r}): upload={upload!r} is not one of 'realtime', 'daily', "
+                "'weekly'; using the default, 'daily'.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            options["upload"] = upload
     try:
         consent_version = _consent.normalize_version(consent_version)
     except ValueError as exc:

@@ -299,9 +299,10 @@ def rows(profile: Profile | None = None) -> list[dict]:
                     "meaning": f"Declared measurement of {m.scope} ({m.where}).", "example": "",
                     "features": ["command" if m.scope != "events" else "event"]})
     for metric in allowlist.METRICS:
-        out.append({"key": metric.name, "where": "metric", "type": f"delta sum {metric.unit}",
-                    "meaning": metric.meaning + f" Attributes: {', '.join(metric.attributes)}.",
-                    "example": "", "features": ["core"]})
+        if usable & set(metric.features):
+            out.append({"key": metric.name, "where": "metric", "type": f"delta sum {metric.unit}",
+                        "meaning": metric.meaning + f" Attributes: {', '.join(metric.attributes) or 'none'}.",
+                        "example": "", "features": list(metric.features)})
     return out
 
 

@@ -39,6 +39,19 @@ from . import allowlist, sanitize
 from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_VALUE_LENGTH, SCOPE_NAME
 
 _METRIC_META = {m.name: m for m in allowlist.METRICS}
+#: Count key kind -> (metric, its point attributes in key order). The first three come from
+#: the recorder; the rest only from daily and weekly uploads (``aggregate.Tally``).
+_KEYS = {
+    "calls": ("usagetrace.calls", ("code.function.name", "usagetrace.outcome")),
+    "errors": ("usagetrace.errors", ("code.function.name", "error.type")),
+    "dropped": ("usagetrace.dropped", ("usagetrace.drop.reason",)),
+    "runs": ("usagetrace.runs", ()),
+    "commands": ("usagetrace.commands", ("usagetrace.command.name", "usagetrace.outcome")),
+    "events": ("usagetrace.events", ("usagetrace.event.name",)),
+    "measurements": ("usagetrace.measurements",
+                     ("usagetrace.command.name", "usagetrace.measurement", "usagetrace.measurement.value")),
+    "measurement_sum": ("usagetrace.measurement.sum", ("usagetrace.command.name", "usagetrace.measurement")),
+}
 _EMPTY_CONTEXT = Context()
 
 
@@ -181,26 +194,28 @@ class Pipeline:
         out, self._collect.spans = self._collect.spans, []
         return out
 
-    def metrics(self, deltas: dict, start_ns: int, end_ns: int) -> MetricsData | None:
-        """Build delta sums from ``{key: increment}`` as produced by the recorder's counts."""
+    def metrics(self, deltas: dict, start_ns: int, end_ns: int, sums: dict | None = None) -> MetricsData | None:
+        """Build delta sums from ``{key: increment}`` as produced by the recorder's counts.
+
+        Daily and weekly uploads add the keys of :data:`_AGGREGATED` (counted by
+        ``aggregate.Tally``) and ``sums``, ``{("measurement_sum", command,
+        measurement): float}``, sent as non-monotonic sums.
+        """
         points: dict[str, list] = {}
-        for key, value in deltas.items():
-            if value <= 0:
+        items = [(key, value, int) for key, value in deltas.items() if value > 0]
+        items += [(key, value, float) for key, value in (sums or {}).items()]
+        for key, value, kind in items:
+            spec = _KEYS.get(key[0])
+            if spec is None or len(key) != len(spec[1]) + 1:
                 continue
-            if key[0] == "calls":
-                name, attrs = "usagetrace.calls", {"code.function.name": key[1], "usagetrace.outcome": key[2]}
-            elif key[0] == "errors":
-                name, attrs = "usagetrace.errors", {"code.function.name": key[1], "error.type": key[2]}
-            elif key[0] == "dropped":
-                name, attrs = "usagetrace.dropped", {"usagetrace.drop.reason": key[1]}
-            else:
-                continue
+            name, attr_names = spec
+            attrs = dict(zip(attr_names, key[1:]))
             points.setdefault(name, []).append(
                 NumberDataPoint(
                     attributes=clean(attrs, self.metric_keys),
                     start_time_unix_nano=start_ns,
                     time_unix_nano=end_ns,
-                    value=int(value),
+                    value=kind(value),
                 )
             )
         if not points:
@@ -213,7 +228,7 @@ class Pipeline:
                 data=Sum(
                     data_points=data_points,
                     aggregation_temporality=AggregationTemporality.DELTA,
-                    is_monotonic=True,
+                    is_monotonic=name != "usagetrace.measurement.sum",
                 ),
             )
             for name, data_points in sorted(points.items())
@@ -237,3 +252,9 @@ def encode_trace_request(spans) -> bytes:
 def encode_metric_request(data: MetricsData) -> bytes:
     """Return an OTLP ``ExportMetricsServiceRequest`` as protobuf bytes."""
     return encode_metrics(data).SerializeToString()
+
+
+def merge_metrics(parts: list) -> MetricsData | None:
+    """One ``MetricsData`` holding the resources of several (one request for many resources)."""
+    resources = [rm for data in parts if data is not None for rm in data.resource_metrics]
+    return MetricsData(resource_metrics=resources) if resources else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import env
@@ -82,3 +83,50 @@ def run_context() -> str:
 def under_pytest() -> bool:
     """Return True while pytest runs this process (the test or its collection)."""
     return env.get("PYTEST_CURRENT_TEST") is not None or "_pytest" in sys.modules
+
+
+#: Files a container runtime leaves at the root: Docker, and Podman/CRI-O.
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+_TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _under(path: str, root: str) -> bool:
+    root = os.path.normcase(os.path.abspath(root)).rstrip(os.sep)
+    return bool(root) and (path == root or path.startswith(root + os.sep))
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def not_lasting(state_dir: str) -> str | None:
+    """Why files kept in ``state_dir`` would probably not last until tomorrow, or None.
+
+    A daily or weekly upload needs its local store to outlive the run: in CI,
+    in a container, or with a state directory that cannot be written or lives
+    in a temporary directory, it would be lost unsent. Cheap (a few ``stat``
+    calls); never raises.
+    """
+    try:
+        provider = ci_provider()
+        if provider:
+            return f"CI ({provider})"
+        if env.get("KUBERNETES_SERVICE_HOST"):
+            return "a Kubernetes pod"
+        if env.get("container") or any(os.path.exists(marker) for marker in CONTAINER_MARKERS):
+            return "a container"
+        path = os.path.normcase(os.path.abspath(state_dir))
+        existing = _nearest_existing(path)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+            return f"{state_dir} cannot be written"
+        roots = [env.get(name) for name in ("TMPDIR", "TEMP", "TMP")] + list(_TEMP_ROOTS)
+        if any(root and os.path.isabs(root) and _under(path, root) for root in roots):
+            return f"{state_dir} is in a temporary directory"
+    except Exception:
+        return "it could not be checked"
+    return None

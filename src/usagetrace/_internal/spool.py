@@ -91,8 +91,21 @@ def write(channel, samples, deltas, start_ns, end_ns, payloads) -> bool:
         return False
 
 
-def spawn_sender() -> bool:
-    """Start the detached sender process; never waits for it."""
+def samples_from_json(items) -> list[tuple]:
+    """Samples as :class:`recorder.Sample` fields again, from their JSON form (lists). Raises on a bad shape."""
+    out = []
+    for name, start, end, attrs, error in items:
+        if error is not None:
+            type_name, frames, signature = error
+            error = (str(type_name), [(str(m), str(f), int(line)) for m, f, line in frames], str(signature))
+        if not isinstance(attrs, dict):
+            raise ValueError("sample attributes are not a mapping")
+        out.append((str(name), int(start), int(end), dict(attrs), error))
+    return out
+
+
+def spawn_sender(module: str = "usagetrace._internal.spool") -> bool:
+    """Start a detached sender process (``python -m module --after PID``); never waits for it."""
     if getattr(sys, "frozen", False) or not sys.executable:
         return False  # a frozen app's executable is the app itself
     try:
@@ -104,7 +117,7 @@ def spawn_sender() -> bool:
         else:
             kwargs["start_new_session"] = True
         subprocess.Popen(
-            [sys.executable, "-m", "usagetrace._internal.spool", "--after", str(os.getpid())],
+            [sys.executable, "-m", module, "--after", str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -142,17 +155,11 @@ def _send_file(path: str, deadline: float, override=None) -> tuple[str, int]:
     if not decision.enabled:
         return "withdrawn", 0  # withdrawn since (or no longer readable): delete unsent
     payloads = [(signal, base64.b64decode(data)) for signal, data in doc.get("payloads", [])]
-    samples = [tuple(s) for s in doc.get("samples", [])]
+    samples = samples_from_json(doc.get("samples", []))
     counts = {tuple(k): int(v) for k, v in doc.get("counts", [])}
     if samples or counts:
         pipe = pipeline.Pipeline(doc.get("resource", {}), lambda: True, frozenset(doc.get("extra_keys", ())))
-        fixed = []
-        for name, start, end, attrs, error in samples:
-            if error is not None:
-                type_name, frames, signature = error
-                error = (type_name, [tuple(f) for f in frames], signature)
-            fixed.append((name, int(start), int(end), dict(attrs), error))
-        spans = pipe.spans(fixed)
+        spans = pipe.spans(samples)
         if spans:
             payloads.append(("traces", pipeline.encode_trace_request(spans)))
         data = pipe.metrics(counts, int(doc.get("start_ns", 0)), int(doc.get("end_ns", 0)))

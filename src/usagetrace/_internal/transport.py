@@ -73,13 +73,42 @@ def _import_grpc():
     return grpc
 
 
+class HttpSession:
+    """Keeps one HTTP connection per ``(scheme, host, port)`` open between requests (``keep-alive``).
+
+    The daily uploader sends a package's traces and metrics over one
+    connection; everything else opens a connection per request.
+    """
+
+    def __init__(self) -> None:
+        self._conns: dict[tuple, object] = {}
+
+    def take(self, key: tuple):
+        return self._conns.pop(key, None)
+
+    def give_back(self, key: tuple, conn) -> None:
+        old = self._conns.pop(key, None)
+        if old is not None:
+            old.close()
+        self._conns[key] = conn
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self._conns.clear()
+
+
 class HttpTransport:
     """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, session: HttpSession | None = None) -> None:
         from urllib.parse import urlsplit
 
         self.target = target
+        self.session = session
         parts = urlsplit(target.url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname
@@ -115,20 +144,42 @@ class HttpTransport:
             headers[key] = value
         timeout = max(timeout, 0.01)
         wrote = False
+        key = (self._https, self._host, self._port)
+        conn = self.session.take(key) if self.session is not None else None
+        reused = conn is not None
         try:
-            if self._https:
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context())
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            try:
-                conn.request("POST", self._path, body=body, headers=headers)
-                wrote = True
-                response = conn.getresponse()
-                response.read(64 * 1024)
-                status = response.status
-                retry_after = response.getheader("Retry-After")
-            finally:
-                conn.close()
+            while True:
+                if conn is None:
+                    if self._https:
+                        conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                                           context=self._context())
+                    else:
+                        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+                elif conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                try:
+                    conn.request("POST", self._path, body=body, headers=headers)
+                    wrote = True
+                    response = conn.getresponse()
+                    response.read(64 * 1024)
+                    status = response.status
+                    retry_after = response.getheader("Retry-After")
+                except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                    conn.close()
+                    conn = None
+                    if not reused:
+                        raise
+                    # The server closed the kept-alive connection before reading this request: once, anew.
+                    reused = wrote = False
+                    continue
+                except BaseException:
+                    conn.close()
+                    raise
+                if self.session is not None and not response.will_close and response.isclosed():
+                    self.session.give_back(key, conn)  # the whole answer was read: reusable
+                else:
+                    conn.close()
+                break
         except ssl.SSLError as exc:
             log.debug("OTLP %s export to %s failed TLS verification: %s", signal, self.target.url, exc)
             _note(wrote, "TLS error", len(body))
@@ -329,10 +380,10 @@ class TeeTransport:
             t.close()
 
 
-def for_target(target: Target):
-    """Return a transport for a resolved target."""
+def for_target(target: Target, session: HttpSession | None = None):
+    """Return a transport for a resolved target (HTTP ones share ``session``'s connections, if given)."""
     if target.kind == "http":
-        return HttpTransport(target)
+        return HttpTransport(target, session)
     if target.kind == "grpc":
         return GrpcTransport(target)
     if target.kind == "file":

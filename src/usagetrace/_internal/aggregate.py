@@ -1,0 +1,466 @@
+"""The local aggregate: a package's exact tallies per period, kept on this machine until the daily upload.
+
+In daily and weekly upload mode (``config.upload_mode``) nothing leaves a
+run. Each run adds its tallies (the recorder's exact counts; command runs,
+events and declared measurements counted from its samples; its drops; one
+run) to a per-package, per-user store, and a few exemplar spans per function
+per period (errors first). The detached uploader (``uploader.py``) later turns
+each ended period into one report.
+
+Store: ``<state dir>/aggregate/<package>.json``, one JSON document::
+
+    {"v": 1, "package": ..., "buckets": [...], "outbox": [...], "meta": {...}}
+
+A *bucket* holds one period's tallies for one set of resource attributes
+(package version, Python, OS, CI, run context, consent policy and source,
+install id; never a session id) and one set of settings (policy, endpoint,
+...). The uploader moves buckets to the *outbox* before sending them and
+removes them once the collector accepted them. ``meta`` keeps the upload
+schedule and counts of what was lost (folded into the next bucket as
+``usagetrace.dropped``, so maintainers see them too).
+
+Concurrency and crashes: every change is a read-modify-write under an
+exclusive ``flock`` (``paths.locked``) and an atomic rename, so concurrent
+runs never lose or double each other's tallies, and a run killed mid-write
+loses at most its own (the previous document stays in place). A store that
+cannot be read is renamed aside (``.broken-<time>``, the newest 3 kept) and
+counted, never raised. Bounds: ``MAX_BUCKETS`` buckets, ``MAX_KEYS`` counts
+and ``EXEMPLARS`` spans per key per bucket; beyond them tallies are dropped and
+counted (``store_full``); nothing older than ``MAX_AGE`` is ever sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from . import log, paths
+
+VERSION = 1
+DAY_NS = 86_400 * 10**9
+#: Periods that started longer ago are deleted unsent (like Go's telemetry, which never uploads old weeks).
+MAX_AGE_NS = 21 * DAY_NS
+MAX_BUCKETS = 64
+MAX_KEYS = 4096
+MAX_EXEMPLAR_KEYS = 512
+#: Exemplar spans kept per function (command, event, ...) per period; failed calls first.
+EXEMPLARS = 3
+MAX_FILE_BYTES = 8 * 1024 * 1024
+#: Once an upload was started, do not start another for this long (many runs end at once).
+SPAWN_GAP_NS = 15 * 60 * 10**9
+#: After a failed upload: retry no sooner than this, doubling up to a day.
+RETRY_NS = 3600 * 10**9
+LOCK_TIMEOUT = 2.0
+KEEP_BROKEN = 3
+NUMERIC = "(numeric)"
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_COUNT_KINDS = frozenset({"calls", "errors", "dropped", "runs", "commands", "events", "measurements"})
+
+
+def directory() -> str:
+    return paths.state_path("aggregate")
+
+
+def store_path(package: str) -> str:
+    safe = "".join(ch if ch in _SAFE else "_" for ch in package)[:100] or "_"
+    return os.path.join(directory(), safe + ".json")
+
+
+def period_of(mode: str, ts_ns: int) -> tuple[str, int, int]:
+    """``(name, start ns, end ns)`` of the UTC day (daily) or ISO week from Monday (weekly) holding ``ts_ns``."""
+    day = ts_ns // DAY_NS
+    if mode == "weekly":
+        day -= (day + 3) % 7  # 1970-01-01 was a Thursday
+        length = 7
+    else:
+        length = 1
+    start = day * DAY_NS
+    name = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    return (f"week of {name}" if mode == "weekly" else name), start, start + length * DAY_NS
+
+
+# ------------------------------------------------------------------ one run's tallies
+
+
+def _measure_bucket(value) -> tuple[str, float | None]:
+    """How ``usagetrace report`` groups a measurement value: its text, or (numeric) with the number."""
+    if isinstance(value, bool):
+        return ("true" if value else "false"), None
+    if isinstance(value, (int, float)):
+        return NUMERIC, float(value)
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text, None
+    return NUMERIC, number
+
+
+def _exemplar_key(name: str, attrs: dict) -> str:
+    for key in ("code.function.name", "usagetrace.command.name", "usagetrace.event.name", "url.path",
+                "usagetrace.callback.id", "usagetrace.email.action"):
+        value = attrs.get(key)
+        if isinstance(value, str):
+            return value if value == name else f"{name}|{value}"
+    return name
+
+
+def _keep(reservoir: list, sample) -> bool:
+    """Add ``sample`` to a bounded reservoir: failed calls first, then new exception signatures."""
+    if len(reservoir) < EXEMPLARS:
+        reservoir.append(sample)
+        return True
+    if sample[4] is None:
+        return False
+    for i, kept in enumerate(reservoir):
+        if kept[4] is None:
+            reservoir[i] = sample
+            return True
+    signatures = [kept[4][2] for kept in reservoir]
+    if sample[4][2] not in signatures:
+        for i, sig in enumerate(signatures):
+            if signatures.count(sig) > 1:
+                reservoir[i] = sample
+                return True
+    return False
+
+
+class Tally:
+    """What one process recorded for one package in one period, not yet in the store."""
+
+    __slots__ = ("period", "counts", "sums", "exemplars", "first_ns", "last_ns")
+
+    def __init__(self) -> None:
+        self.period: tuple[str, int, int] | None = None
+        self.counts: dict[tuple, int] = {}
+        self.sums: dict[tuple, float] = {}
+        self.exemplars: dict[str, list] = {}
+        self.first_ns = 0
+        self.last_ns = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.exemplars)
+
+    def _seen(self, start_ns: int, end_ns: int) -> None:
+        if not self.first_ns or start_ns < self.first_ns:
+            self.first_ns = start_ns
+        self.last_ns = max(self.last_ns, end_ns)
+
+    def add_counts(self, deltas: dict, start_ns: int, end_ns: int) -> None:
+        """Add the recorder's count increments over ``[start_ns, end_ns]``."""
+        counts = self.counts
+        for key, value in deltas.items():
+            if value > 0:
+                counts[key] = counts.get(key, 0) + value
+        if deltas:
+            self._seen(start_ns, end_ns)
+
+    def add_samples(self, samples) -> None:
+        """Count command runs, events and measurements exactly; keep a few samples as exemplars."""
+        counts, sums = self.counts, self.sums
+        for sample in samples:
+            name, start, end, attrs, error = sample
+            if name == "usagetrace.command" and isinstance(attrs.get("usagetrace.command.name"), str):
+                command = attrs["usagetrace.command.name"]
+                ok = error is None and attrs.get("process.exit.code") in (None, 0)
+                key = ("commands", command, "ok" if ok else "error")
+                counts[key] = counts.get(key, 0) + 1
+                for attr, value in attrs.items():
+                    if attr.startswith("usagetrace.measure."):
+                        measurement = attr[len("usagetrace.measure."):]
+                        bucket, number = _measure_bucket(value)
+                        key = ("measurements", command, measurement, bucket)
+                        counts[key] = counts.get(key, 0) + 1
+                        if number is not None:
+                            key = ("measurement_sum", command, measurement)
+                            sums[key] = sums.get(key, 0.0) + number
+            elif name == "usagetrace.event" and isinstance(attrs.get("usagetrace.event.name"), str):
+                key = ("events", attrs["usagetrace.event.name"])
+                counts[key] = counts.get(key, 0) + 1
+            _keep(self.exemplars.setdefault(_exemplar_key(name, attrs), []), sample)
+            self._seen(start, end)
+
+
+# ------------------------------------------------------------------ the store document
+
+
+class Broken(ValueError):
+    """The store exists but is not a document this version can use."""
+
+
+def _new_doc(package: str) -> dict:
+    return {"v": VERSION, "package": package, "buckets": [], "outbox": [], "meta": {}}
+
+
+def _check_bucket(b) -> dict:
+    """Raise :class:`Broken` unless ``b`` is a bucket in the expected shape; return it."""
+    try:
+        if not isinstance(b, dict) or not isinstance(b["resource"], dict) or not isinstance(b["settings"], dict):
+            raise Broken("bucket")
+        for field in ("start_ns", "end_ns", "first_ns", "last_ns", "runs"):
+            if not isinstance(b[field], int):
+                raise Broken(field)
+        if not isinstance(b["period"], str) or b["mode"] not in ("daily", "weekly") or not isinstance(b["id"], str):
+            raise Broken("period")
+        for key, value in b["counts"]:
+            if not isinstance(value, int) or not key or key[0] not in _COUNT_KINDS:
+                raise Broken("counts")
+        for key, value in b["sums"]:
+            if not isinstance(value, (int, float)) or key[0] != "measurement_sum":
+                raise Broken("sums")
+        from .spool import samples_from_json
+
+        for key, samples in b["exemplars"].items():
+            samples_from_json(samples)
+    except Broken:
+        raise
+    except Exception as exc:
+        raise Broken(f"bucket: {exc!r}") from None
+    return b
+
+
+def _parse(text: str, package: str) -> dict:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise Broken(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != VERSION or doc.get("package") != package:
+        raise Broken("unknown format")
+    for section in ("buckets", "outbox"):
+        if not isinstance(doc.get(section), list):
+            raise Broken(section)
+        for bucket in doc[section]:
+            _check_bucket(bucket)
+    if not isinstance(doc.get("meta"), dict):
+        raise Broken("meta")
+    return doc
+
+
+def _set_aside(path: str) -> None:
+    """Rename a broken store out of the way (for a person to look at); keep only the newest few."""
+    try:
+        os.replace(path, f"{path}.broken-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}")
+        folder, name = os.path.split(path)
+        aside = sorted(e for e in os.listdir(folder) if e.startswith(name + ".broken-"))
+        for old in aside[:-KEEP_BROKEN]:
+            os.unlink(os.path.join(folder, old))
+    except OSError:
+        try:
+            os.unlink(path)  # cannot rename it: it must not stop every later run
+        except OSError:
+            pass
+
+
+def _load_locked(path: str, package: str) -> tuple[dict, bool]:
+    """Return (document, True when a broken store was set aside). The caller holds the lock."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return _new_doc(package), False
+    except (OSError, UnicodeDecodeError):
+        text = None
+    try:
+        if text is None or len(text) > MAX_FILE_BYTES:
+            raise Broken("unreadable or too large")
+        return _parse(text, package), False
+    except Broken as exc:
+        log.debug("aggregate store %s unusable (%s); setting it aside", path, exc)
+        _set_aside(path)
+        doc = _new_doc(package)
+        _drop(doc, "store_broken", 1)
+        doc["meta"]["set_aside"] = 1
+        return doc, True
+
+
+def _save_locked(path: str, doc: dict) -> None:
+    paths.atomic_write(path, json.dumps(doc, separators=(",", ":")))
+
+
+def _drop(doc: dict, reason: str, n: int) -> None:
+    drops = doc["meta"].setdefault("drops", {})
+    drops[reason] = int(drops.get(reason, 0)) + n
+
+
+class Store:
+    """One package's store, locked for a read-modify-write (``with Store(pkg) as doc: ...``)."""
+
+    def __init__(self, package: str, timeout: float = LOCK_TIMEOUT) -> None:
+        self.package = package
+        self.path = store_path(package)
+        self.timeout = timeout
+        self.lock = None
+        self.doc: dict = {}
+        self.set_aside = False
+
+    def __enter__(self) -> Store:
+        self.lock = paths.locked(self.path + ".lock", timeout=self.timeout)
+        self.lock.__enter__()
+        try:
+            self.doc, self.set_aside = _load_locked(self.path, self.package)
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def save(self) -> None:
+        _save_locked(self.path, self.doc)
+
+    def __exit__(self, *exc) -> None:
+        self.lock.__exit__(*exc)
+
+
+def _bucket(doc: dict, period: tuple[str, int, int], mode: str, resource: dict, settings: dict) -> dict | None:
+    """The bucket for these attributes and period, created when new (None when the store is full)."""
+    for b in doc["buckets"]:
+        if b["period"] == period[0] and b["mode"] == mode and b["resource"] == resource and b["settings"] == settings:
+            return b
+    if len(doc["buckets"]) + len(doc["outbox"]) >= MAX_BUCKETS:
+        return None
+    b = {"id": os.urandom(8).hex(), "period": period[0], "mode": mode, "start_ns": period[1], "end_ns": period[2],
+         "first_ns": 0, "last_ns": 0, "runs": 0, "resource": resource, "settings": settings,
+         "counts": [], "sums": [], "exemplars": {}}
+    doc["buckets"].append(b)
+    return b
+
+
+def _merge(doc: dict, b: dict, tally: Tally, run: int) -> None:
+    counts = {tuple(k): v for k, v in b["counts"]}
+    full = 0
+    for key, value in tally.counts.items():
+        if key in counts or len(counts) < MAX_KEYS:
+            counts[key] = counts.get(key, 0) + value
+        else:
+            full += value
+    for reason, n in doc["meta"].pop("drops", {}).items():
+        key = ("dropped", str(reason))
+        counts[key] = counts.get(key, 0) + int(n)
+    sums = {tuple(k): v for k, v in b["sums"]}
+    for key, value in tally.sums.items():
+        sums[key] = sums.get(key, 0.0) + value
+    exemplars = b["exemplars"]
+    for key, samples in tally.exemplars.items():
+        reservoir = exemplars.get(key)
+        if reservoir is None:
+            if len(exemplars) >= MAX_EXEMPLAR_KEYS:
+                continue
+            reservoir = exemplars[key] = []
+        for sample in samples:
+            _keep(reservoir, [sample[0], sample[1], sample[2], sample[3], sample[4]])
+    if full:
+        counts[("dropped", "store_full")] = counts.get(("dropped", "store_full"), 0) + full
+    b["counts"] = [[list(k), v] for k, v in counts.items()]
+    b["sums"] = [[list(k), v] for k, v in sums.items()]
+    b["runs"] += run
+    first = max(tally.first_ns, b["start_ns"])
+    b["first_ns"] = first if not b["first_ns"] else min(b["first_ns"], first)
+    b["last_ns"] = min(max(b["last_ns"], tally.last_ns, first), b["end_ns"] - 1)
+
+
+def expire(doc: dict, now_ns: int) -> int:
+    """Delete buckets (waiting or in the outbox) whose period started more than ``MAX_AGE`` ago; count them."""
+    expired = 0
+    for section in ("buckets", "outbox"):
+        kept = [b for b in doc[section] if b["start_ns"] >= now_ns - MAX_AGE_NS]
+        expired += len(doc[section]) - len(kept)
+        doc[section] = kept
+    if expired:
+        _drop(doc, "expired", expired)
+        doc["meta"]["expired"] = int(doc["meta"].get("expired", 0)) + expired
+    return expired
+
+
+def upload_due(doc: dict, now_ns: int) -> bool:
+    """True when a period has ended (or a report waits in the outbox) and no upload is scheduled later."""
+    meta = doc["meta"]
+    if now_ns < int(meta.get("retry_ns", 0)) or now_ns - int(meta.get("spawned_ns", 0)) < SPAWN_GAP_NS:
+        return False
+    return bool(doc["outbox"]) or any(b["end_ns"] <= now_ns for b in doc["buckets"])
+
+
+def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally, allowed, count_run: bool) -> dict:
+    """Add ``tally`` (and one run, with ``count_run``) to the store; return ``{"written", "upload_due",
+    "set_aside"}``. Raises OSError or ``paths.LockTimeout``.
+
+    ``allowed()`` is asked again while the lock is held: a ``usagetrace
+    disable`` that deleted the store first is never undone by a run that was
+    already ending (nothing after no).
+    """
+    now = time.time_ns()
+    with Store(package) as store:
+        if not allowed():
+            return {"written": False, "upload_due": False, "set_aside": store.set_aside}
+        doc = store.doc
+        period = tally.period or period_of(mode, tally.last_ns or now)
+        expire(doc, now)
+        b = _bucket(doc, period, mode, resource, settings)
+        if b is None:
+            _drop(doc, "store_full", 1)
+        else:
+            _merge(doc, b, tally, 1 if count_run else 0)
+        due = upload_due(doc, now)
+        if due:
+            doc["meta"]["spawned_ns"] = now
+        store.save()
+        return {"written": b is not None, "upload_due": due, "set_aside": store.set_aside}
+
+
+def load(package: str) -> tuple[dict | None, str | None]:
+    """Read the store without changing it: ``(document or None, problem or None)``."""
+    path = store_path(package)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot read {path}: {exc}"
+    try:
+        if len(text) > MAX_FILE_BYTES:
+            raise Broken("too large")
+        return _parse(text, package), None
+    except Broken as exc:
+        return None, f"{path} cannot be read ({exc}); the next run sets it aside"
+
+
+def summary(doc: dict | None) -> dict:
+    """What waits: runs, periods, reports in the outbox, and the upload schedule (for status and flush)."""
+    if doc is None:
+        return {"runs": 0, "periods": [], "period_ends_ns": [], "outbox": 0, "drops": {}, "retry_ns": 0,
+                "last_upload": None, "set_aside": 0}
+    meta = doc["meta"]
+    return {
+        "runs": sum(b["runs"] for b in doc["buckets"] + doc["outbox"]),
+        "periods": sorted({b["period"] for b in doc["buckets"] + doc["outbox"]}),
+        "period_ends_ns": sorted({b["end_ns"] for b in doc["buckets"]}),
+        "outbox": len(doc["outbox"]),
+        "drops": dict(meta.get("drops", {})),
+        "retry_ns": int(meta.get("retry_ns", 0)),
+        "last_upload": meta.get("last_upload"),
+        "set_aside": int(meta.get("set_aside", 0)),
+    }
+
+
+def packages() -> list[str]:
+    """Packages with a store here."""
+    try:
+        names = os.listdir(directory())
+    except OSError:
+        return []
+    return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
+
+
+def discard(package: str) -> int:
+    """Delete ``package``'s store (waiting and outbox) unsent; return how many runs it held. Raises OSError."""
+    path = store_path(package)
+    if not os.path.exists(path):
+        return 0
+    with paths.locked(path + ".lock", timeout=10.0):
+        doc, _ = load(package)
+        runs = summary(doc)["runs"]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return runs
