@@ -58,6 +58,10 @@ class ClickHouseDialect:
         """``expr`` as a Float64, or NULL."""
         return f"toFloat64OrNull({expr})"
 
+    def null_int(self) -> str:
+        """A NULL Int64 (Nullable)."""
+        return "CAST(NULL AS Nullable(Int64))"
+
     def measures(self, spans: str) -> str:
         """(command, install_id, measure, value) rows from command spans."""
         return (
@@ -72,7 +76,8 @@ def _res(col: str = "ResourceAttributes") -> str:
         f"{col}['service.version'] AS version, {col}['usagetrace.install.id'] AS install_id, "
         f"{col}['usagetrace.session.id'] AS session_id, {col}['process.runtime.version'] AS py_version, "
         f"{col}['os.type'] AS os_type, {col}['host.arch'] AS arch, "
-        f"if({col}['usagetrace.ci'] = 'true', 1, 0) AS ci, {col}['usagetrace.run.context'] AS run_context"
+        f"if({col}['usagetrace.ci'] = 'true', 1, 0) AS ci, {col}['usagetrace.run.context'] AS run_context, "
+        f"{col}['usagetrace.upload'] AS upload"
     )
 
 
@@ -198,6 +203,8 @@ class ClickHouseEngine:
     MetricName AS metric,
     Attributes['code.function.name'] AS fn, Attributes['usagetrace.outcome'] AS outcome,
     Attributes['error.type'] AS error_type, Attributes['usagetrace.drop.reason'] AS drop_reason,
+    Attributes['usagetrace.command.name'] AS command, Attributes['usagetrace.event.name'] AS event_name,
+    Attributes['usagetrace.measurement'] AS measure, Attributes['usagetrace.measurement.value'] AS bucket,
     Value AS value
   FROM {self._table(self.metrics_sum_table)}{pw})"""
         return Relations(spans=spans, points=points)

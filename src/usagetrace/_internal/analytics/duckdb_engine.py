@@ -71,6 +71,10 @@ class DuckDBDialect:
         """``expr`` as a double, or NULL."""
         return f"TRY_CAST({expr} AS DOUBLE)"
 
+    def null_int(self) -> str:
+        """A NULL BIGINT."""
+        return "CAST(NULL AS BIGINT)"
+
     def measures(self, spans: str) -> str:
         """(command, install_id, measure, value) rows from command spans."""
         return (
@@ -99,13 +103,14 @@ def _resource_cols(attrs: str) -> str:
         ("os_type", "os.type"),
         ("arch", "host.arch"),
         ("run_context", "usagetrace.run.context"),
+        ("upload", "usagetrace.upload"),
     ]
     cols = [f"ut_get({attrs}, '{key}') AS {name}" for name, key in pairs]
     cols.append(f"CASE WHEN ut_get({attrs}, 'usagetrace.ci') = 'true' THEN 1 ELSE 0 END AS ci")
     return ", ".join(cols)
 
 
-_RES = "package, version, install_id, session_id, py_version, os_type, arch, ci, run_context"
+_RES = "package, version, install_id, session_id, py_version, os_type, arch, ci, run_context, upload"
 
 _SPANS_SQL = f"""
 CREATE TABLE {{table}} AS
@@ -154,6 +159,10 @@ SELECT ut_ns(dp.timeUnixNano) AS ts_ns, ut_day(ut_ns(dp.timeUnixNano)) AS day, {
        ut_get(dp.attributes, 'usagetrace.outcome') AS outcome,
        ut_get(dp.attributes, 'error.type') AS error_type,
        ut_get(dp.attributes, 'usagetrace.drop.reason') AS drop_reason,
+       ut_get(dp.attributes, 'usagetrace.command.name') AS command,
+       ut_get(dp.attributes, 'usagetrace.event.name') AS event_name,
+       ut_get(dp.attributes, 'usagetrace.measurement') AS measure,
+       ut_get(dp.attributes, 'usagetrace.measurement.value') AS bucket,
        coalesce(TRY_CAST(dp.asInt AS DOUBLE), TRY_CAST(dp.asDouble AS DOUBLE), 0) AS value,
        temporality,
        filename

@@ -6,15 +6,25 @@ collector's ClickHouse tables by :mod:`.clickhouse_engine`):
 
 ``spans``
     ts_ns, day, package, version, install_id, session_id, py_version, os_type,
-    arch, ci (0/1), run_context, span_name, fn, module, is_error (0/1),
+    arch, ci (0/1), run_context, upload, span_name, fn, module, is_error (0/1),
     error_type, signature, exc_type, stacktrace, duration_ns, command,
     exit_code (nullable), event_name, url_path, page_kind, user_hash,
     callback_id, measures (engine-specific; read only through
     :meth:`Dialect.measures`).
 ``points``
     ts_ns, day, package, version, install_id, session_id, py_version, os_type,
-    arch, ci, run_context, metric, fn, outcome, error_type, drop_reason, value
-    (delta sums only).
+    arch, ci, run_context, upload, metric, fn, outcome, error_type, drop_reason,
+    command, event_name, measure, bucket, value (delta sums only).
+
+Daily and weekly uploads (``upload`` is ``daily`` or ``weekly``) count on the
+machine what realtime uploads send as one span per occurrence: command runs,
+events and command measurements arrive as points (``usagetrace.commands``,
+``usagetrace.events``, ``usagetrace.measurements``,
+``usagetrace.measurement.sum``), runs as ``usagetrace.runs`` instead of
+session ids, and their spans are exemplars (a few per function per period).
+The questions that count occurrences add those points to the realtime spans
+and never count exemplar spans, so the same runs give the same answers in
+every mode.
 
 Missing string attributes are ``''`` in both engines (ClickHouse map semantics).
 The few syntax differences live behind :class:`Dialect`. Questions return raw
@@ -58,6 +68,9 @@ class Dialect(Protocol):
 
     def try_float(self, expr: str) -> str:
         """``expr`` as a double, or NULL if it is not numeric."""
+
+    def null_int(self) -> str:
+        """A NULL of the integer type of ``duration_ns`` (so a UNION keeps one column type)."""
 
     def measures(self, spans: str) -> str:
         """A relation of (command, install_id, measure, value) from command spans."""
@@ -113,6 +126,10 @@ def _users(d: Dialect, k: int) -> str:
 
 
 CALLS = "metric = 'usagetrace.calls'"
+#: Spans that stand for themselves (realtime), not exemplars of counted occurrences (daily, weekly).
+COUNTED_SPAN = "upload NOT IN ('daily', 'weekly')"
+#: Distinct realtime sessions plus the runs daily and weekly uploads count (a relation with an ``n_runs`` column).
+SESSIONS = "count(DISTINCT CASE WHEN session_id <> '' THEN session_id END) + sum(n_runs)"
 
 
 @question(name="overview", title="Overview", additive=("calls", "error_calls", "sessions"))
@@ -120,7 +137,8 @@ def q_overview(d: Dialect, r: Relations, k: int) -> str:
     return f"""
 SELECT sum(value) AS calls,
        sum(CASE WHEN outcome = 'error' THEN value ELSE 0 END) AS error_calls,
-       count(DISTINCT session_id) AS sessions,
+       count(DISTINCT CASE WHEN session_id <> '' THEN session_id END)
+         + (SELECT coalesce(sum(value), 0) FROM {r.points} p2 WHERE metric = 'usagetrace.runs') AS sessions,
        count(DISTINCT version) AS versions,
        count(DISTINCT fn) AS functions,
        min(ts_ns) AS first_ns, max(ts_ns) AS last_ns,
@@ -172,7 +190,8 @@ SELECT DISTINCT 'module' AS kind, module AS name FROM {r.spans} s WHERE module <
 
 def _activity(r: Relations) -> str:
     cols = "day, install_id, session_id, version, py_version, os_type, arch, ci, run_context"
-    return f"(SELECT {cols} FROM {r.points} p UNION ALL SELECT {cols} FROM {r.spans} s)"
+    return (f"(SELECT {cols}, CASE WHEN metric = 'usagetrace.runs' THEN value ELSE 0 END AS n_runs FROM {r.points} p "
+            f"UNION ALL SELECT {cols}, 0 AS n_runs FROM {r.spans} s)")
 
 
 @question(
@@ -193,14 +212,14 @@ GROUP BY period, version"""
 @question(name="python_versions", title="Python versions", labels=("python",), additive=("sessions",))
 def q_python(d: Dialect, r: Relations, k: int) -> str:
     return f"""
-SELECT py_version AS python, count(DISTINCT session_id) AS sessions, {_unit(d, k)}
+SELECT py_version AS python, {SESSIONS} AS sessions, {_unit(d, k)}
 FROM {_activity(r)} a GROUP BY py_version"""
 
 
 @question(name="platforms", title="Operating systems and architectures", labels=("os", "arch"), additive=("sessions",))
 def q_platforms(d: Dialect, r: Relations, k: int) -> str:
     return f"""
-SELECT os_type AS os, arch, count(DISTINCT session_id) AS sessions, {_unit(d, k)}
+SELECT os_type AS os, arch, {SESSIONS} AS sessions, {_unit(d, k)}
 FROM {_activity(r)} a GROUP BY os_type, arch"""
 
 
@@ -208,7 +227,7 @@ FROM {_activity(r)} a GROUP BY os_type, arch"""
 def q_contexts(d: Dialect, r: Relations, k: int) -> str:
     return f"""
 SELECT CASE WHEN run_context <> '' THEN run_context WHEN ci = 1 THEN 'ci' ELSE 'unknown' END AS context,
-       count(DISTINCT session_id) AS sessions, {_unit(d, k)}
+       {SESSIONS} AS sessions, {_unit(d, k)}
 FROM {_activity(r)} a GROUP BY context"""
 
 
@@ -250,13 +269,21 @@ def q_versions(d: Dialect, r: Relations, k: int) -> str:
 
 @question(name="commands", title="Commands", labels=("command",), additive=("runs", "ok_runs"))
 def q_commands(d: Dialect, r: Relations, k: int) -> str:
+    # Runs: realtime spans plus daily/weekly counts; durations: every span (exemplars are real runs).
     return f"""
-SELECT command, count(*) AS runs,
-       sum(CASE WHEN is_error = 0 AND coalesce(exit_code, 0) = 0 THEN 1 ELSE 0 END) AS ok_runs,
+SELECT command, sum(n_runs) AS runs, sum(n_ok) AS ok_runs,
        {d.quantile('duration_ns', 0.5)} AS p50_ns, {d.quantile('duration_ns', 0.95)} AS p95_ns,
        {_unit(d, k)}
-FROM {r.spans} s WHERE span_name = 'usagetrace.command' AND command <> ''
-GROUP BY command"""
+FROM (SELECT command, install_id, CASE WHEN {COUNTED_SPAN} THEN 1 ELSE 0 END AS n_runs,
+             CASE WHEN {COUNTED_SPAN} AND is_error = 0 AND coalesce(exit_code, 0) = 0 THEN 1 ELSE 0 END AS n_ok,
+             duration_ns
+      FROM {r.spans} s WHERE span_name = 'usagetrace.command' AND command <> ''
+      UNION ALL
+      SELECT command, install_id, value AS n_runs, CASE WHEN outcome = 'ok' THEN value ELSE 0 END AS n_ok,
+             {d.null_int()} AS duration_ns
+      FROM {r.points} p WHERE metric = 'usagetrace.commands' AND command <> '') c
+GROUP BY command
+HAVING sum(n_runs) > 0"""
 
 
 @question(
@@ -268,19 +295,34 @@ GROUP BY command"""
 )
 def q_measures(d: Dialect, r: Relations, k: int) -> str:
     num = d.try_float("value")
+    counted = f"(SELECT * FROM {r.spans} s1 WHERE {COUNTED_SPAN})"
+    # mean = sum / count of the numeric values, which daily/weekly uploads send as two points.
     return f"""
-SELECT command, measure,
-       CASE WHEN {num} IS NULL THEN value ELSE '(numeric)' END AS bucket,
-       count(*) AS runs, avg({num}) AS mean, {_unit(d, k)}
-FROM {d.measures(r.spans)} m
-GROUP BY command, measure, bucket"""
+SELECT command, measure, bucket, sum(n_runs) AS runs, sum(n_total) / nullif(sum(n_numbers), 0) AS mean, {_unit(d, k)}
+FROM (SELECT command, install_id, measure, CASE WHEN {num} IS NULL THEN value ELSE '(numeric)' END AS bucket,
+             1 AS n_runs, coalesce({num}, 0) AS n_total, CASE WHEN {num} IS NULL THEN 0 ELSE 1 END AS n_numbers
+      FROM {d.measures(counted)} m
+      UNION ALL
+      SELECT command, install_id, measure, bucket,
+             CASE WHEN metric = 'usagetrace.measurements' THEN value ELSE 0 END AS n_runs,
+             CASE WHEN metric = 'usagetrace.measurement.sum' THEN value ELSE 0 END AS n_total,
+             CASE WHEN metric = 'usagetrace.measurements' AND bucket = '(numeric)' THEN value ELSE 0 END AS n_numbers
+      FROM {r.points} p
+      WHERE metric IN ('usagetrace.measurements', 'usagetrace.measurement.sum') AND command <> '') x
+GROUP BY command, measure, bucket
+HAVING sum(n_runs) > 0"""
 
 
 @question(name="events", title="Events", labels=("event",), additive=("occurrences", "sessions"))
 def q_events(d: Dialect, r: Relations, k: int) -> str:
     return f"""
-SELECT event_name AS event, count(*) AS occurrences, count(DISTINCT session_id) AS sessions, {_unit(d, k)}
-FROM {r.spans} s WHERE span_name = 'usagetrace.event' AND event_name <> ''
+SELECT event_name AS event, sum(n) AS occurrences,
+       count(DISTINCT CASE WHEN session_id <> '' THEN session_id END) AS sessions, {_unit(d, k)}
+FROM (SELECT event_name, install_id, session_id, 1 AS n
+      FROM {r.spans} s WHERE span_name = 'usagetrace.event' AND event_name <> '' AND {COUNTED_SPAN}
+      UNION ALL
+      SELECT event_name, install_id, '' AS session_id, value AS n
+      FROM {r.points} p WHERE metric = 'usagetrace.events' AND event_name <> '') e
 GROUP BY event_name"""
 
 
