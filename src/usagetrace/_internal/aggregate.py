@@ -379,9 +379,13 @@ def upload_due(doc: dict, now_ns: int) -> bool:
     return bool(doc["outbox"]) or any(b["end_ns"] <= now_ns for b in doc["buckets"])
 
 
-def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally, allowed, count_run: bool) -> dict:
+def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally, allowed, count_run: bool,
+           can_upload: bool = True) -> dict:
     """Add ``tally`` (and one run, with ``count_run``) to the store; return ``{"written", "upload_due",
     "set_aside"}``. Raises OSError or ``paths.LockTimeout``.
+
+    ``upload_due`` is True (and the upload is then taken as started, for
+    ``SPAWN_GAP_NS``) only for a caller that ``can_upload``: it starts the uploader.
 
     ``allowed()`` is asked again while the lock is held: a ``usagetrace
     disable`` that deleted the store first is never undone by a run that was
@@ -399,7 +403,7 @@ def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally
             _drop(doc, "store_full", 1)
         else:
             _merge(doc, b, tally, 1 if count_run else 0)
-        due = upload_due(doc, now)
+        due = can_upload and upload_due(doc, now)
         if due:
             doc["meta"]["spawned_ns"] = now
         store.save()
@@ -428,7 +432,7 @@ def summary(doc: dict | None) -> dict:
     """What waits: runs, periods, reports in the outbox, and the upload schedule (for status and flush)."""
     if doc is None:
         return {"runs": 0, "periods": [], "period_ends_ns": [], "outbox": 0, "drops": {}, "retry_ns": 0,
-                "last_upload": None, "set_aside": 0}
+                "last_upload": None, "set_aside": 0, "rejected": 0, "expired": 0}
     meta = doc["meta"]
     return {
         "runs": sum(b["runs"] for b in doc["buckets"] + doc["outbox"]),
@@ -439,6 +443,8 @@ def summary(doc: dict | None) -> dict:
         "retry_ns": int(meta.get("retry_ns", 0)),
         "last_upload": meta.get("last_upload"),
         "set_aside": int(meta.get("set_aside", 0)),
+        "rejected": int(meta.get("rejected", 0)),
+        "expired": int(meta.get("expired", 0)),
     }
 
 

@@ -177,10 +177,11 @@ def _print_upload(package: str, up: dict) -> None:
     if last:
         print(f"  last upload:    {last['time']}: {last['reports']} report(s), {last['runs']} run(s) "
               f"({', '.join(last['periods'])})")
-    lost = {k: v for k, v in up["drops"].items() if v}
+    lost = [f"{up[key]} {text}" for key, text in (
+        ("rejected", "report(s) rejected by the collector"), ("expired", "report(s) older than three weeks"),
+        ("set_aside", "unreadable store(s) set aside")) if up[key]]
     if lost:
-        print(f"  lost:           {', '.join(f'{n} {k}' for k, v in lost.items() for n in [v])} "
-              "(counted; sent with the next report)")
+        print(f"  lost so far:    {'; '.join(lost)} (counted in the reports)")
 
 
 def _print_problem(problem: dict, indent: str = "") -> None:

@@ -310,7 +310,7 @@ class Delivery:
         deltas, start, end = ch.take_deltas()
         if not samples and not deltas:
             ch.inflight = []
-            return
+            return True
         from . import pipeline as _pipeline
 
         if ch.pipeline is None and not self.preview_file:
@@ -363,8 +363,10 @@ class Delivery:
         try:
             attrs = dict(ch.resource_attributes())
             attrs.pop("usagetrace.session.id", None)  # runs are counted instead
+            detached = env.flag("USAGETRACE_DETACHED_SEND") is not False
             done = aggregate.record(h.package, ch.upload_mode().mode, attrs, ch.store_settings(), tally,
-                                    h.refresh_consent, count_run=tally.period[0] != ch.counted_period)
+                                    h.refresh_consent, count_run=tally.period[0] != ch.counted_period,
+                                    can_upload=detached)
         except Exception:
             log.debug("cannot write the local aggregate of %s; kept in memory", h.package, exc_info=True)
             return False
@@ -375,7 +377,7 @@ class Delivery:
                 self._withdrawn(ch)
             return True
         ch.counted_period = tally.period[0]
-        if done["upload_due"] and env.flag("USAGETRACE_DETACHED_SEND") is not False:
+        if done["upload_due"]:
             from . import spool
 
             spool.spawn_sender("usagetrace._internal.uploader")

@@ -30,6 +30,8 @@ from . import aggregate, log, paths
 OUTCOMES = ("reports", "runs", "requests", "withdrawn", "expired", "rejected", "failed", "set_aside")
 UPLOAD_BUDGET = 60.0
 MAX_RETRY_NS = aggregate.DAY_NS
+#: A temporary store file this old belongs to a run that was killed mid-write.
+STALE_TMP_S = 600
 
 
 def _settings_key(bucket: dict) -> tuple:
@@ -84,8 +86,24 @@ def _done(bucket: dict) -> bool:
     return "metrics" in sent and ("traces" in sent or not any(bucket["exemplars"].values()))
 
 
+def _remove_stale_temporaries(package: str) -> None:
+    """Delete half-written store files left by runs killed mid-write (``paths.atomic_write`` temporaries)."""
+    import os
+
+    path = aggregate.store_path(package)
+    folder, name = os.path.split(path)
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(name + ".") and entry.name.endswith(".tmp") \
+                    and time.time() - entry.stat().st_mtime > STALE_TMP_S:
+                os.unlink(entry.path)
+    except OSError:
+        pass
+
+
 def _take(package: str, everything: bool, counts: dict) -> list[dict]:
     """Move the due buckets to the outbox (expiring old ones); return the outbox."""
+    _remove_stale_temporaries(package)
     now = time.time_ns()
     with aggregate.Store(package) as store:
         doc = store.doc
