@@ -313,8 +313,13 @@ class Store:
 
 def _bucket(doc: dict, period: tuple[str, int, int], mode: str, resource: dict, settings: dict) -> dict | None:
     """The bucket for these attributes and period, created when new (None when the store is full)."""
+    # Declared measurement keys are not part of the key: a run that declared none adds to the same counts.
+    same = {k: v for k, v in settings.items() if k != "extra_keys"}
     for b in doc["buckets"]:
-        if b["period"] == period[0] and b["mode"] == mode and b["resource"] == resource and b["settings"] == settings:
+        if b["period"] == period[0] and b["mode"] == mode and b["resource"] == resource and \
+                {k: v for k, v in b["settings"].items() if k != "extra_keys"} == same:
+            keys = set(b["settings"].get("extra_keys") or ()) | set(settings.get("extra_keys") or ())
+            b["settings"]["extra_keys"] = sorted(keys)
             return b
     if len(doc["buckets"]) + len(doc["outbox"]) >= MAX_BUCKETS:
         return None

@@ -255,6 +255,34 @@ def encode_metric_request(data: MetricsData) -> bytes:
 
 
 def merge_metrics(parts: list) -> MetricsData | None:
-    """One ``MetricsData`` holding the resources of several (one request for many resources)."""
-    resources = [rm for data in parts if data is not None for rm in data.resource_metrics]
-    return MetricsData(resource_metrics=resources) if resources else None
+    """One ``MetricsData`` for several (one request for many resources and periods).
+
+    Points of equal resources end up under one ``ResourceMetrics`` (each
+    keeps its own start and end): the encoder keys resources by their
+    attributes, so a second ``ResourceMetrics`` of the same resource would
+    replace the first one's metrics.
+    """
+    merged: dict = {}
+    for data in parts:
+        for rm in data.resource_metrics if data is not None else ():
+            resource, by_name = merged.setdefault(rm.resource, (rm.resource, {}))
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    old = by_name.get(metric.name)
+                    if old is not None:
+                        points = list(old.data.data_points) + list(metric.data.data_points)
+                        metric = Metric(name=metric.name, description=metric.description, unit=metric.unit,
+                                        data=Sum(data_points=points, aggregation_temporality=metric.data.aggregation_temporality,
+                                                 is_monotonic=metric.data.is_monotonic))
+                    by_name[metric.name] = metric
+    if not merged:
+        return None
+    from .. import __version__
+
+    scope = InstrumentationScope(SCOPE_NAME, __version__)
+    return MetricsData(resource_metrics=[
+        ResourceMetrics(resource=resource, schema_url="",
+                        scope_metrics=[ScopeMetrics(scope=scope, metrics=[by_name[n] for n in sorted(by_name)],
+                                                    schema_url="")])
+        for resource, by_name in merged.values()
+    ])

@@ -303,7 +303,8 @@ FROM (SELECT command, install_id, measure, CASE WHEN {num} IS NULL THEN value EL
              1 AS n_runs, coalesce({num}, 0) AS n_total, CASE WHEN {num} IS NULL THEN 0 ELSE 1 END AS n_numbers
       FROM {d.measures(counted)} m
       UNION ALL
-      SELECT command, install_id, measure, bucket,
+      SELECT command, install_id, measure,
+             CASE WHEN metric = 'usagetrace.measurement.sum' THEN '(numeric)' ELSE bucket END AS bucket,
              CASE WHEN metric = 'usagetrace.measurements' THEN value ELSE 0 END AS n_runs,
              CASE WHEN metric = 'usagetrace.measurement.sum' THEN value ELSE 0 END AS n_total,
              CASE WHEN metric = 'usagetrace.measurements' AND bucket = '(numeric)' THEN value ELSE 0 END AS n_numbers
