@@ -398,3 +398,45 @@ def test_instrumented_package_through_rotel(protocol, sink, rotel, tmp_path):
         assert needle.encode() not in blob, needle
     if len(HOSTNAME) >= 4:
         assert HOSTNAME.encode() not in blob
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_daily_report_through_rotel(protocol, sink, rotel, tmp_path):
+    """Daily mode: runs send nothing; `usagetrace flush` sends one report that the collector forwards, exact."""
+    grpc_port, http_port = rotel
+    pkg = tmp_path / "pkgs" / "e2esample"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(SAMPLE_PACKAGE, encoding="utf-8")
+    code = """
+        import json
+        import e2esample
+        for i in range(7):
+            e2esample.add(i, 1)
+        try:
+            e2esample.fail("x")
+        except ValueError:
+            pass
+        print(json.dumps({"flushed": e2esample.telemetry.flush(timeout=5)}))
+    """
+    env = _sender_env(tmp_path, protocol, grpc_port, http_port, E2ESAMPLE_TELEMETRY="1", USAGETRACE_UPLOAD="daily",
+                      USAGETRACE_DETACHED_SEND="0")
+    for _ in range(3):
+        assert _run_sender(code, env, tmp_path)["flushed"] is True  # folded locally
+    time.sleep(0.5)
+    assert sink.metrics == [] and sink.traces == []
+    flushed = subprocess.run([sys.executable, "-m", "usagetrace", "flush"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+
+    def total(metric_name, **want):
+        return sum(dp.as_int for rm in sink.resource_metrics() for sm in rm.scope_metrics for m in sm.metrics
+                   if m.name == metric_name for dp in m.sum.data_points
+                   if all(_attrs(dp.attributes).get(k) == v for k, v in want.items()))
+
+    assert sink.wait_for(lambda: total("usagetrace.runs") == 3), (len(sink.traces), len(sink.metrics))
+    assert total("usagetrace.calls", **{"code.function.name": "e2esample.add", "usagetrace.outcome": "ok"}) == 21
+    assert total("usagetrace.errors", **{"code.function.name": "e2esample.fail", "error.type": "ValueError"}) == 3
+    for rm in sink.resource_metrics():
+        res = _attrs(rm.resource.attributes)
+        assert res["usagetrace.upload"] == "daily" and "usagetrace.session.id" not in res
+        assert set(res) <= allowlist.allowed_keys("resource")
