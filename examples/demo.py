@@ -7,7 +7,10 @@ Runs entirely on this machine (no collector, nothing leaves it):
 3. the run exits immediately; pending telemetry is spooled and delivered,
    here into the development-mode file (OTLP JSON lines);
 4. we show exactly what was sent, what ``usagetrace status`` says, a usage
-   report, and that ``DO_NOT_TRACK=1`` sends nothing.
+   report, and that ``DO_NOT_TRACK=1`` sends nothing;
+5. the same script in daily upload mode: the runs send nothing, their counts
+   wait on the machine, ``preview --pending`` shows the next report and
+   ``flush`` sends it.
 
 Run with ``make demo``. Everything lives under ``.demo/`` in the repository.
 """
@@ -85,6 +88,7 @@ def main() -> int:
     with open(DEV_FILE, encoding="utf-8") as fh:
         requests = [json.loads(line) for line in fh if line.strip()]
     from usagetrace._internal.cli import render_preview
+    from usagetrace.testing import flatten
 
     print(f"\n== 5. Exactly what was sent ({DEV_FILE}, OTLP JSON lines):\n")
     print(render_preview(requests))
@@ -107,6 +111,25 @@ def main() -> int:
     if after != before:
         print("ERROR: something was sent despite DO_NOT_TRACK=1", file=sys.stderr)
         return 1
+
+    print("\n== 9. Daily upload, the default for a library with a collector: the runs send nothing; their exact")
+    print("      counts wait on this machine and leave once a day, as one report (here forced with")
+    print("      USAGETRACE_UPLOAD=daily, since the demo has no collector and would otherwise be realtime)")
+    daily = dict(env, USAGETRACE_UPLOAD="daily")
+    for _ in range(3):
+        run([sys.executable, script], daily)
+    after_runs = sum(1 for _ in open(DEV_FILE))
+    print(f"\nOTLP requests in the file after three daily runs: {after_runs} (was {after}): nothing left yet.")
+    run(cli + ["status", "tinystats"], daily)
+    print("\n   The next report, exactly, before anything leaves:")
+    shown = json.loads(run(cli + ["preview", "tinystats", "--pending", "--json"], daily, capture=True))
+    medians = [p for r in shown["requests"] for p in flatten("metrics", r)
+               if p["metric"] == "usagetrace.calls" and p["attributes"].get("code.function.name") == "tinystats.median"]
+    runs = [p["value"] for r in shown["requests"] for p in flatten("metrics", r) if p["metric"] == "usagetrace.runs"]
+    print(f"   {shown['runs']} runs, {sum(p['value'] for p in medians)} calls of tinystats.median (3 x 1000, exact), "
+          f"usagetrace.runs = {sum(runs)}, no session id; `usagetrace preview tinystats --pending` prints it all.")
+    run(cli + ["flush", "tinystats"], daily)
+    print(f"\nOTLP requests in the file now: {sum(1 for _ in open(DEV_FILE))}: one report (spans and counts).")
     print("\nDemo complete. Files are under .demo/.")
     return 0
 

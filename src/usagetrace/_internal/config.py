@@ -237,15 +237,16 @@ def upload_mode(requested: str | None, target_kind: str, state_dir: str | None =
     source = "instrument(upload=...)" if requested in UPLOAD_MODES else "default"
     if mode == REALTIME:
         return Upload(mode, source)
+    asked = f"{mode} ({'the default' if source == 'default' else 'the maintainer asked for it'})"
     if target_kind == "file":
-        return Upload(REALTIME, "development mode", f"{mode} asked; no endpoint, so data goes to the local "
-                                                    "development file as it happens")
+        return Upload(REALTIME, "development mode", f"not {asked}: there is no endpoint, so data goes to the "
+                                                    "local development file as it happens")
     if target_kind != "http" and target_kind != "grpc":
         return Upload(REALTIME, source, "nothing can be sent with this configuration")
     from . import runenv
 
     reason = runenv.not_lasting(state_dir or paths.user_dir("state"))
     if reason:
-        return Upload(REALTIME, source, f"{mode} asked, but the local store would probably not last until the "
+        return Upload(REALTIME, source, f"not {asked}: the local store would probably not last until the "
                                         f"upload here ({reason}); set {UPLOAD_VAR}={mode} if it does")
     return Upload(mode, source)

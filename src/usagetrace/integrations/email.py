@@ -274,7 +274,8 @@ class TrackingApp:
             self.register(name, links)
         setup = None
         if endpoint is not None or consent is not None or options:
-            setup = {"endpoint": endpoint, "consent": consent or "opt-in", **options}
+            # A web app is a service: each page view (open, click) is its own record, sent as it happens.
+            setup = {"endpoint": endpoint, "consent": consent or "opt-in", "upload": "realtime", **options}
         events.handle_for(package, setup)
 
     def register(self, campaign: str, links) -> None:

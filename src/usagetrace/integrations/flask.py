@@ -61,7 +61,8 @@ class Tracker(_web.BaseTracker):
         self.app = app
         setup = None
         if endpoint is not None or consent is not None or options:
-            setup = {"endpoint": endpoint, "consent": consent or "opt-in", **options}
+            # A web app is a service: each page view (open, click) is its own record, sent as it happens.
+            setup = {"endpoint": endpoint, "consent": consent or "opt-in", "upload": "realtime", **options}
         events.handle_for(package, setup)
         app.before_request(self._before)
         app.after_request(self._after)
