@@ -7,11 +7,8 @@ merges the host's ``OTEL_RESOURCE_ATTRIBUTES`` and detectors that can bring
 
 from __future__ import annotations
 
-import hashlib
 import os
-import platform
 import sys
-import uuid
 
 from . import log, paths, runenv
 
@@ -43,7 +40,41 @@ def os_type() -> str:
 
 def host_arch() -> str:
     """Return the semantic-conventions ``host.arch`` value (never the machine name)."""
-    return _ARCH.get(platform.machine().lower(), "other")
+    if hasattr(os, "uname"):
+        machine = os.uname().machine  # what platform.machine() returns here, without its ~6 ms import at exit
+    else:
+        import platform
+
+        machine = platform.machine()
+    return _ARCH.get(machine.lower(), "other")
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _uuid_text(hex32: str) -> str:
+    """``8-4-4-4-12`` text of 32 hex digits, as ``str(uuid.UUID(...))`` gives it.
+
+    The ``uuid`` module is not used: it imports ``platform`` (~6 ms), which a
+    run would pay at exit, where this is first needed.
+    """
+    h = hex32.lower()
+    if len(h) != 32 or not set(h) <= _HEX:
+        raise ValueError("not a UUID")
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_uuid4() -> str:
+    """A random (version 4) UUID from ``os.urandom``, the source ``uuid.uuid4`` uses."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return _uuid_text(raw.hex())
+
+
+def _parse_uuid(text: str) -> str:
+    """The canonical text of a stored id (hyphens optional); ValueError when it is not one."""
+    return _uuid_text(text.strip().replace("-", ""))
 
 
 def _machine_id() -> str | None:
@@ -63,8 +94,10 @@ def salted_machine_id(package: str) -> str | None:
     mid = _machine_id()
     if not mid:
         return None
+    import hashlib
+
     digest = hashlib.sha256(f"usagetrace:{package}:{mid}".encode()).hexdigest()
-    return str(uuid.UUID(digest[:32]))
+    return _uuid_text(digest[:32])
 
 
 def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
@@ -78,13 +111,13 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     try:
         with open(path, encoding="ascii") as fh:
             value = fh.read(64).strip()
-        return str(uuid.UUID(value)), "stored"
+        return _parse_uuid(value), "stored"
     except FileNotFoundError:
         pass
     except Exception:
         log.debug("install id file %s corrupt; replacing it", path)
     if create:
-        value = str(uuid.uuid4())
+        value = new_uuid4()
         try:
             paths.atomic_write(path, value + "\n")
             return value, "stored"
@@ -93,14 +126,14 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     hashed = salted_machine_id(package)
     if hashed:
         return hashed, "machine-id"
-    return str(uuid.uuid4()), "ephemeral"
+    return new_uuid4(), "ephemeral"
 
 
 def stored_install_id(package: str) -> str | None:
     """The install id stored for ``package``, or None (never creates one)."""
     try:
         with open(_id_file(package), encoding="ascii") as fh:
-            return str(uuid.UUID(fh.read(64).strip()))
+            return _parse_uuid(fh.read(64))
     except (OSError, ValueError):
         return None
 
@@ -121,7 +154,7 @@ def _id_file(package: str) -> str:
 
 def reset_install_id(package: str) -> str:
     """Replace the stored install id with a new random one and return it. Raises OSError."""
-    value = str(uuid.uuid4())
+    value = new_uuid4()
     paths.atomic_write(_id_file(package), value + "\n")
     return value
 
@@ -136,7 +169,7 @@ def attributes(package: str, version: str, *, policy: str, consent_source: str, 
         "service.version": version,
         # A preview must not leave an id behind for someone who never agreed.
         "usagetrace.install.id": install_id(package, create=not os.environ.get("USAGETRACE_PREVIEW_FILE"))[0],
-        "usagetrace.session.id": uuid.uuid4().hex,
+        "usagetrace.session.id": new_uuid4().replace("-", ""),
         "process.runtime.name": sys.implementation.name,
         "process.runtime.version": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "os.type": os_type(),
