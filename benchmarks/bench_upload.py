@@ -356,8 +356,9 @@ def markdown(r: dict) -> str:
     rt, dl = w["realtime"], w["daily"]
     per_install = {m: w[m]["requests"] for m in ("realtime", "daily")}
     lines = [
-        f"## Upload modes: daily vs realtime (issue 13; `benchmarks/bench_upload.py`, one run)",
+        "## Upload modes",
         "",
+        "Daily vs realtime, side by side in one run of `benchmarks/bench_upload.py`. "
         f"A small CLI (`main()`: one `usagetrace.command` with two declared measurements, three inner calls, "
         f"one caught failure) run {r['runs_per_day']} times by one install in a day, against a real OTLPReceiver on "
         "127.0.0.1 behind a counting TCP proxy (bytes in both directions: request line, headers, body, answer). "

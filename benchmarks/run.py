@@ -73,6 +73,8 @@ def base_env(home: str, **extra) -> dict:
     }
     env.update(
         USAGETRACE_HOME=home,
+        # The figures below are realtime's (sent as it happens); daily vs realtime is bench_upload.py's section.
+        USAGETRACE_UPLOAD="realtime",
         USAGETRACE_DETACHED_SEND="0",
         USAGETRACE_EXPORT_INTERVAL="3600",
         PYTHONPATH=PKGS,
@@ -622,6 +624,10 @@ def report(res: dict) -> str:
         md = res["analytics_md"]
         a(f"Not measured: {md['error']}" if isinstance(md, dict) else md.strip())
         a("")
+    if res.get("upload_md"):
+        md = res["upload_md"]
+        a(f"## Upload modes\n\nNot measured: {md['error']}\n" if isinstance(md, dict) else md.strip())
+        a("")
     if res.get("notes"):
         a("## Notes")
         a("")
@@ -636,6 +642,15 @@ def analytics(n_spans: int) -> str:
     proc = subprocess.run([PY, os.path.join(HERE, "bench_analytics.py"), "--spans", str(n_spans)],
                           capture_output=True, text=True, timeout=1200)
     if proc.returncode not in (0, 1):
+        raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
+    return proc.stdout
+
+
+def upload_modes(quick: bool) -> str:
+    """Run the daily-vs-realtime benchmark (its own process) and return its Markdown section."""
+    proc = subprocess.run([PY, os.path.join(HERE, "bench_upload.py")] + (["--quick"] if quick else []),
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
     return proc.stdout
 
@@ -704,6 +719,8 @@ def main() -> int:
     res["exit"] = exit_time(3 if QUICK else 7)
     log("reports: usagetrace report on synthetic data")
     res["analytics_md"] = safe(analytics, 100_000 if QUICK else 1_000_000)
+    log("upload modes: daily vs realtime")
+    res["upload_md"] = safe(upload_modes, QUICK)
     res["elapsed_s"] = time.perf_counter() - t0
     with open(os.path.join(HERE, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, sort_keys=True)
