@@ -7,6 +7,7 @@ under USAGETRACE_HOME.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,6 +81,29 @@ class Setup:
         return subprocess.run([sys.executable, "-m", "usagetrace", *args], capture_output=True, text=True,
                               env=child_env({**self.env, **extra}), timeout=120)
 
+    @contextlib.contextmanager
+    def long_run(self, first: int, then: int):
+        """A long-running process calling f ``first`` times, folded into the store while it runs (checked);
+        after the block it calls f ``then`` more times and exits (checked)."""
+        code = f"import sys, aggpkg\nfor _ in range({first}): aggpkg.f()\nprint('called', flush=True)\n" \
+               f"sys.stdin.readline()\nfor _ in range({then}): aggpkg.f()\n"
+        env = child_env({**self.env, "USAGETRACE_FOLD_INTERVAL": "0.1", "USAGETRACE_EXPORT_INTERVAL": "0.1"})
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout.readline().strip() == "called"
+            deadline = time.monotonic() + 20
+            while self.counts().get(("calls", "aggpkg.f", "ok")) != first and time.monotonic() < deadline:
+                time.sleep(0.05)  # folded while running, without any network
+            assert self.counts() == {("runs",): 1, ("calls", "aggpkg.f", "ok"): first}
+            yield proc
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0 and err == ""
+
     def store(self) -> dict | None:
         doc, problem = aggregate.load("aggpkg")
         assert problem is None, problem
@@ -138,7 +162,8 @@ def test_twenty_daily_runs_connect_nowhere_then_flush_sends_one_exact_report(tmp
 
         flushed = s.cli("flush")
         assert flushed.returncode == 0, flushed.stderr
-        assert "Uploaded 1 daily/weekly report(s) with the counts of 20 run(s) (2 request(s) accepted)" in flushed.stdout
+        assert "Uploaded 1 daily/weekly report(s) with the counts of 20 run(s) (2 request(s) accepted)" \
+            in flushed.stdout
         assert rx.connections == 1 and len(rx.requests) == 2  # traces and metrics over one connection
         _expect_exact(rx, 20)
         resources = [p["resource"] for p in rx.points()] + [sp["resource"] for sp in rx.all_spans()]
@@ -189,39 +214,18 @@ def test_after_disable_nothing_aggregated_before_is_ever_sent(tmp_path):
 
 def test_a_running_process_that_sees_the_withdrawal_deletes_the_aggregate(tmp_path):
     """A hand-edited no, seen by a long-running process: the store and id go, and it records nothing more."""
-    code = """
-    import sys, aggpkg
-    for _ in range(3):
-        aggpkg.f()
-    print("called", flush=True)
-    sys.stdin.readline()
-    for _ in range(7):
-        aggpkg.f()
-    """
     with OTLPReceiver() as rx:
-        s = Setup(tmp_path, rx, USAGETRACE_FOLD_INTERVAL="0.1", USAGETRACE_EXPORT_INTERVAL="0.1")
+        s = Setup(tmp_path, rx)
         s.cli("enable", "aggpkg")
-        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(s.env))
-        try:
-            assert proc.stdout.readline().strip() == "called"
-            deadline = time.monotonic() + 20
-            while s.counts().get(("calls", "aggpkg.f", "ok")) != 3 and time.monotonic() < deadline:
-                time.sleep(0.05)  # folded while running, without any network
-            assert s.counts()[("calls", "aggpkg.f", "ok")] == 3 and rx.connections == 0
-            consent_file = paths.consent_file()
-            with open(consent_file, "w") as fh:
+        with s.long_run(first=3, then=7):
+            assert rx.connections == 0
+            with open(paths.consent_file(), "w") as fh:
                 fh.write("[consent]\naggpkg = false\n")  # by hand: the CLI's own forget does not run
+            deadline = time.monotonic() + 20
             while os.path.exists(aggregate.store_path("aggpkg")) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not os.path.exists(aggregate.store_path("aggpkg"))
             assert resource.stored_install_id("aggpkg") is None  # a no: the id goes too
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            _, err = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
-        assert proc.returncode == 0 and err == ""
         assert not os.path.exists(aggregate.store_path("aggpkg"))  # nothing after no, not even at exit
         s.cli("flush")
         assert rx.connections == 0
@@ -467,31 +471,11 @@ def test_preview_pending_prints_exactly_the_next_upload(tmp_path):
 
 def test_a_long_running_process_folds_periodically_and_counts_once(tmp_path):
     """Daily mode in a long process: its counts reach the store while it runs, never twice, with no network."""
-    code = """
-    import sys, aggpkg
-    for _ in range(10):
-        aggpkg.f()
-    print("called", flush=True)
-    sys.stdin.readline()
-    aggpkg.f()
-    """
     with OTLPReceiver() as rx:
-        s = Setup(tmp_path, rx, USAGETRACE_FOLD_INTERVAL="0.1", USAGETRACE_EXPORT_INTERVAL="0.1")
+        s = Setup(tmp_path, rx)
         s.cli("enable", "aggpkg")
-        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(s.env))
-        try:
-            assert proc.stdout.readline().strip() == "called"
-            deadline = time.monotonic() + 20
-            while s.counts().get(("calls", "aggpkg.f", "ok")) != 10 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert s.counts() == {("runs",): 1, ("calls", "aggpkg.f", "ok"): 10}
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            _, err = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
-        assert proc.returncode == 0 and err == ""
+        with s.long_run(first=10, then=1):
+            pass
         assert s.counts() == {("runs",): 1, ("calls", "aggpkg.f", "ok"): 11}
         assert rx.connections == 0
 

@@ -120,7 +120,8 @@ def test_same_runs_same_answers_in_realtime_and_daily_on_both_engines(tmp_path):
         session = chdb_session.Session(str(tmp_path / f"{mode}-chdb"))
         try:
             ch_load.load(session, lines, tmp_path, db="otel")
-            for name, engine in (("duckdb", duck), ("clickhouse", ClickHouseEngine.from_chdb(session, database="otel"))):
+            clickhouse = ClickHouseEngine.from_chdb(session, database="otel")
+            for name, engine in (("duckdb", duck), ("clickhouse", clickhouse)):
                 answers[(mode, name)] = _answers(Analytics(engine, package="modepkg", k=1))
         finally:
             duck.close()

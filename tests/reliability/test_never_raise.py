@@ -132,22 +132,47 @@ SPOOL_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", list(SPOOL_FAULTS))
-def test_exit_path_errors_never_reach_the_host(home, fault):
-    """Faults in the at-exit spool path leave the exit status, stdout and stderr of the host untouched."""
+AGGREGATE_FAULTS = {
+    "aggregate.record": "from usagetrace._internal import aggregate; aggregate.record = boom",
+    "aggregate.store_path": "from usagetrace._internal import aggregate; aggregate.store_path = boom",
+    "aggregate.tally": "from usagetrace._internal import aggregate; aggregate.Tally.add_samples = boom",
+    "upload_mode": "from usagetrace._internal import config; config.upload_mode = boom",
+    "uploader.spawn": "from usagetrace._internal import spool, aggregate; spool.spawn_sender = boom; "
+                      "aggregate.upload_due = lambda *a: True",
+}
+
+
+@pytest.mark.parametrize("mode,fault",
+                         [("realtime", f) for f in SPOOL_FAULTS] + [("daily", f) for f in AGGREGATE_FAULTS])
+def test_exit_path_errors_never_reach_the_host(home, mode, fault):
+    """Faults at exit (realtime: the spool; daily: store, tally, mode, uploader start) leave the host untouched."""
     code = f"""
 import tinystats
 def boom(*a, **k):
     raise RuntimeError("injected")
-{SPOOL_FAULTS[fault]}
+{(SPOOL_FAULTS if mode == "realtime" else AGGREGATE_FAULTS)[fault]}
 print(tinystats.mean([1, 2, 3]))
 """
     env = clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
-                    USAGETRACE_DETACHED_SEND="1")
+                    USAGETRACE_DETACHED_SEND="1", USAGETRACE_UPLOAD=mode)
     proc = run_py(code, env)
-    assert proc.returncode == 0
-    assert proc.stdout == "2.0\n"
-    assert proc.stderr == ""
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "2.0\n", "")
+
+
+def test_uploader_survives_a_broken_store(home):
+    """The detached uploader's entry point returns 0 even when every layer under it raises."""
+    code = """
+from usagetrace._internal import aggregate, uploader
+def boom(*a, **k):
+    raise RuntimeError("injected")
+aggregate.packages = boom
+print(uploader.main([]))
+aggregate.packages = lambda: ["tinystats"]
+aggregate.Store.__enter__ = boom
+print(uploader.upload(everything=True)["failed"])
+"""
+    proc = run_py(code, clean_env(home))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "0\n1\n", "")
 
 
 def test_spool_sender_survives_a_broken_spool(home):

@@ -270,10 +270,11 @@ def merge_metrics(parts: list) -> MetricsData | None:
                 for metric in sm.metrics:
                     old = by_name.get(metric.name)
                     if old is not None:
-                        points = list(old.data.data_points) + list(metric.data.data_points)
+                        data = metric.data
+                        points = list(old.data.data_points) + list(data.data_points)
                         metric = Metric(name=metric.name, description=metric.description, unit=metric.unit,
-                                        data=Sum(data_points=points, aggregation_temporality=metric.data.aggregation_temporality,
-                                                 is_monotonic=metric.data.is_monotonic))
+                                        data=Sum(data_points=points, is_monotonic=data.is_monotonic,
+                                                 aggregation_temporality=data.aggregation_temporality))
                     by_name[metric.name] = metric
     if not merged:
         return None

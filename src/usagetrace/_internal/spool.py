@@ -285,14 +285,19 @@ def _yield_to_parent(argv: list) -> None:
         pass
 
 
-def main(argv: list | None = None) -> int:
-    """Entry point of the detached sender."""
+def run_detached(work, argv: list | None = None) -> int:
+    """A detached process's whole life: let the exiting parent go first, do ``work``, exit 0 whatever happens."""
     try:
         _yield_to_parent(sys.argv[1:] if argv is None else argv)
-        deliver()
+        work()
     except Exception:
         pass
     return 0
+
+
+def main(argv: list | None = None) -> int:
+    """Entry point of the detached sender."""
+    return run_detached(deliver, argv)
 
 
 if __name__ == "__main__":

@@ -238,14 +238,9 @@ def upload(packages=None, *, everything: bool = False, deadline: float | None = 
 
 def main(argv: list | None = None) -> int:
     """Entry point of the detached uploader."""
-    try:
-        from .spool import _yield_to_parent
+    from .spool import run_detached
 
-        _yield_to_parent(sys.argv[1:] if argv is None else argv)
-        upload()
-    except Exception:
-        pass
-    return 0
+    return run_detached(upload, argv)
 
 
 if __name__ == "__main__":
