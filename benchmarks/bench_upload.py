@@ -245,8 +245,8 @@ def exit_and_import(b: Bench, repeats: int) -> dict:
         for mode in ("realtime", "daily"):
             env = b.env(mode, homes[mode], OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, USAGETRACE_DETACHED_SEND="1")
             ms = float(b.run(EXIT_TIMED, env).strip().splitlines()[-1])
+            _quiet(homes[mode], 20.0)  # realtime's detached sender must not compete with the import timed next
             imp = float(b.run(IMPORT_TIMED, env).strip().splitlines()[-1])
-            _quiet(homes[mode], 20.0)
             if i:
                 exits[mode].append(ms)
                 imports[mode].append(imp)
@@ -391,7 +391,7 @@ def markdown(r: dict) -> str:
         f"{e['import_ms']['off']:.1f} ms: the mode is decided off the import path, so it costs nothing there.",
         "",
         "Store size (`<state dir>/aggregate/benchcli.json`; the real CLI's tallies and exemplars, replayed through "
-        "`aggregate.record`): " + ", ".join(f"after {k} run(s): {v:,} bytes" if k.isdigit() else f"{k}: {v:,} bytes"
+        "`aggregate.record`): " + ", ".join(f"after {int(k):,} run(s): {v:,} bytes" if k.isdigit() else f"{k}: {v:,} bytes"
                                              for k, v in s["sizes"].items())
         + f"; runs counted exactly: {s['runs_exact']}.",
         "",
