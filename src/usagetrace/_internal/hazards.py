@@ -1,8 +1,9 @@
 """What a wrapper would change that the host can observe, found before anything is wrapped.
 
-A wrapt proxy hides almost everything (see :mod:`.wrappers`), but not three
-things. A public callable exposed to any of them is left unwrapped and listed
-in ``Instrumentation.skipped`` with the reason: behaviour first, counts second.
+A trampoline (see :mod:`.wrappers`) is a real function with the original's
+signature and attributes, but three things still tell it apart. A public
+callable exposed to any of them is left unwrapped and listed in
+``Instrumentation.skipped`` with the reason: behaviour first, counts second.
 
 * **Identity.** Something besides the module and class namespaces usagetrace
   rewrites holds the function: a default argument (``def memoize(f,
@@ -12,24 +13,25 @@ in ``Instrumentation.skipped`` with the reason: behaviour first, counts second.
   the function must be one of the namespace slots that will hold the wrapper.
 * **Frames.** The call would reach code that looks further up the stack than
   the package's own frames: ``warn(..., stacklevel=k)``, ``sys._getframe(n)``,
-  ``inspect.currentframe().f_back``, ``inspect.stack()``. The wrapper's frame
-  (one, at the entry into the package: calls inside a usage bypass the wrapper
-  in C) would be what it finds. Every code object of the package is indexed
-  with the names it uses; a code object that looks ``r`` frames up makes every
-  callable that can reach it in fewer than ``r`` calls hazardous. Calls are
-  followed by name (over-approximating: any callable with that name), code
-  run implicitly (``__getitem__``, ``__enter__``...) counts as reachable from
-  anywhere, one call down.
-* **Exact type.** The package compares ``type(x)`` with ``FunctionType``: a
-  wrapper passes ``isinstance`` but is not of that exact type. Any of the
-  package's functions could be handed to that check, so nothing is wrapped.
+  ``inspect.currentframe().f_back``, ``traceback.extract_stack()``. The
+  wrapper's frames (at the entry into the package only: calls inside a usage
+  bypass the wrapper) would be what it finds. Every code object of the
+  package is indexed with the names it uses; a code object that looks ``r``
+  frames up makes every callable that can reach it in fewer than ``r`` calls
+  hazardous. Calls are followed by name (over-approximating: any callable with
+  that name); code run implicitly (``__getitem__``, ``__enter__``...) counts as
+  reachable from anywhere, one call down.
+* **Recursion.** A function that calls itself, directly or through other
+  functions of the package: each level would pass through the wrapper and use
+  more of the recursion limit.
 
 Limits (also in the README): calls through containers or ``getattr`` by a
 computed name are not followed; references taken by other code before
 ``instrument()`` ran are found (reference counts) but a frame inspection in a
 module imported after a function was wrapped is only found then, and that
-function keeps its wrapper; on a free-threaded build reference counts are not
-exact, so identity cannot be proven and nothing is wrapped.
+function keeps its (pass-through) trampoline; on a free-threaded build
+reference counts are not exact, so identity cannot be proven and nothing is
+wrapped.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ REASON_IMPLICIT = (
     "the package's {target} runs implicitly and looks {reach} frame(s) up the stack ({how}): "
     "any wrapper frame could be what it sees"
 )
-REASON_EXACT_TYPE = "the package compares exact function types in {where}: a wrapper is not a FunctionType"
 REASON_RECURSIVE = (
     "calls itself (directly or through the package): each level would pass through the wrapper, "
     "halving the recursion depth available"
@@ -63,7 +64,6 @@ _WALKERS = frozenset({"extract_stack", "walk_stack", "getouterframes", "format_s
                       "_getframemodulename", "stack_trace"})
 _FRAME_GETTERS = frozenset({"_getframe", "currentframe"})
 _WARN_NAMES = frozenset({"warn"})
-_FUNCTION_TYPE_NAMES = frozenset({"FunctionType", "LambdaType"})
 #: Methods reached by a call of the class or by name (``super().__init__``), not implicitly.
 _CONSTRUCTORS = frozenset({"__init__", "__new__", "__post_init__", "__attrs_post_init__", "__attrs_pre_init__",
                            "__init_subclass__", "__class_getitem__"})
@@ -314,20 +314,6 @@ def frame_reach(code) -> tuple[int, str]:
     return reach, how
 
 
-def _compares_type(code, type_names) -> bool:
-    """True when ``code`` compares ``type(x)`` with a function type (``is``, ``==``, ``in``)."""
-    for c in _all_codes(code):
-        if "type" not in c.co_names or type_names.isdisjoint(c.co_names):
-            continue
-        instructions = _instructions(c)
-        for i, op in enumerate(instructions):
-            if op.opname in ("IS_OP", "COMPARE_OP", "CONTAINS_OP"):
-                loads = {w.argval for w in instructions[max(0, i - 12) : i] if w.opname.startswith("LOAD")}
-                if "type" in loads and not type_names.isdisjoint(loads):
-                    return True
-    return False
-
-
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
@@ -405,8 +391,6 @@ class Analysis:
         self.nodes: dict[int, _Node] = {}  # id(code) -> node
         self.codes: dict[int, object] = {}  # id(code) -> code (kept alive so ids stay unique)
         self.referrers: dict[str, set[int]] = {}  # name -> nodes that use it
-        self.function_type_names = set(_FUNCTION_TYPE_NAMES)
-        self.exact_type_sites: list[str] = []
         self.subclasses: dict[int, set[str]] = {}  # id(class) -> names of its subclasses in the package
         self._classes: dict[int, type] = {}
         self._modules: set[str] = set()
@@ -426,11 +410,6 @@ class Analysis:
             return
         for key, value in namespace.items():
             try:
-                if value is types.FunctionType or value is types.LambdaType:
-                    self.function_type_names.add(key)
-                elif isinstance(value, (tuple, frozenset, set)) and len(value) < 32 and \
-                        any(v is types.FunctionType for v in value):
-                    self.function_type_names.add(key)
                 if type(value) is types.FunctionType:
                     self.add_function(value, f"{name}.{key}", alias=key)
                 elif isinstance(value, type) and _defined_in(value, self.package):
@@ -489,8 +468,9 @@ class Analysis:
             namespace = func.__globals__
             for n in node.names:
                 target = namespace.get(n)
-                if type(target) is types.FunctionType or type(target).__name__ == "UsageWrapper":
-                    node.edges.add(id(getattr(target, "__code__", None)))
+                if type(target) is types.FunctionType:
+                    wrapped = _original_of(target)
+                    node.edges.add(id((wrapped or target).__code__))
         except Exception:
             pass
         self.nodes[id(code)] = node
@@ -499,17 +479,6 @@ class Analysis:
             self.referrers.setdefault(n, set()).add(id(code))
         self._hazards = None
         self._recursive = None
-
-    def _find_exact_type_checks(self) -> None:
-        sites = []
-        for cid, node in self.nodes.items():
-            if "type" in node.names and not self.function_type_names.isdisjoint(node.names):
-                try:
-                    if _compares_type(self.codes[cid], self.function_type_names):
-                        sites.append(node.label)
-                except Exception:
-                    sites.append(node.label)  # cannot tell: assume it does
-        self.exact_type_sites = sorted(set(sites))[:3]
 
     # -- answers --------------------------------------------------------------
     def frame_hazards(self) -> dict[int, str]:
@@ -648,12 +617,10 @@ class Analysis:
                 return False
         return True
 
-    def exact_type_hazard(self) -> str | None:
-        if self._hazards is None:
-            self._find_exact_type_checks()
-        if self.exact_type_sites:
-            return REASON_EXACT_TYPE.format(where=", ".join(self.exact_type_sites))
-        return None
+
+def _original_of(func):
+    module = sys.modules.get("usagetrace._internal.wrappers")
+    return module.original_of(func) if module is not None else None
 
 
 def _defined_in(obj, package: str) -> bool:
