@@ -227,7 +227,7 @@ def test_unreadable_consent_file_is_off(no_ci):
         ("[consent\n", 1, "not valid TOML"),
         ("[consent]\nmypkg = true\n[x]\ny = [1,\n", 4, "not valid TOML"),
         ("[other]\nk = 1\n[consent]\nmypkg = 1\n", 4, "must be true or false"),
-        ("[consent]\ntiny", 2, "is not `name = true` or `name = false`"),
+        ("[consent]\ntiny", 2, "is not `name = value`"),
     ],
 )
 def test_parse_errors_name_the_line(text, line, words):

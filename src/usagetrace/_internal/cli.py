@@ -27,6 +27,16 @@ def _validate_package(name: str) -> str:
     return top
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 # ---------------------------------------------------------------- discovery
 
 
@@ -93,7 +103,7 @@ def _declared_version(package: str, info: dict | None = None) -> str | None:
 
 
 def _status_row(package: str, info: dict) -> dict:
-    from . import config, env, receipts
+    from . import config, receipts
 
     policy = info.get("policy")
     version = _declared_version(package, info)
@@ -120,7 +130,6 @@ def _status_row(package: str, info: dict) -> dict:
         "last_delivered": history.get("delivered"),
         "receipts": count,
         "problems": [p.as_dict() for p in consent.problems(package) if p.kind == "env"],
-        "global_switch": env.do_not_track(),
     }
 
 
@@ -568,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
     p = add("history", cmd_history, "Show every request that left this machine (receipts), decoded.")
     p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
-    p.add_argument("--limit", type=int, default=0, help="only the newest N receipts per package")
+    p.add_argument("--limit", type=_positive_int, default=0, help="only the newest N receipts per package")
     p = sub.add_parser(
         "report",
         help="Answer usage questions from collected data (see `usagetrace report --help`).",

@@ -232,10 +232,13 @@ def _parse(text: str) -> Parsed:
                 table = name
                 continue
             key_text, sep, value = line.partition("=")
-            key = _key(key_text) if sep else None
+            if not sep and table in (CONSENT_TABLE, VERSION_TABLE):
+                raise _Bad(index + 1, f"`{line[:60]}` is not `name = value`")
+            key = _key(key_text)
+            if key is None:
+                outside = True  # an escaped, dotted or odd key: tomllib decides what it means
+                continue
             if table == CONSENT_TABLE:
-                if key is None:
-                    raise _Bad(index + 1, f"`{line[:60]}` is not `name = true` or `name = false`")
                 word, comment = _split_comment(value)
                 if word not in ("true", "false"):
                     raise _Bad(index + 1, f"the value of `{key}` must be true or false, not `{word[:40]}`")
@@ -245,7 +248,7 @@ def _parse(text: str) -> Parsed:
                 p.entries[key] = index
                 p.comments[index] = comment
             elif table == VERSION_TABLE:
-                parsed = _version_value(value) if key is not None else None
+                parsed = _version_value(value)
                 if parsed is None:
                     raise _Bad(index + 1, f'`{line[:60]}` is not `name = "version"`')
                 if key in p.versions:

@@ -333,19 +333,17 @@ class Delivery:
             from . import spool, state
 
             written = 0
-            for ch in list(self.channels.values()):
-                h = ch.handle
-                if h.recorder is None or not h.consent.enabled:
-                    continue
-                if self.override is None:
-                    state.remember_package(h.package, ch.settings())
-                samples = list(ch.inflight) + h.recorder.drain()
+            active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
+            for ch in active:
+                samples = list(ch.inflight) + ch.handle.recorder.drain()
                 deltas, start, end = ch.take_deltas()
                 payloads = [(s, p) for s, p, _ in list(ch.retry)]
                 if not samples and not deltas and not payloads:
                     continue
                 if spool.write(ch, samples, deltas, start, end, payloads):
                     written += 1
+            for ch in active if self.override is None else ():
+                state.remember_package(ch.handle.package, ch.settings())  # after the data is safe
             if written and env.flag("USAGETRACE_DETACHED_SEND") is not False and self.override is None:
                 spool.spawn_sender()
         except Exception:
