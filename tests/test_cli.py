@@ -23,7 +23,7 @@ def run_cli(*args, env=None):
 def test_help_everywhere():
     """--help works for the command and each subcommand."""
     assert "preview" in run_cli("--help").stdout
-    for sub in ("status", "enable", "disable", "reset", "reset-id", "preview", "inventory", "flush"):
+    for sub in ("status", "enable", "disable", "reset", "reset-id", "preview", "inventory", "flush", "history"):
         result = run_cli(sub, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, sub
 

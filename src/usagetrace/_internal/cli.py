@@ -112,7 +112,6 @@ def _status_row(package: str, info: dict) -> dict:
                                notice_shown=notice, consent_version=version)
     target = config.resolve("traces", info.get("endpoint"), package)
     history = receipts.last(package)
-    count = len(receipts.load(package)[0])
     return {
         "package": package,
         "enabled": decision.enabled,
@@ -122,13 +121,14 @@ def _status_row(package: str, info: dict) -> dict:
         "consent_version": version,
         "stale_grants": consent.stale_grants(package, version),
         "endpoint": target.describe(),
+        "network": target.kind in ("http", "grpc"),
         "install_id": resource.stored_install_id(package),
         "ran_with_telemetry_on": bool(info.get("last_on")) or bool(history),
         "first_on": info.get("first_on"),
         "last_on": info.get("last_on"),
         "last_attempt": history.get("attempt"),
         "last_delivered": history.get("delivered"),
-        "receipts": count,
+        "receipts": receipts.count(package),
         "problems": [p.as_dict() for p in consent.problems(package) if p.kind == "env"],
     }
 
@@ -167,7 +167,8 @@ def _print_row(row: dict) -> None:
     if delivered and delivered != attempt:
         print(f"  last delivered: {delivered['time']} to {delivered['endpoint']}")
     if not attempt:
-        print("  last export:    none recorded")
+        where = "" if row["network"] else " (nothing is sent over the network to the target above)"
+        print(f"  last export:    none recorded{where}")
     receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
     print(f"  receipts:       {receipts_text}")
     print(f"  install id:     {row['install_id'] or '(none)'}")

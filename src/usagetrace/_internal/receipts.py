@@ -192,6 +192,15 @@ def load(package: str) -> tuple[list[dict], int]:
     return out, bad
 
 
+def count(package: str) -> int:
+    """How many receipts ``package`` has (lines counted, not parsed)."""
+    try:
+        with open(_file(package, ".jsonl"), "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
+    except OSError:
+        return 0
+
+
 def packages() -> list[str]:
     """Packages that have receipts or a recorded attempt here."""
     try:
