@@ -560,3 +560,14 @@ def test_ask_consent_asks_again_when_the_grant_is_for_another_version(packages, 
     assert "Share anonymous usage statistics of askvpkg?" in err.getvalue()
     assert state_.enabled and mod.H.enabled
     assert consent.read_file(paths.consent_file()).versions == {"askvpkg": "2"}
+
+
+@pytest.mark.parametrize("special", ["dangling-symlink", "symlink-loop"])
+def test_a_broken_link_is_refused_not_replaced(special):
+    """A consent.toml that is a dangling link or a loop is refused: the link is left exactly as it was."""
+    path = paths.consent_file()
+    place_broken(path, special=special)
+    before = os.readlink(path)
+    with pytest.raises(consent.BrokenSource, match="symbolic link"):
+        consent.write_choice("mypkg", False)
+    assert os.path.islink(path) and os.readlink(path) == before

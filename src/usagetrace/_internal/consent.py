@@ -526,9 +526,10 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
     plus ``path``. Raises BrokenSource when the file cannot be read or edited
     safely (nothing is changed then), OSError when it cannot be written.
     """
-    path = os.path.realpath(path or paths.consent_file())  # a dotfile symlink stays a symlink
-    with paths.locked(path + ".lock"):
-        raw = _read_bytes(path, "user")
+    path = path or paths.consent_file()
+    real = os.path.realpath(path)  # written through a (dotfile manager's) symlink, which stays a symlink
+    with paths.locked(real + ".lock"):
+        raw = _read_bytes(path, "user")  # via the link: a dangling link or a loop is broken, not replaced
         text = "" if raw is None else _decode(raw, path, "user")
         parsed = _parse_source(text, path, "user")
         try:
@@ -537,7 +538,7 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
             raise _broken("user", path, f"was not changed: {exc}",
                           "Make this change by hand in the file.") from None
         if report["changed"]:
-            paths.atomic_write(path, new_text, durable=True)
+            paths.atomic_write(real, new_text, durable=True)
     report["path"] = path
     return report
 

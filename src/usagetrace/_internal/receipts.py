@@ -57,13 +57,9 @@ def endpoint_of(target) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _network(transport) -> bool:
-    return isinstance(transport, (_transport.HttpTransport, _transport.GrpcTransport))
-
-
 def send(transport, target, package: str, signal: str, payload: bytes, timeout: float):
     """Send one encoded request with ``transport`` and record what left the machine; return its result."""
-    network = _network(transport)
+    network = getattr(transport, "sends_over_network", False) is True
     if network:
         _transport.forget_attempt()
     result = transport.send(signal, payload, timeout)

@@ -76,6 +76,9 @@ def _import_grpc():
 class HttpTransport:
     """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
 
+    #: Bytes leave the machine: ``receipts.send`` keeps a receipt (and reads :func:`last_attempt`).
+    sends_over_network = True
+
     def __init__(self, target: Target) -> None:
         from urllib.parse import urlsplit
 
@@ -153,6 +156,8 @@ class HttpTransport:
 
 class GrpcTransport:
     """OTLP over gRPC with raw protobuf bytes (no re-encoding)."""
+
+    sends_over_network = True
 
     _METHODS = {
         "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
