@@ -280,7 +280,7 @@ def test_status_is_true_after_a_one_second_run(tmp_path):
                                 capture_output=True, text=True, env=child_env(env), timeout=60)
     [row] = json.loads(status.stdout)["packages"]
     assert row["policy"] == "opt-out" and row["enabled"] is True
-    assert row["endpoint"] == f"http/protobuf {rx.endpoint}/v1/traces"
+    assert row["endpoint"] == row["last_run_target"] == f"http/protobuf {rx.endpoint}/v1/traces"
     assert row["ran_with_telemetry_on"] is True and row["last_on"]
     assert row["last_delivered"]["endpoint"] == rx.endpoint and row["receipts"] == len(rx.requests)
 

@@ -121,6 +121,7 @@ def _status_row(package: str, info: dict) -> dict:
         "consent_version": version,
         "stale_grants": consent.stale_grants(package, version),
         "endpoint": target.describe(),
+        "last_run_target": info.get("target"),
         "network": target.kind in ("http", "grpc"),
         "install_id": resource.stored_install_id(package),
         "ran_with_telemetry_on": bool(info.get("last_on")) or bool(history),
@@ -156,6 +157,8 @@ def _print_row(row: dict) -> None:
         print(f"  note:           your grant in {source.split(':', 1)[1]} was not given for consent version "
               f"{row['consent_version']}, so it counts as not given; `usagetrace enable {package}` agrees to it")
     print(f"  sends to:       {row['endpoint']}")
+    if row["last_run_target"] and row["last_run_target"] != row["endpoint"]:
+        print(f"  last run sent to: {row['last_run_target']} (its environment differed from this shell's)")
     if row["ran_with_telemetry_on"]:
         span = f"last {row['last_on']}, first {row['first_on']}" if row["last_on"] else "yes"
         print(f"  ran with telemetry on: {span}")

@@ -129,7 +129,8 @@ class Channel:
     def settings(self) -> dict:
         """What ``usagetrace status`` shows about this package, recorded off the import path."""
         h = self.handle
-        return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version}
+        return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version,
+                "target": self.target("traces").describe()}
 
     def discard(self) -> None:
         """Forget everything pending (consent was withdrawn)."""
