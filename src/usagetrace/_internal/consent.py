@@ -615,7 +615,7 @@ def problems(package: str | None = None) -> list[BrokenSource]:
         var = env.package_var(package)
         if env.choice(var) is env.INVALID:
             shown = (env.get(var) or "")[:40]
-            found.append(BrokenSource("env", var, f"{var}={shown!r} is not 1/0, true/false, yes/no or on/off",
+            found.append(BrokenSource("env", var, f"{shown!r} is not 1/0, true/false, yes/no or on/off",
                                       fix=f"Set {var}=1 or {var}=0, or unset it."))
     for kind, path in _sources():
         if os.path.basename(path) == PROJECT_MARKER:
