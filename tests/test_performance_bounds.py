@@ -104,6 +104,25 @@ def test_off_imports_no_wrapt_or_opentelemetry_and_wraps_nothing(tmp_path, switc
     assert r["table_add"] == "function"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"# usagetrace consent\n[consent]\n\"*\" = false\nnumpy = true  # by hand\n",
+        b"[consent]\ntinystats = false\nnumpy = maybe\n",  # a hand-edited bad line: broken, off
+        b"[consent]\ntinystats = false\nnumpy = true\n[consent_version]\nnumpy = \"2\"\n",
+    ],
+    ids=["denial", "broken", "versioned"],
+)
+def test_off_with_a_consent_file_parses_it_without_tomllib(tmp_path, content):
+    """Reading a consent file in usagetrace's own format (a denial, a broken line) imports no tomllib, wrapt or OTel."""
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "consent.toml").write_bytes(content)
+    r = run_python(IMPORT_CHECK.replace("print(json.dumps({", 'print(json.dumps({"tomllib": "tomllib" in mods or "tomli" in mods, '), tmp_path)
+    assert r["tomllib"] is False
+    assert r["wrapt"] == [] and r["otel"] == [] and r["mean"] == "function"
+
+
 def test_consented_import_path_does_not_import_the_sdk_or_exporter(tmp_path):
     """With consent the import path wraps the API but imports no OTel SDK, exporter, protobuf or gRPC module."""
     r = run_python(IMPORT_CHECK, tmp_path, TINYSTATS_TELEMETRY="1")

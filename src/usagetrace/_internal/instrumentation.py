@@ -49,9 +49,11 @@ class Instrumentation:
         exclude,
         ci: str,
         options: dict,
+        consent_version: str | None = None,
     ) -> None:
         self.package = package
         self.policy = policy
+        self.consent_version = consent_version
         self.endpoint = endpoint
         self.ci = ci
         self.include = tuple(include or ())
@@ -520,7 +522,9 @@ class Instrumentation:
             fingerprint = _consent.fingerprint(self.package)
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
-                self.consent = _consent.resolve(self.package, self.policy, ci=self.ci, notice_shown=True)
+                self.consent = _consent.resolve(
+                    self.package, self.policy, ci=self.ci, notice_shown=True, consent_version=self.consent_version
+                )
                 if self.recorder is not None:
                     self.recorder.enabled = self.consent.enabled and self.instrumented
         except Exception:
@@ -576,6 +580,7 @@ def instrument(
     include=None,
     exclude=None,
     ci: str = "off",
+    consent_version=None,
     **options,
 ) -> Instrumentation:
     """Record usage of a package's public API, if the person running it agrees.
@@ -592,6 +597,11 @@ def instrument(
         exclude: Glob patterns of qualified names never to wrap.
         ci: ``"off"`` (default: no data from CI unless explicitly granted) or
             ``"policy"`` (CI follows the same policy as everywhere else).
+        consent_version: Declare it (an int or a short string, e.g. ``2``) and
+            change it whenever what the package collects changes: opt-out
+            packages then show their notice again and send nothing until it
+            was shown; a stored grant for another version counts as not given
+            (``ask_consent`` asks again). Denials always stay.
         **options: Advanced settings: ``span_budget`` (spans per function per
             minute, default 5), ``error_budget`` (default 50), ``max_queue``
             (default 2048), ``dev_file`` (development-mode output path).
@@ -637,6 +647,15 @@ def instrument(
             stacklevel=2,
         )
         ci = "off"
+    try:
+        consent_version = _consent.normalize_version(consent_version)
+    except ValueError as exc:
+        warnings.warn(
+            f"usagetrace.instrument({name!r}): {exc}; using 'opt-in' (nothing is sent without consent).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        consent, consent_version = _consent.OPT_IN, "invalid"
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None:
@@ -648,13 +667,15 @@ def instrument(
             return existing
         handle = Instrumentation(
             name, version=version, endpoint=endpoint, policy=consent, include=include,
-            exclude=exclude, ci=ci, options=options,
+            exclude=exclude, ci=ci, options=options, consent_version=consent_version,
         )
         _REGISTRY[name] = handle
     try:
         # No fingerprint here: only the background refresher uses it, and it treats
         # "none yet" as changed, so the project-directory walk is not done twice at import.
-        handle.consent = _consent.resolve(name, consent, ci=ci)
+        handle.consent = _consent.resolve(name, consent, ci=ci, consent_version=consent_version)
+        if consent_version is not None and not handle.consent.source.startswith(("env:", "pytest")):
+            _consent.remember_version(name.split(".", 1)[0], consent_version)
         if handle.consent.enabled or options.get("_force"):
             handle._start()
     except Exception:
