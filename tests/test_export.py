@@ -92,7 +92,7 @@ def test_grpc_without_the_extra_sends_nothing_and_status_says_so():
         http = run_python(_WITHOUT_EXTRAS + USER_CODE, dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint))
         assert http.returncode == 0, http.stderr
         assert rx.attempts == 0 and rx.connections == 0 and rx.requests == []
-    assert "sends to:     nothing is sent (OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs gRPC" in proc.stdout
+    assert "sends to:       nothing is sent (OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs gRPC" in proc.stdout
     assert "pip install 'usagetrace[grpc]'" in proc.stdout
 
 
@@ -108,7 +108,7 @@ def test_signal_specific_grpc_without_the_extra(monkeypatch, capsys):
     assert config.GRPC_EXTRA in traces.describe()
     assert metrics.kind == "http" and metrics.url == "http://127.0.0.1:4317/v1/metrics"
     assert cli.main(["status", "p"]) == 0
-    assert f"sends to:     traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
+    assert f"sends to:       traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
     monkeypatch.delitem(sys.modules, "grpc")
     assert config.resolve("traces", None, "p").kind == "grpc"  # installed (dev extra): used
 
