@@ -108,10 +108,18 @@ def _attr(key: str) -> str:
     return f"attributes[{ottl_string(key)}]"
 
 
+def _place_attributes(where: str) -> list[allowlist.Attr]:
+    """The attributes allowed in one place; data points carry the keys their metrics declare."""
+    if where == "metric":
+        by_key = {a.key: a for a in allowlist.ATTRIBUTES}
+        return [by_key[k] for k in sorted({k for m in allowlist.METRICS for k in m.attributes})]
+    return sorted((a for a in allowlist.ATTRIBUTES if a.where == where), key=lambda a: a.key)
+
+
 def _attribute_statements(where: str, extra_keys: Sequence[str] = ()) -> list[str]:
     """Statements for one place's attributes: keep, type-check, format-check, clean, cut."""
     rules = collector_rules
-    attrs = sorted((a for a in allowlist.ATTRIBUTES if a.where == where), key=lambda a: a.key)
+    attrs = _place_attributes(where)
     keys = [_check_key(a.key) for a in attrs] + list(extra_keys)
     out = ["keep_keys(attributes, [" + ", ".join(ottl_string(k) for k in keys) + "])"]
     for a in attrs:

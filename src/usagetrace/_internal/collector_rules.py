@@ -72,8 +72,10 @@ BLOCKED_VALUES: tuple[tuple[str, str], ...] = (
 #: What the redaction processor writes in place of a blocked value (its default).
 MASK = "****"
 
-#: Values of :data:`allowlist.VERSION_KEYS` and the instrumentation scope version.
-VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$"
+#: Values of :data:`allowlist.VERSION_KEYS` and the instrumentation scope version:
+#: starts with a digit (or "v" and a digit), as release versions do, or is the
+#: SDK's "unknown" (a package without a version).
+VERSION = r"^(?:unknown|v?[0-9][0-9A-Za-z.+!_-]{0,63})$"
 
 _ID_START = r"\p{L}\p{Nl}_"
 _ID_CONTINUE = r"\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}"
