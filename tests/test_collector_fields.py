@@ -224,3 +224,10 @@ def test_every_rule_is_in_the_merged_config_and_in_the_pipelines():
                 assert section, (field, check)
         if not handling.checks:
             assert field.endswith("_id"), f"{field} has no rule in the config"
+
+
+def test_deployment_doc_lists_every_field_rule():
+    """docs/deployment.md's field table says, for every field, what FIELDS says."""
+    doc = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    for field, handling in collector_rules.FIELDS.items():
+        assert f"| `{field}` | {handling.how} |" in doc, field
