@@ -1,6 +1,6 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   - sets up .venv and runs the demo (an instrumented sample package, development mode)
-#   make test   - sets up .venv (+ Chromium for browser tests) and runs the whole test suite
+#   make test   - sets up .venv (+ Chromium for browser tests, Go for the collector regexp tests) and runs the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +21,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-go.sh
 	$(BIN)/python -m pytest
 
 bench: setup
