@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +25,7 @@ pytest.importorskip("re2")
 pb_trace = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 pb_metrics = pytest.importorskip("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2")
 
-from tests.test_collector_e2e import OTLPSink, _free_port, _rotel_binary, _wait_listening  # noqa: E402
+from tests.test_collector_e2e import _free_port, _start_rotel, _stop, _wait_listening, sink  # noqa: E402,F401
 from usagetrace._internal import allowlist, collector_rules  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,54 +317,26 @@ def build_metrics() -> tuple[bytes, dict]:
 
 
 @pytest.fixture
-def sink():
-    s = OTLPSink()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def emulated_collector(sink, tmp_path):
     """rotel on 127.0.0.1 with the bundled configuration as its processor; yields (http_port, log path)."""
     grpc_port, http_port = _free_port(), _free_port()
     log = tmp_path / "emulator.log"
     site = Path(__import__("yaml").__file__).resolve().parents[1]
     re2_site = Path(__import__("re2").__file__).resolve().parents[1]
+    processor = str(ROOT / "tests" / "rotel_collector_processor.py")
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(ROOT / "tests"), str(ROOT / "src"), str(site), str(re2_site)])),
         "USAGETRACE_EMULATED_CONFIGS": os.pathsep.join(str(p) for p in CONFIGS),
         "USAGETRACE_EMULATOR_LOG": str(log),
     }
-    processor = str(ROOT / "tests" / "rotel_collector_processor.py")
+    args = ["--otlp-with-trace-processor", processor, "--otlp-with-metrics-processor", processor]
     with open(tmp_path / "rotel.out", "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(_rotel_binary()), "start",
-                "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-                "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
-                "--exporter", "otlp",
-                "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink.port}",
-                "--otlp-exporter-protocol", "http",
-                "--disable-batching",
-                "--otlp-with-trace-processor", processor,
-                "--otlp-with-metrics-processor", processor,
-                "--pid-file", str(tmp_path / "rotel.pid"),
-                "--log-file", str(tmp_path / "rotel.log"),
-            ],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )
+        proc = _start_rotel(grpc_port, http_port, sink.port, tmp_path, out, args, env)
     try:
         _wait_listening(http_port, proc)
         yield http_port, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
 
 
 def post(port: int, path: str, body: bytes) -> int:

@@ -77,13 +77,13 @@ MASK = "****"
 #: SDK's "unknown" (a package without a version).
 VERSION = r"^(?:unknown|v?[0-9][0-9A-Za-z.+!_-]{0,63})$"
 
-_ID_START = r"\p{L}\p{Nl}_"
-_ID_CONTINUE = r"\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}"
+# A Python identifier: XID_Start (letters, letter numbers, "_") then XID_Continue.
+_ID = r"[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*"
 #: One Python identifier (items of ``usagetrace.kwargs.names``): a ``**{...}``
 #: key that is not an identifier is data, not a keyword name.
-IDENTIFIER = rf"^[{_ID_START}][{_ID_CONTINUE}]*$"
+IDENTIFIER = rf"^{_ID}$"
 #: Span names: a dotted qualified name (``mypkg.io.read_table``, ``usagetrace.command``).
-QUALIFIED_NAME = rf"^[{_ID_START}][{_ID_CONTINUE}]*(?:[.][{_ID_START}][{_ID_CONTINUE}]*)*$"
+QUALIFIED_NAME = rf"^{_ID}(?:[.]{_ID})*$"
 #: Identifiers and names are also at most MAX_VALUE_LENGTH characters. (A separate
 #: pattern: a bounded repeat of a Unicode class is a very large RE2 program.)
 NAME_LENGTH = rf"^(?s).{{1,{allowlist.MAX_VALUE_LENGTH}}}$"
