@@ -1,4 +1,4 @@
-"""Regenerate the README's "What is collected" table from the allowlist (`usagetrace inventory`)."""
+"""Regenerate the README's "What is collected" table from the allowlist (`usagetrace inventory --all`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pathlib
 import re
 import sys
 
-from usagetrace._internal.cli import inventory_markdown
+from usagetrace._internal import inventory
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def main() -> int:
     text = README.read_text(encoding="utf-8")
-    block = "<!-- inventory:start -->\n" + inventory_markdown("mypkg") + "<!-- inventory:end -->"
+    block = "<!-- inventory:start -->\n" + inventory.markdown() + "<!-- inventory:end -->"
     new, n = re.subn(r"<!-- inventory:start -->\n.*?<!-- inventory:end -->", lambda _: block, text, flags=re.S)
     if n != 1:
         print("README.md has no inventory block", file=sys.stderr)

@@ -20,12 +20,25 @@ def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "usagetrace", *args], capture_output=True, text=True, env=full, timeout=120)
 
 
+def _subcommands(parser) -> dict:
+    """The parser's subcommands, {name: subparser}, read from the parser itself."""
+    import argparse
+
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
 def test_help_everywhere():
-    """--help works for the command and each subcommand."""
-    assert "preview" in run_cli("--help").stdout
-    for sub in ("status", "enable", "disable", "reset", "reset-id", "preview", "inventory", "flush"):
+    """--help works for the command and for every subcommand the parser has (new ones included)."""
+    top = run_cli("--help")
+    assert top.returncode == 0
+    subcommands = _subcommands(cli.build_parser())
+    assert {"status", "preview", "inventory", "report"} <= set(subcommands)
+    for sub in subcommands:
+        assert sub in top.stdout
         result = run_cli(sub, "--help")
-        assert result.returncode == 0 and "usage:" in result.stdout, sub
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: usagetrace {sub}"), (sub, result.stderr)
+        assert result.stderr == "", sub
 
 
 def test_enable_disable_status_json(capsys):
@@ -105,6 +118,45 @@ def test_preview_human_output():
     assert result.returncode == 0, result.stderr
     assert "Resource (sent with everything):" in result.stdout
     assert "tinystats.median" in result.stdout and "usagetrace.calls" in result.stdout
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_preview_exits_with_the_commands_status(json_flag):
+    """preview passes the command's exit status through, in text and JSON mode."""
+    result = run_cli("preview", "tinystats", *json_flag, "--", sys.executable, "-c",
+                     "import tinystats, sys; tinystats.mean([1]); sys.exit(3)")
+    assert result.returncode == 3, result.stderr
+    assert "tinystats.mean" in result.stdout
+    assert run_cli("preview", "tinystats", "--", sys.executable, "-c", "pass").returncode == 0
+    missing = run_cli("preview", "tinystats", "--", "no-such-command-usagetrace")
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_preview_reports_a_signal_like_a_shell():
+    """A command killed by signal N gives 128 + N, as shells report it."""
+    import signal
+
+    result = run_cli("preview", "tinystats", "--", sys.executable, "-c",
+                     "import os, signal, tinystats; tinystats.mean([1]); os.kill(os.getpid(), signal.SIGTERM)")
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+
+
+def test_preview_output_order_with_stdout_and_stderr_in_one_file(tmp_path):
+    """Piped to one file: the command's output, then the header, then what would have been sent."""
+    path = tmp_path / "both.txt"
+    code = ("import sys, tinystats; tinystats.mean([1]); print('host stdout', flush=True); "
+            "print('host stderr', file=sys.stderr)")
+    with open(path, "w") as fh:
+        result = subprocess.run(
+            [sys.executable, "-m", "usagetrace", "preview", "tinystats", "--", sys.executable, "-c", code],
+            stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=EXAMPLES), timeout=120,
+        )
+    assert result.returncode == 0
+    text = path.read_text()
+    marks = [text.index(m) for m in ("host stdout", "host stderr", "--- what tinystats would have sent",
+                                     "Resource (sent with everything):", "tinystats.mean", "OTLP request(s)")]
+    assert marks == sorted(marks), text
 
 
 def test_inventory_json_and_markdown(capsys):

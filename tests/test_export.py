@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from usagetrace._internal import allowlist
 from usagetrace.testing import OTLPReceiver, capture
 
-from .conftest import EXAMPLES, run_python
+from .conftest import EXAMPLES, ROOT, run_python
 
 USER_CODE = """
 import tinystats
@@ -56,6 +57,81 @@ def test_round_trip_over_otlp(protocol):
         resource = rx.spans()[0]["resource"]
         assert resource["service.name"] == "tinystats" and resource["service.version"] == "1.2.0"
         assert resource["process.runtime.version"].count(".") == 1
+
+
+# Modules the default install does not bring (they come with `usagetrace[grpc]`); setting
+# sys.modules[name] = None makes `import name` fail and find_spec(name) answer None, as when absent.
+_NOT_IN_DEFAULT_INSTALL = (
+    "grpc",
+    "requests",
+    "opentelemetry.exporter.otlp.proto.grpc",
+    "opentelemetry.exporter.otlp.proto.http",
+)
+_WITHOUT_EXTRAS = "import sys\nfor _m in %r:\n    sys.modules[_m] = None\n" % (_NOT_IN_DEFAULT_INSTALL,)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+def test_default_install_sends_without_grpc_or_requests(protocol):
+    """The HTTP protocols work with none of the [grpc] extra's modules importable."""
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+        proc = run_python(_WITHOUT_EXTRAS + USER_CODE, env)
+        assert proc.returncode == 0, proc.stderr
+        assert "FLUSHED True" in proc.stdout
+        assert rx.calls("tinystats.mean", "ok") == 1 and rx.calls("tinystats.zscore", "error") == 1
+
+
+def test_grpc_without_the_extra_sends_nothing_and_status_says_so():
+    """gRPC asked for without grpc installed: no byte to the gRPC or the HTTP port, and status names the extra."""
+    status = "from usagetrace._internal import cli\ncli.main(['status', 'tinystats'])\n"
+    with OTLPReceiver(grpc=True) as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+        proc = run_python(_WITHOUT_EXTRAS + USER_CODE + status, env)
+        assert proc.returncode == 0, proc.stderr
+        # The HTTP port of the same receiver: a silent switch of protocol would show up here.
+        http = run_python(_WITHOUT_EXTRAS + USER_CODE, dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint))
+        assert http.returncode == 0, http.stderr
+        assert rx.attempts == 0 and rx.connections == 0 and rx.requests == []
+    assert "sends to:     nothing is sent (OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs gRPC" in proc.stdout
+    assert "pip install 'usagetrace[grpc]'" in proc.stdout
+
+
+def test_signal_specific_grpc_without_the_extra(monkeypatch, capsys):
+    """Only the signal asking for gRPC sends nothing; the reason (in status too) names that signal's variable."""
+    from usagetrace._internal import cli, config
+
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    traces, metrics = config.resolve("traces", None, "p"), config.resolve("metrics", None, "p")
+    assert traces.kind == "none" and "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc" in traces.describe()
+    assert config.GRPC_EXTRA in traces.describe()
+    assert metrics.kind == "http" and metrics.url == "http://127.0.0.1:4317/v1/metrics"
+    assert cli.main(["status", "p"]) == 0
+    assert f"sends to:     traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
+    monkeypatch.delitem(sys.modules, "grpc")
+    assert config.resolve("traces", None, "p").kind == "grpc"  # installed (dev extra): used
+
+
+def test_default_dependencies_leave_grpc_to_the_extra():
+    """pyproject: the default install has no gRPC and no exporter meta-package; [grpc] and [dev] have them."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        project = tomllib.load(fh)["project"]
+
+    def names(reqs):
+        return {re.split(r"[\s\[<>=!~;]", r, 1)[0].lower() for r in reqs}
+
+    default = names(project["dependencies"])
+    assert default == {
+        "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-common",
+        "opentelemetry-proto", "wrapt", "platformdirs", "tomli",
+    }
+    extras = project["optional-dependencies"]
+    assert "opentelemetry-exporter-otlp" in names(extras["grpc"]) & names(extras["dev"])
 
 
 def test_signal_specific_endpoint_and_headers():

@@ -230,3 +230,20 @@ def test_handle_reports_consent_state(ipkg):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ipkg.HANDLE.flush(5)
+
+
+def test_instrument_before_import_wraps_when_imported(packages):
+    """instrument("pkg") before pkg is imported registers a post-import hook: the API is wrapped on import."""
+    import sys
+
+    from usagetrace.testing import capture
+
+    packages.write("late_import_pkg", {"__init__.py": "def f(x):\n    return x + 1\n"})
+    assert "late_import_pkg" not in sys.modules
+    with capture("late_import_pkg") as cap:
+        assert cap.handle.wrapped_names == []
+        import late_import_pkg
+
+        assert cap.handle.wrapped_names == ["late_import_pkg.f"]
+        assert late_import_pkg.f(1) == 2
+    assert cap.calls("late_import_pkg.f") == 1

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usagetrace._internal import allowlist, pipeline
-from usagetrace._internal.cli import inventory_markdown
+from usagetrace._internal import allowlist, inventory, pipeline
 from usagetrace.testing import OTLPReceiver, capture
 
 from .conftest import ROOT, run_python
@@ -158,8 +157,8 @@ def test_allowlist_keys_are_unique_and_documented():
 
 
 def test_inventory_lists_every_allowlisted_key():
-    """`usagetrace inventory` renders every key of the allowlist and every metric."""
-    text = inventory_markdown("mypkg")
+    """`usagetrace inventory --all` renders every key of the allowlist and every metric."""
+    text = inventory.markdown()
     for attr in allowlist.ATTRIBUTES:
         assert f"`{attr.key}`" in text
     for metric in allowlist.METRICS:
@@ -167,11 +166,11 @@ def test_inventory_lists_every_allowlisted_key():
 
 
 def test_readme_what_is_collected_matches_the_inventory():
-    """The README's "What is collected" table is exactly what `usagetrace inventory` generates."""
+    """The README's "What is collected" table is exactly what `usagetrace inventory --all` generates."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
         readme = fh.read()
     match = re.search(r"<!-- inventory:start -->\n(.*?)<!-- inventory:end -->", readme, re.S)
     assert match, "README.md lacks the generated inventory block"
-    assert match.group(1) == inventory_markdown("mypkg"), (
+    assert match.group(1) == inventory.markdown(), (
         "README inventory is stale: regenerate with `python scripts/update_readme_inventory.py`"
     )

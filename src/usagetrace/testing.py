@@ -244,6 +244,18 @@ def disabled(package: str) -> Iterator[Capture | None]:
         _restore_consent(handle)
 
 
+def _import_grpc():
+    try:
+        import grpc
+    except ImportError as exc:
+        from ._internal.config import GRPC_EXTRA
+
+        raise ImportError(
+            f"OTLPReceiver(grpc=True) needs 'grpc', which is not installed; install it with: {GRPC_EXTRA}"
+        ) from exc
+    return grpc
+
+
 class OTLPReceiver(_Decoded):
     """A real OTLP receiver on 127.0.0.1 (HTTP, and gRPC with ``grpc=True``).
 
@@ -274,6 +286,7 @@ class OTLPReceiver(_Decoded):
         """Start listening on free ports on 127.0.0.1."""
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+        grpc = _import_grpc() if self._want_grpc else None  # before anything listens
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -314,12 +327,11 @@ class OTLPReceiver(_Decoded):
         self._http.daemon_threads = True
         self.port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        if self._want_grpc:
-            self._start_grpc()
+        if grpc is not None:
+            self._start_grpc(grpc)
         return self
 
-    def _start_grpc(self) -> None:
-        import grpc
+    def _start_grpc(self, grpc) -> None:
         from concurrent import futures
 
         receiver = self

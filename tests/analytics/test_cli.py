@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import json
+import re
 
 import fixtures
 import pytest
 
+from usagetrace._internal import cli as usagetrace_cli
 from usagetrace._internal.analytics import cli
 
 pytest.importorskip("duckdb")
@@ -90,3 +93,48 @@ def test_clickhouse_url_is_validated(capsys):
     pytest.importorskip("clickhouse_connect")
     assert cli.main(["clickhouse://"]) == 2
     assert "not a ClickHouse URL" in capsys.readouterr().err
+
+
+#: A value for every option of `usagetrace report` that differs from its default.
+OPTION_VALUES = {
+    "--package": ["mypkg"],
+    "--since": ["2020-01-01"],  # a fixed bound: "30d" would move between the two runs
+    "--format": ["csv"],
+    "--output": ["{out}"],
+    "-o": ["{out}"],
+    "--k": ["6"],
+    "--interval": ["week"],
+    "--cache": ["{cache}"],
+    "--no-cache": [],
+}
+
+
+def _report_options() -> list[str]:
+    [sub] = [a for a in usagetrace_cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser = sub.choices["report"]
+    return [s for a in parser._actions if a.option_strings and a.dest != "help" for s in a.option_strings]
+
+
+def test_every_report_option_is_exercised_below():
+    """Every option `usagetrace report` has (new ones too) has a sample value in OPTION_VALUES."""
+    assert sorted(_report_options()) == sorted(OPTION_VALUES)
+
+
+@pytest.mark.parametrize("option", sorted(OPTION_VALUES))
+def test_report_option_before_and_after_the_path(option, data, tmp_path, capsys):
+    """`usagetrace report OPTION PATH` and `usagetrace report PATH OPTION` parse and run the same way."""
+    value = [v.format(out=tmp_path / "out.txt", cache=tmp_path / "c.duckdb") for v in OPTION_VALUES[option]]
+    rest = [] if option == "--package" else ["--package", "mypkg"]
+    parser = usagetrace_cli.build_parser()
+    default = parser.parse_args(["report", str(data), *rest])
+    before = ["report", option, *value, str(data), *rest]
+    after = ["report", str(data), option, *value, *rest]
+    assert parser.parse_args(before) == parser.parse_args(after) != default
+    outputs = []
+    for argv in (before, after):
+        assert usagetrace_cli.main(argv) == 0, capsys.readouterr().err
+        text = capsys.readouterr().out
+        if option in ("--output", "-o"):
+            text = (tmp_path / "out.txt").read_text()
+        outputs.append(re.sub(r'"generated_at": "[^"]*"', "", text))
+    assert outputs[0] == outputs[1] and outputs[0]

@@ -33,6 +33,13 @@ def test_small_rows_fold_into_other_with_union_count():
     assert res.folded == 3 and res.dropped == 0
 
 
+def test_rows_describing_nobody_are_counted_apart():
+    """A dropped row with no unit at all (an empty totals row) is counted as empty: it hides nobody."""
+    rows = [_row("big", 9), _row("a", 2), _row("none", 0, ids=[])]
+    res = kanon.apply(rows, k=5, unit="installs")
+    assert [r["label"] for r in res.rows] == ["big"] and res.dropped == 2 and res.empty == 1
+
+
 def test_other_row_below_k_is_dropped():
     """When the folded groups together still cover fewer than k ids, nothing of them is returned."""
     rows = [_row("big", 9), _row("a", 2, ids=["u1", "u2"]), _row("b", 2, ids=["u1", "u2"])]
@@ -88,3 +95,51 @@ def test_every_question_row_meets_k(engine):
             assert unit is not None and unit >= 7, (t.name, r)
             checked += 1
     assert checked > 20
+
+
+@pytest.fixture(scope="module")
+def own_data(tmp_path_factory):
+    """A maintainer's own development data: one install, written by the real pipeline in development mode."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLES
+
+    d = tmp_path_factory.mktemp("own")
+    env = dict(os.environ, PYTHONPATH=EXAMPLES, TINYSTATS_TELEMETRY="1", USAGETRACE_DEV_FILE=str(d / "dev.jsonl"),
+               USAGETRACE_HOME=str(d / "home"))
+    env.pop("PYTEST_CURRENT_TEST", None)
+    code = ("import tinystats\ntinystats.mean([1, 2])\ntinystats.median([3, 1])\n"
+            "try:\n    tinystats.zscore([2, 2], 2)\nexcept ValueError:\n    pass\n"
+            "from usagetrace._internal import instrumentation\nassert instrumentation.get('tinystats').flush(10)\n")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    return DuckDBEngine.from_path(d / "dev.jsonl")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_own_data_says_what_k_hid_and_that_k1_shows_it(own_data, fmt):
+    """On one install's data every format says how many rows k hid, per section and in all, and that --k 1 shows them."""
+    report = build_report(Analytics(own_data, package="tinystats"))
+    hidden = report.meta["suppressed"]
+    rows = sum(s["dropped"] + s["folded"] for s in hidden.values())
+    assert hidden["feature_usage"]["dropped"] == 3  # mean, median, zscore: one install each
+    assert all(not t.rows for t in report.sections.values())
+    out = render(report, fmt)
+    assert f"k-anonymity (k=5) left out {rows} rows in {len(hidden)} sections" in out
+    assert "The selected data holds fewer than 5 installs in all." in out
+    assert "--k 1 shows every row" in out
+    assert "k-anonymity: 3 rows left out, each describing fewer than k=5 installs." in out
+    shown = render(build_report(Analytics(own_data, package="tinystats", k=1)), fmt)
+    assert "tinystats.zscore" in shown and "--k 1 shows" not in shown and "k-anonymity (k=1)" not in shown
+    assert "row left out" not in shown and "rows left out" not in shown
+
+
+def test_k1_hint_only_when_it_would_show_more(engine):
+    """Where nothing was hidden there is no hint; where rows were folded only, the hint counts them."""
+    report = build_report(Analytics(engine, package=fixtures.PKG, k=1))
+    assert report.meta["hidden_note"] == "" and report.meta["suppressed"] == {}
+    assert all(t.hidden == "" for t in report.sections.values())
+    k5 = build_report(Analytics(engine, package=fixtures.PKG, k=5))
+    assert "--k 1 shows every row" in k5.meta["hidden_note"]
+    assert "The selected data holds fewer than" not in k5.meta["hidden_note"]

@@ -40,7 +40,8 @@ def test_csv_blocks_parse_back(report):
     assert len(blocks) == len(report.sections)
     first = blocks[1].splitlines()
     assert first[0] == "# feature_usage"
-    rows = list(csv.DictReader(io.StringIO("\n".join(first[1:]))))
+    assert first[1] == "# " + report.sections["feature_usage"].hidden  # the rare function, left out
+    rows = list(csv.DictReader(io.StringIO("\n".join(first[2:]))))
     assert [r["function"] for r in rows] == [r["function"] for r in report.sections["feature_usage"].rows]
     assert int(rows[0]["calls"]) == report.sections["feature_usage"].rows[0]["calls"]
 
@@ -69,6 +70,33 @@ def test_html_escapes_telemetry_text():
                                        [{"function": evil, "installs": 9}])})
     out = render(r, "html")
     assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+@pytest.mark.parametrize("most", [1, 2, 3, 7, 10, 11, 999])
+def test_html_count_charts_have_integer_ticks_and_plurals(most):
+    """Install counts: y-axis ticks are distinct integers from 0 covering the data, and 1 install is singular."""
+    import re
+
+    adoption = [{"period": "2026-01-0%d" % d, "version": "1.0", "installs": n} for d, n in ((1, 1), (2, most))]
+    r = Report({"package": "p", "k": 1, "warnings": []}, {
+        "overview": Table("overview", "Overview", ["installs", "sessions", "calls", "error_rate"],
+                          [{"installs": 1, "sessions": 1, "calls": most, "error_rate": 0.0,
+                            "first_seen": "2026-01-01", "last_seen": "2026-01-02"}]),
+        "feature_usage": Table("feature_usage", "Feature usage", ["function", "installs"],
+                               [{"function": "p.f", "installs": 1}, {"function": "p.g", "installs": most}]),
+        "adoption": Table("adoption", "Adoption", ["period", "version", "installs"], adoption),
+    })
+    out = render(r, "html")
+    chart = out[out.index('id="chart-adoption"'):]
+    chart = chart[:chart.index("</svg>")]
+    ticks = [t.replace(",", "") for t in re.findall(r'text-anchor="end" class="cv">([^<]*)<', chart)]
+    assert all(t.isdigit() for t in ticks), ticks
+    values = [int(t) for t in ticks]
+    assert values == sorted(set(values)) and values[0] == 0 and values[-1] >= most and len(values) <= 6
+    assert ">1 install<" in out and not re.search(r"(?<![\d,])1 installs", out)
+    assert f"{most:,} install{'' if most == 1 else 's'}" in out
+    assert "<b>1</b> install ·" in out and "<b>1</b> session ·" in out
+    assert f"<b>{most:,}</b> call{'' if most == 1 else 's'} ·" in out
 
 
 def test_html_is_self_contained(report):

@@ -17,6 +17,7 @@ from typing import NamedTuple
 __all__ = [
     "ATTRIBUTES",
     "EVENT_NAMES",
+    "FEATURES",
     "MAX_ARRAY_ITEMS",
     "MAX_ATTRIBUTES",
     "MAX_EVENTS",
@@ -50,6 +51,21 @@ MAX_EVENTS = 4
 MEASURE_PREFIX = "usagetrace.measure."
 
 
+#: What sends an attribute. Every instrumented package can send the ``core`` ones;
+#: the others only when it uses that feature. ``usagetrace inventory PACKAGE``
+#: lists a package's own attributes from this.
+FEATURES = {
+    "core": "function calls, exceptions and counters (usagetrace.instrument)",
+    "cli": "CLI commands (usagetrace.integrations.click or .argparse)",
+    "command": "declared commands (usagetrace.command)",
+    "event": "one-shot events (usagetrace.event)",
+    "crash": "unhandled crashes (usagetrace.integrations.crash)",
+    "pages": "web page views (usagetrace.integrations.flask or .dash)",
+    "callbacks": "Dash callbacks (usagetrace.integrations.dash)",
+    "email": "e-mail opens and clicks (usagetrace.integrations.email)",
+}
+
+
 class Attr(NamedTuple):
     """One attribute key that may leave the process."""
 
@@ -58,6 +74,7 @@ class Attr(NamedTuple):
     type: str  # OTLP value type as documented to people: string, int, bool, string[]
     meaning: str
     example: str
+    features: tuple[str, ...] = ("core",)  # keys of FEATURES that send it
 
 
 class Metric(NamedTuple):
@@ -139,28 +156,33 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "mypkg.io:read_table:41\\nmypkg._parse:row:12",
     ),
     # --- integrations: commands, events, crashes, pages, e-mail -------------
-    Attr("usagetrace.command.name", "span", "string", "CLI command/subcommand or declared command name.", "mycli run"),
+    Attr("usagetrace.command.name", "span", "string", "CLI command/subcommand or declared command name.", "mycli run", ("cli", "command")),
     Attr(
         "usagetrace.command.line",
         "span",
         "string",
         "The command line with option names kept and every value masked.",
         "mycli run --pipeline ***** --env *****",
+        ("cli",),
     ),
-    Attr("process.exit.code", "span", "int", "Exit status of a CLI command.", "0"),
-    Attr("usagetrace.event.name", "span", "string", "Name of a one-shot event declared by the maintainer.", "session_start"),
-    Attr("usagetrace.crash.thread", "span", "string", "main or thread, for unhandled exceptions.", "main"),
-    Attr("url.path", "span", "string", "Page path without query string or fragment.", "/reports"),
-    Attr("usagetrace.page.kind", "span", "string", "load (full page) or navigation (client-side).", "navigation"),
-    Attr("usagetrace.callback.id", "span", "string", "Dash callback output id.", "graph.figure"),
-    Attr("usagetrace.user.hash", "span", "string", "App user id, SHA-256 salted per app.", "5e8f…"),
-    Attr("user_agent.name", "span", "string", "Browser family only.", "Chrome"),
-    Attr("usagetrace.email.campaign", "span", "string", "E-mail campaign name set by the sender.", "release-2.0"),
-    Attr("usagetrace.email.action", "span", "string", "open or click.", "click"),
-    Attr("usagetrace.email.recipient.hash", "span", "string", "Recipient address, SHA-256 salted per campaign.", "c0ff…"),
-    Attr("usagetrace.email.link.index", "span", "int", "Which link in the message was clicked.", "0"),
+    Attr("process.exit.code", "span", "int", "Exit status of a CLI command.", "0", ("cli",)),
+    Attr("usagetrace.event.name", "span", "string", "Name of a one-shot event declared by the maintainer.", "session_start", ("event",)),
+    Attr("usagetrace.crash.thread", "span", "string", "main or thread, for unhandled exceptions.", "main", ("crash",)),
+    Attr("url.path", "span", "string", "Page path without query string or fragment.", "/reports", ("pages",)),
+    Attr("usagetrace.page.kind", "span", "string", "load (full page) or navigation (client-side).", "navigation", ("pages",)),
+    Attr("usagetrace.callback.id", "span", "string", "Dash callback output id.", "graph.figure", ("callbacks",)),
+    Attr("usagetrace.user.hash", "span", "string", "App user id, SHA-256 salted per app.", "5e8f…", ("pages", "callbacks")),
+    Attr("user_agent.name", "span", "string", "Browser family only.", "Chrome", ("pages", "callbacks")),
+    Attr("usagetrace.email.campaign", "span", "string", "E-mail campaign name set by the sender.", "release-2.0", ("email",)),
+    Attr("usagetrace.email.action", "span", "string", "open or click.", "click", ("email",)),
+    Attr("usagetrace.email.recipient.hash", "span", "string", "Recipient address, SHA-256 salted per campaign.", "c0ff…", ("email",)),
+    Attr("usagetrace.email.link.index", "span", "int", "Which link in the message was clicked.", "0", ("email",)),
     # --- metric point attributes ---------------------------------------------
-    Attr("usagetrace.outcome", "metric", "string", "ok or error.", "ok"),
+    Attr(
+        "usagetrace.outcome", "metric", "string",
+        "ok, error or interrupted (KeyboardInterrupt or a cancelled task: not a failure). "
+        "SystemExit(0) is ok.", "ok",
+    ),
     Attr("usagetrace.drop.reason", "metric", "string", "Why data was dropped: rate_limited, queue_full, export_failed, spool_full.", "rate_limited"),
 )
 

@@ -22,6 +22,8 @@ from . import env, log, paths
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 DEFAULT_TIMEOUT = 10.0
 SIGNALS = ("traces", "metrics")
+#: What to run when gRPC is asked for but not installed (it is an extra: grpcio alone is ~19 MB).
+GRPC_EXTRA = "pip install 'usagetrace[grpc]'"
 
 
 class Target(NamedTuple):
@@ -44,14 +46,31 @@ class Target(NamedTuple):
             return f"{self.protocol} {self.url}"
         if self.kind == "file":
             return f"development mode: {self.url}"
-        return self.kind if not self.url else f"{self.kind} ({self.url})"
+        return self.kind if not self.url else f"nothing is sent ({self.url})"
+
+
+def _signal_setting(signal: str, suffix: str) -> tuple[str, str] | None:
+    """Return (variable name, value) of the signal-specific variable, else the generic one."""
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"):
+        value = env.get(name)
+        if value is not None and value.strip():
+            return name, value.strip()
+    return None
 
 
 def _signal_var(signal: str, suffix: str) -> str | None:
-    value = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}")
-    if value is None or not value.strip():
-        value = env.get(f"OTEL_EXPORTER_OTLP_{suffix}")
-    return value.strip() if value is not None and value.strip() else None
+    setting = _signal_setting(signal, suffix)
+    return setting[1] if setting else None
+
+
+def grpc_installed() -> bool:
+    """Return True when the ``grpc`` module can be imported (found on the path; nothing is imported)."""
+    try:
+        from importlib.util import find_spec
+
+        return find_spec("grpc") is not None
+    except Exception:  # ValueError for a half-imported module, ImportError from odd finders
+        return False
 
 
 def parse_headers(text: str | None) -> tuple[tuple[str, str], ...] | None:
@@ -109,7 +128,8 @@ def resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_file
 
 
 def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_file: str | None) -> Target:
-    protocol = (_signal_var(signal, "PROTOCOL") or "http/protobuf").lower()
+    chosen = _signal_setting(signal, "PROTOCOL")
+    protocol = (chosen[1] if chosen else "http/protobuf").lower()
     if protocol not in PROTOCOLS:
         log.debug("ignoring OTEL_EXPORTER_OTLP_PROTOCOL=%r: not one of %s", protocol[:40], PROTOCOLS)
         protocol = "http/protobuf"
@@ -147,6 +167,11 @@ def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_fil
         client_certificate=_signal_var(signal, "CLIENT_CERTIFICATE"),
     )
     if protocol == "grpc":
+        if not grpc_installed():
+            # Never fall back to HTTP: a collector's gRPC and HTTP ports differ, so the data would
+            # go somewhere the person did not configure. Nothing is sent (drops are counted).
+            log.debug("%s=grpc but grpc is not installed; not sending %s", chosen[0], signal)
+            return Target("none", f"{chosen[0]}=grpc needs gRPC, which is not installed: {GRPC_EXTRA}", protocol)
         insecure = env.flag("OTEL_EXPORTER_OTLP_INSECURE")
         if insecure is not None:
             common["secure"] = not insecure

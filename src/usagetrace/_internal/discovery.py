@@ -8,9 +8,9 @@ imported later are instrumented by wrapt post-import hooks.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
+from types import FunctionType
 
 from .sanitize import in_package
 
@@ -27,36 +27,24 @@ def is_public_module(name: str, package: str) -> bool:
     return not any(part.startswith("_") for part in name[len(package) + 1 :].split("."))
 
 
+_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+
+
 def call_kind(func) -> str:
-    """Return coroutine, generator, asyncgen or sync for a function object."""
-    if inspect.iscoroutinefunction(func):
+    """Return coroutine, generator, asyncgen or sync, from the code flags of a plain function.
+
+    A sync function merely *marked* as a coroutine function
+    (``inspect.markcoroutinefunction``) is sync here: what it returns is passed
+    through untouched.
+    """
+    flags = getattr(getattr(func, "__code__", None), "co_flags", 0)
+    if flags & _CO_COROUTINE:
         return "coroutine"
-    if inspect.isasyncgenfunction(func):
+    if flags & _CO_ASYNC_GENERATOR:
         return "asyncgen"
-    if inspect.isgeneratorfunction(func):
+    if flags & _CO_GENERATOR:
         return "generator"
     return "sync"
-
-
-#: Names whose presence in a function's code means it looks at its caller's
-#: frame (``sys._getframe(1)``, ``inspect.currentframe().f_back``, ...): a
-#: wrapper's frame would sit in between and change what the function sees, so
-#: such functions are left unwrapped (behaviour first, counts second).
-_FRAME_NAMES = frozenset({"_getframe", "currentframe", "getouterframes", "extract_stack", "walk_stack",
-                          "_getframemodulename", "f_back"})
-
-
-def inspects_caller(func) -> bool:
-    """Return True when ``func`` reads its caller's frame or warns with a ``stacklevel``."""
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return False
-    if not _FRAME_NAMES.isdisjoint(code.co_names):
-        return True
-    for const in code.co_consts:
-        if const == "stacklevel" or (isinstance(const, tuple) and "stacklevel" in const):
-            return True
-    return False
 
 
 def exported_names(module) -> list[str]:
@@ -76,10 +64,13 @@ def defined_in(obj, package: str) -> bool:
         return False
 
 
-def child_module_names(module) -> list[str]:
-    """Return the public child module names of a package by listing its directories."""
+def child_module_names(module, private: bool = False) -> list[str]:
+    """Return the child module names of a package (only public ones unless ``private``) by listing its directories."""
     names = []
-    search = getattr(module, "__path__", None)
+    try:
+        search = vars(module).get("__path__")  # not getattr: a module __getattr__ may raise anything
+    except Exception:
+        return names
     if search is None:
         return names
     try:
@@ -93,7 +84,7 @@ def child_module_names(module) -> list[str]:
             continue
         for entry in entries:
             stem = entry.name
-            if stem.startswith((".", "_")):
+            if stem.startswith(".") or stem.startswith("__") or (stem.startswith("_") and not private):
                 continue
             if entry.is_dir():
                 if os.path.isfile(os.path.join(entry.path, "__init__.py")) and stem.isidentifier():
@@ -104,10 +95,91 @@ def child_module_names(module) -> list[str]:
 
 
 def imported_submodules(package: str) -> list:
-    """Return already-imported public submodules of ``package``."""
+    """Return the already-imported submodules of ``package``, private ones included."""
     prefix = package + "."
-    return [
-        mod
-        for name, mod in list(sys.modules.items())
-        if mod is not None and name.startswith(prefix) and is_public_module(name, package)
-    ]
+    return [mod for name, mod in list(sys.modules.items()) if mod is not None and name.startswith(prefix)]
+
+
+# ------------------------------------------------------------ entry points
+
+
+def _normalize(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).lower().strip("_")
+
+
+_MAX_DIST_INFOS = 400
+
+
+def _dist_infos(directory: str):
+    try:
+        with os.scandir(directory) as entries:
+            return [e.path for e in entries if e.name.endswith(".dist-info") and e.is_dir()][:_MAX_DIST_INFOS]
+    except (OSError, TypeError):
+        return []
+
+
+def _read(path: str, limit: int = 256 * 1024) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(limit)
+    except OSError:
+        return ""
+
+
+def entry_points(package: str) -> frozenset:
+    """Return the package distribution's console/GUI script targets as ``"module:attr"`` strings.
+
+    Read from the ``entry_points.txt`` of the ``.dist-info`` that provides the
+    package, without ``importlib.metadata`` (this runs while the package is
+    imported): the one named like the package, else the one whose
+    ``top_level.txt`` lists it, in the package's own directory or on ``sys.path``.
+    """
+    top = package.split(".", 1)[0]
+    module = sys.modules.get(top)
+    directories = []
+    origin = getattr(module, "__file__", None)
+    if isinstance(origin, str):
+        directories.append(os.path.dirname(os.path.dirname(os.path.abspath(origin))))
+    directories += [p for p in sys.path if isinstance(p, str) and p and p not in directories]
+    wanted = _normalize(top)
+    found = None
+    infos_by_dir = []
+    for directory in directories:
+        infos = _dist_infos(directory)
+        infos_by_dir.append(infos)
+        for info in infos:
+            dist = os.path.basename(info)[: -len(".dist-info")].rsplit("-", 1)[0]
+            if _normalize(dist) == wanted:
+                found = info
+                break
+        if found:
+            break
+    if found is None:
+        for infos in infos_by_dir[:1]:  # the package's own site directory only: bounded work
+            for info in infos:
+                if top in _read(os.path.join(info, "top_level.txt"), 4096).split():
+                    found = info
+                    break
+    if found is None:
+        return frozenset()
+    targets = set()
+    section = None
+    for raw in _read(os.path.join(found, "entry_points.txt")).splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line.strip("[] ")
+            continue
+        if section not in ("console_scripts", "gui_scripts") or "=" not in line:
+            continue
+        target = line.split("=", 1)[1].split("[", 1)[0].strip()
+        if ":" in target:
+            targets.add(target.replace(" ", ""))
+    return frozenset(t for t in targets if t.split(":", 1)[0].split(".", 1)[0] == top)
+
+
+# ------------------------------------------------------------ what it is
+
+
+def is_function(obj) -> bool:
+    """A plain Python function (what usagetrace wraps): ``type(obj) is FunctionType``."""
+    return type(obj) is FunctionType

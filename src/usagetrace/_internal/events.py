@@ -40,11 +40,11 @@ import time
 
 from . import instrumentation, log, sanitize
 from .allowlist import MEASURE_PREFIX
+from .recorder import ERROR, outcome_of
 
 __all__ = ["Command", "command", "event", "handle_for", "record", "recorder", "validate_measures"]
 
-#: An ``include`` pattern no qualified name can match: a handle that wraps nothing.
-NOTHING = "\x00usagetrace:nothing"
+NOTHING = instrumentation.NOTHING
 
 EMIT_CHOICES = ("success", "always")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -278,7 +278,7 @@ class Command:
             return False
         self._active = False
         try:
-            failed = exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0))
+            failed = exc is not None and outcome_of(exc) == ERROR
             if failed and self.emit != "always":
                 return False
             attributes = {"usagetrace.command.name": self.name}

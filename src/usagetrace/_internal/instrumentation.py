@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import sys
 import _thread
+from types import FunctionType, MappingProxyType, ModuleType
+
+TYPE_CHECKING = False  # typing costs ~10 ms to import: not on the import path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 from . import consent as _consent
 from . import log
+
+#: An ``include`` pattern no qualified name can match: a handle that wraps nothing
+#: (integrations create one for an app or a CLI that is not an instrumented library).
+NOTHING = "\x00usagetrace:nothing"
+#: Set by CLI integrations on the ``main`` functions they decorate: never wrapped.
+CLI_MARK = "__usagetrace_cli__"
 
 _REGISTRY: dict[str, Instrumentation] = {}
 _REGISTRY_LOCK = _thread.allocate_lock()
@@ -50,10 +61,14 @@ class Instrumentation:
         self.consent: _consent.ConsentState = _consent.ConsentState(False, _consent.UNSET, "not evaluated")
         self.recorder = None  # created by _start()
         self._patches: list[tuple[object, str, object, object]] = []
-        self._wrappers: dict[int, object] = {}
+        self._wrappers: dict[int, object] = {}  # id(original function) -> its wrapper
+        self._stats: dict[int, object] = {}  # id(original function) -> its FunctionStats
+        self._skipped: dict[str, str] = {}
         self._seen_classes: set[int] = set()
-        self._scanned: set[str] = set()
+        self._scanned: dict[str, object] = {}
         self._hooked: set[str] = set()
+        self._analysis = None
+        self._entry_points: frozenset = frozenset()
         self._lock = _thread.RLock()
         self.instrumented = False
         self._fingerprint = None
@@ -73,8 +88,23 @@ class Instrumentation:
 
     @property
     def wrapped_names(self) -> list[str]:
-        """Qualified names of every callable currently wrapped."""
-        return sorted(self.recorder.functions) if self.recorder is not None else []
+        """Qualified names of every callable currently wrapped (and counted)."""
+        if self.recorder is None:
+            return []
+        return sorted(n for n, stats in self.recorder.functions.items() if not stats.exempt)
+
+    @property
+    def skipped(self) -> Mapping[str, str]:
+        """Public callables left unwrapped (or not counted), each with the reason.
+
+        Behaviour first, counts second: a callable is not wrapped when a wrapper
+        could change what the host observes (see ``usagetrace._internal.hazards``),
+        when it is the package's own console-script entry point or a command
+        function of a CLI integration (the integration records the command; the
+        API calls it makes are counted), when it is not a plain Python function,
+        or when ``include``/``exclude`` leave it out.
+        """
+        return MappingProxyType(self._skipped)
 
     def __repr__(self) -> str:
         return f"<Instrumentation {self.package!r} consent={self.consent}>"
@@ -82,7 +112,7 @@ class Instrumentation:
     # ------------------------------------------------------------- lifecycle
     def _start(self) -> None:
         """Wrap the public API and hook future submodule imports (consent is on)."""
-        from . import delivery, discovery
+        from . import delivery, discovery, hazards
         from .recorder import Recorder
 
         self.recorder = Recorder(
@@ -94,22 +124,35 @@ class Instrumentation:
         self.recorder.enabled = True
         self.recorder.on_first_sample = lambda: delivery.get().register(self)
         self.instrumented = True
+        self._analysis = hazards.Analysis(self.package)
+        self._entry_points = discovery.entry_points(self.package)
         root = sys.modules.get(self.package)
-        if root is not None:
-            self._instrument_module(root)
-        for module in discovery.imported_submodules(self.package):
-            self._instrument_module(module)
-        if root is not None:
-            self._hook_children(root)
+        if root is None:
+            # instrument("pkg") before pkg is imported: wrap it when it is (a wrapt post-import hook).
+            import wrapt
+
+            wrapt.register_post_import_hook(self._on_import_root, self.package)
+        else:
+            self._instrument_modules([root] + discovery.imported_submodules(self.package))
         delivery.get().register(self, start=False)
+
+    def _on_import_root(self, module) -> None:
+        from . import discovery
+
+        try:
+            if self.instrumented:
+                self._instrument_modules([module] + discovery.imported_submodules(self.package))
+        except Exception:
+            log.internal_error("instrumentation.on_import_root")
 
     def _hook_children(self, module) -> None:
         import wrapt
 
         from . import discovery
 
-        for name in discovery.child_module_names(module):
-            if name in self._hooked or not discovery.is_public_module(name, self.package):
+        # Private modules too: their code decides which public functions are safe to wrap.
+        for name in discovery.child_module_names(module, private=True):
+            if name in self._hooked or name in sys.modules:
                 continue
             self._hooked.add(name)
             try:
@@ -120,70 +163,204 @@ class Instrumentation:
     def _on_import(self, module) -> None:
         try:
             if self.instrumented:
-                self._instrument_module(module)
-                self._hook_children(module)
+                self._instrument_modules([module])
         except Exception:
             log.internal_error("instrumentation.on_import")
 
     # --------------------------------------------------------------- wrapping
     def _wanted(self, name: str) -> bool:
+        if not self.include and not self.exclude:
+            return True
         from fnmatch import fnmatchcase
 
         if self.include and not any(fnmatchcase(name, p) for p in self.include):
             return False
         return not any(fnmatchcase(name, p) for p in self.exclude)
 
-    def _instrument_module(self, module) -> None:
-        import inspect
+    def _skip(self, qualname: str, reason: str) -> None:
+        self._skipped.setdefault(qualname, reason)
 
+    def _instrument_modules(self, modules) -> None:
+        """Index new package modules (public and private), then wrap what is safe in the public ones."""
         from . import discovery
 
         with self._lock:
-            name = getattr(module, "__name__", None)
-            if not isinstance(name, str) or name in self._scanned:
+            new = []
+            for module in modules:
+                name = getattr(module, "__name__", None)
+                if isinstance(name, str) and name not in self._scanned and discovery.in_package(name, self.package):
+                    self._scanned[name] = module
+                    new.append(module)
+            if not new:
                 return
-            self._scanned.add(name)
-            namespace = vars(module)
-            for attr in discovery.exported_names(module):
-                obj = namespace.get(attr)
+            for module in new:
                 try:
-                    if inspect.isfunction(obj) or _is_our_wrapper(obj):
-                        self._wrap_function(module, attr, obj)
-                    elif isinstance(obj, type):
-                        self._wrap_class(obj, f"{name}.{attr}")
+                    self._analysis.add_module(module)
                 except Exception:
-                    log.debug("not instrumenting %s.%s", name, attr, exc_info=True)
+                    log.internal_error("instrumentation.analyse")
+            self._recheck_wrapped(new)
+            slots = self._slot_index()
+            for module in new:
+                try:
+                    if discovery.is_public_module(module.__name__, self.package):
+                        self._instrument_module(module, slots)
+                    self._hook_children(module)
+                except Exception:
+                    log.internal_error("instrumentation.module")
 
-    def _wrap_function(self, module, attr: str, obj) -> None:
-        from . import discovery, wrappers
+    def _slot_index(self) -> dict:
+        """Map id(function or class-level descriptor) -> the namespace slots of the package that hold it.
 
-        if _is_our_wrapper(obj):
-            return  # already wrapped, by this package (another path) or another one
-        if not discovery.defined_in(obj, self.package):
+        Module and class namespaces of the package are the only places usagetrace
+        rewrites. Only ids are kept, never the objects: reference counts are
+        measured afterwards, and a reference held here would be counted.
+        """
+        from . import discovery
+
+        ours = _wrapper_type()
+        slots: dict[int, list] = {}
+        classes: dict[int, type] = {}
+        for module in list(self._scanned.values()):
+            namespace = vars(module)
+            for key in list(namespace):
+                value = namespace.get(key)
+                kind = type(value)
+                if kind is FunctionType or kind is ours:
+                    slots.setdefault(id(value), []).append((namespace, key))
+                elif issubclass(kind, type) and discovery.defined_in(value, self.package):
+                    classes[id(value)] = value
+                value = None
+        seen: set = set()
+        pending = list(classes.values())
+        classes.clear()
+        while pending:
+            cls = pending.pop()
+            if id(cls) in seen:
+                continue
+            seen.add(id(cls))
+            namespace = cls.__dict__
+            for key in list(namespace):
+                value = namespace.get(key)
+                kind = type(value)
+                if kind is FunctionType or kind is ours:
+                    slots.setdefault(id(value), []).append((cls, key))
+                elif kind is staticmethod or kind is classmethod:
+                    slots.setdefault(id(value), []).append((cls, key))
+                    slots.setdefault(id(value.__func__), []).append((None, key))  # held by the descriptor
+                elif issubclass(kind, type) and value is not cls and discovery.defined_in(value, self.package):
+                    pending.append(value)
+                value = None
+        return slots
+
+    def _instrument_module(self, module, slots: dict) -> None:
+        from . import discovery
+
+        name = module.__name__
+        namespace = vars(module)
+        for attr in discovery.exported_names(module):
+            try:
+                obj = namespace.get(attr)
+                if obj is None:
+                    continue
+                qualname = f"{name}.{attr}"
+                if discovery.is_function(obj):
+                    obj = None  # measured by reference count next: hold no reference
+                    self._consider(namespace, attr, qualname, name, "function", slots)
+                elif _is_our_wrapper(obj):
+                    continue
+                elif isinstance(obj, type):
+                    self._wrap_class(obj, qualname, slots)
+                elif callable(obj) and not isinstance(obj, ModuleType) and discovery.defined_in(obj, self.package):
+                    self._skip(qualname, f"not a plain Python function ({type(obj).__name__}): calls to it are not "
+                                         "counted")
+            except Exception:
+                log.debug("not instrumenting %s.%s", name, attr, exc_info=True)
+
+    def _consider(self, owner, key: str, qualname: str, module_name: str, struct_kind: str, slots: dict) -> None:
+        """Wrap the function at ``owner[key]`` (a module dict or a class) unless a hazard says not to.
+
+        For a static or class method the function inside the descriptor is
+        wrapped and a new descriptor of the same type replaces the old one.
+        """
+        from . import discovery, hazards, wrappers
+
+        namespace = owner if isinstance(owner, dict) else owner.__dict__
+        descriptor = struct_kind in ("staticmethod", "classmethod")
+        target = namespace[key].__func__ if descriptor else namespace[key]
+        target_id = id(target)
+        if target_id in self._wrappers:
+            target = None
+            self._patch_slots(target_id, slots)  # wrapped already: make every reference consistent
             return
-        wrapper = self._wrappers.get(id(obj))
-        if wrapper is None:
-            qualname = f"{module.__name__}.{attr}"
-            if not self._wanted(qualname) or discovery.inspects_caller(obj):
-                return
-            kind = discovery.call_kind(obj)
-            stats = self.recorder.function(qualname, module.__name__, kind if kind != "sync" else "function")
-            wrapper = wrappers.make(self.recorder, stats, obj, kind)
-            self._wrappers[id(obj)] = wrapper
-            # Pickle and internal references resolve through the defining
-            # module: put the wrapper there too, when it holds the same object.
-            home = sys.modules.get(obj.__module__)
-            home_name = getattr(obj, "__name__", None)
-            if home is not None and home is not module and isinstance(home_name, str):
-                if vars(home).get(home_name) is obj:
-                    self._patch(home, home_name, obj, wrapper)
-        self._patch(module, attr, obj, wrapper)
+        if not discovery.defined_in(target, self.package):
+            return  # re-exported from elsewhere: not ours to count
+        integration = getattr(target, CLI_MARK, None)
+        if isinstance(integration, str):
+            self._skip(qualname, f"CLI main function decorated by {integration}: the integration records the "
+                                 "command, and the API calls it makes are counted as usages")
+            return
+        entry = f"{target.__module__}:{target.__qualname__}"
+        if f"{module_name}:{key}" in self._entry_points or entry in self._entry_points:
+            self._skip(qualname, "console-script entry point of the package: the CLI integration records the "
+                                 "command, and the API calls it makes are counted as usages")
+            return
+        if not self._wanted(qualname):
+            if self.include != (NOTHING,):
+                self._skip(qualname, "left out by instrument(include=..., exclude=...)")
+            return
+        reason = (self._analysis.exact_type_hazard() or self._analysis.frame_hazard(target)
+                  or self._analysis.recursion_hazard(target))
+        kind = discovery.call_kind(target)
+        target = None  # from here on, hold no reference until the count is taken
+        if reason is None:
+            if descriptor:
+                outer = hazards.external_references(namespace, key, len(slots.get(id(namespace[key]), ())))
+                inner = hazards.external_references(namespace, key, len(slots.get(target_id, ())), attr="__func__")
+                extra = None if outer is None or inner is None else outer + inner
+            else:
+                extra = hazards.external_references(namespace, key, len(slots.get(target_id, ())))
+            if extra is None:
+                reason = hazards.REASON_NO_REFCOUNT
+            elif extra > 0:
+                reason = hazards.REASON_CAPTURED.format(n=extra)
+        if reason is not None:
+            self._skip(qualname, reason)
+            return
+        old = namespace[key]
+        target = old.__func__ if descriptor else old
+        stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
+        wrapper = wrappers.make(self.recorder, stats, target, kind)
+        self._wrappers[target_id] = wrapper
+        self._stats[target_id] = stats
+        if descriptor:
+            replacement = wrappers.rewrap_descriptor(old, wrapper)
+            for slot_owner, slot_key in slots.get(id(old), ()):
+                if slot_owner.__dict__.get(slot_key) is old:
+                    self._set(slot_owner, slot_key, old, replacement)
+        self._patch_slots(target_id, slots)
 
-    def _wrap_class(self, cls: type, public_name: str) -> None:
+    def _patch_slots(self, target_id: int, slots: dict) -> None:
+        """Put the wrapper in every namespace slot of the package that holds the original."""
+        wrapper = self._wrappers[target_id]
+        original = wrapper.__wrapped__
+        for owner, key in slots.get(target_id, ()):
+            if owner is None:
+                continue  # inside a descriptor: the descriptor was replaced
+            current = owner.get(key) if isinstance(owner, dict) else owner.__dict__.get(key)
+            if current is original:
+                self._set(owner, key, original, wrapper)
+
+    def _set(self, owner, key: str, original, replacement) -> None:
+        if isinstance(owner, dict):
+            owner[key] = replacement
+        else:
+            setattr(owner, key, replacement)
+        self._patches.append((owner, key, original, replacement))
+
+    def _wrap_class(self, cls: type, public_name: str, slots: dict) -> None:
         import enum
-        import inspect
 
-        from . import discovery, wrappers
+        from . import discovery
 
         if id(cls) in self._seen_classes or not discovery.defined_in(cls, self.package):
             return
@@ -192,7 +369,8 @@ class Instrumentation:
         self._seen_classes.add(id(cls))
         module_name = public_name.rsplit(".", 1)[0]
         is_enum = isinstance(cls, enum.EnumMeta)
-        for attr, raw in list(vars(cls).items()):
+        namespace = cls.__dict__
+        for attr in list(namespace):
             if attr == "__init__":
                 if is_enum:
                     continue
@@ -201,23 +379,79 @@ class Instrumentation:
                 continue
             else:
                 struct_kind, qualname = "method", f"{public_name}.{attr}"
+            raw = namespace.get(attr)
             if isinstance(raw, staticmethod):
-                func, struct_kind = raw.__func__, "staticmethod"
+                struct_kind, plain = "staticmethod", discovery.is_function(raw.__func__)
             elif isinstance(raw, classmethod):
-                func, struct_kind = raw.__func__, "classmethod"
+                struct_kind, plain = "classmethod", discovery.is_function(raw.__func__)
             else:
-                func = raw
-            if not inspect.isfunction(func) or _is_our_wrapper(raw):
-                continue
-            if not self._wanted(qualname) or discovery.inspects_caller(func):
-                continue
-            kind = discovery.call_kind(func)
-            stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
-            self._patch(cls, attr, raw, wrappers.make(self.recorder, stats, raw, kind))
+                plain = discovery.is_function(raw)
+            raw = None
+            if plain:
+                try:
+                    self._consider(cls, attr, qualname, module_name, struct_kind, slots)
+                except Exception:
+                    log.debug("not instrumenting %s", qualname, exc_info=True)
 
-    def _patch(self, owner, attr: str, original, wrapper) -> None:
-        setattr(owner, attr, wrapper)
-        self._patches.append((owner, attr, original, wrapper))
+    def _recheck_wrapped(self, new_modules) -> None:
+        """Code in newly imported modules can make an already-wrapped function hazardous: stop counting it.
+
+        Its wrapper stays in place (references to it may have been handed out,
+        and replacing it would change identity) but calls pass straight through.
+        """
+        names = ", ".join(m.__name__ for m in new_modules)
+        for target_id, wrapper in list(self._wrappers.items()):
+            stats = self._stats.get(target_id)
+            if stats is None or stats.exempt:
+                continue
+            reason = self._analysis.exact_type_hazard() or self._analysis.frame_hazard(wrapper.__wrapped__)
+            if reason is not None:
+                self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
+                                     "pass straight through its wrapper)")
+
+    def command_function(self, func, integration: str) -> None:
+        """A CLI command function registered with an integration: not a usage itself (its calls are).
+
+        Follows ``__wrapped__`` (typer wraps command functions). Never raises.
+        """
+        try:
+            reason = (f"command function of the package's CLI ({integration} integration): the integration "
+                      "records the command, and the API calls it makes are counted as usages")
+            for _ in range(8):
+                if func is None:
+                    return
+                if self.exempt(func, reason):
+                    return
+                if type(func) is FunctionType and isinstance(getattr(func, "__module__", None), str) \
+                        and (func.__module__ + ".").startswith(self.package + "."):
+                    self._skipped[f"{func.__module__}.{func.__qualname__}"] = reason
+                func = getattr(func, "__wrapped__", None)
+        except Exception:
+            log.internal_error("instrumentation.command_function")
+
+    def launcher(self, stats) -> None:
+        """``stats``' function was seen running a CLI command: it is a launcher, not a usage."""
+        if not stats.launcher:
+            stats.launcher = True
+            self._skipped[stats.name] = (
+                "launches the package's CLI (seen at run time): the CLI integration records the command, and "
+                "the API calls it makes are counted as usages")
+
+    def exempt(self, func, reason: str) -> bool:
+        """Stop counting a wrapped callable (calls pass straight through); record why. Never raises."""
+        try:
+            target = getattr(func, "__func__", func)  # a bound method of a wrapped method
+            if not _is_our_wrapper(target):
+                return False
+            stats = self._stats.get(id(target.__wrapped__))
+            if stats is None:
+                return False
+            stats.exempt = True
+            self._skipped[stats.name] = reason
+            return True
+        except Exception:
+            log.internal_error("instrumentation.exempt")
+            return False
 
     # ------------------------------------------------------------ public API
     def uninstrument(self) -> None:
@@ -229,13 +463,17 @@ class Instrumentation:
                     self.recorder.enabled = False
                 for owner, attr, original, wrapper in reversed(self._patches):
                     try:
-                        current = owner.__dict__.get(attr) if isinstance(owner, type) else vars(owner).get(attr)
+                        current = owner.get(attr) if isinstance(owner, dict) else owner.__dict__.get(attr)
                         if current is wrapper:  # never clobber someone else's later patch
-                            setattr(owner, attr, original)
+                            if isinstance(owner, dict):
+                                owner[attr] = original
+                            else:
+                                setattr(owner, attr, original)
                     except Exception:
                         log.internal_error("instrumentation.restore")
                 self._patches.clear()
                 self._wrappers.clear()
+                self._stats.clear()
                 self._seen_classes.clear()
                 self._scanned.clear()
             with _REGISTRY_LOCK:
@@ -282,9 +520,15 @@ class Instrumentation:
         return self.consent.enabled
 
 
-def _is_our_wrapper(obj) -> bool:
+def _wrapper_type():
     module = sys.modules.get("usagetrace._internal.wrappers")
-    return module is not None and isinstance(obj, module.UsageWrapper)
+    return module.UsageWrapper if module is not None else None
+
+
+def _is_our_wrapper(obj) -> bool:
+    # type(), not isinstance(): a wrapt proxy reports the wrapped object's class.
+    kind = _wrapper_type()
+    return kind is not None and type(obj) is kind
 
 
 def _distribution_version(package: str) -> str:

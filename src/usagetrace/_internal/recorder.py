@@ -28,6 +28,25 @@ DEFAULT_ERROR_BUDGET = 50  # failed-call spans per function per minute
 DEFAULT_MAX_QUEUE = 2048  # samples waiting for delivery, per package
 DROP_REASONS = ("queue_full", "export_failed", "spool_full", "consent_withdrawn")
 
+#: ``usagetrace.outcome`` of a usage. A call that ends with ``SystemExit(0)``
+#: or ``SystemExit(None)`` succeeded (click ends every successful run so); one
+#: stopped by the person or its caller (``KeyboardInterrupt``, a cancelled
+#: asyncio task, a generator closed early) is ``interrupted``: not a failure
+#: of the package, so it never counts as an error.
+OK, ERROR, INTERRUPTED = "ok", "error", "interrupted"
+OUTCOMES = (OK, ERROR, INTERRUPTED)
+_INTERRUPTS = (KeyboardInterrupt, GeneratorExit)
+
+
+def outcome_of(exc: BaseException) -> str:
+    """Return the outcome of a usage that ended by raising ``exc`` (the one rule for every wrapper and integration)."""
+    if isinstance(exc, SystemExit):
+        return OK if exc.code is None or exc.code == 0 else ERROR
+    if isinstance(exc, _INTERRUPTS) or type(exc).__name__ == "CancelledError":
+        # asyncio.CancelledError (and concurrent.futures') by name: importing asyncio costs ~30 ms.
+        return INTERRUPTED
+    return ERROR
+
 
 def count_value(counter: itertools.count) -> int:
     """Return the next value an ``itertools.count`` would produce, without consuming it."""
@@ -45,10 +64,22 @@ class Sample(NamedTuple):
     error: tuple | None  # (type name, frames, signature)
 
 
+class _Usage(list):
+    """The value of a package's ``outside`` variable while a usage of one function is in progress.
+
+    Empty, so false for wrapt's ``enabled`` check (a C length test, no Python
+    call); it names the function, so a CLI integration can tell that the usage
+    in progress is a launcher of its commands.
+    """
+
+    __slots__ = ("stats",)
+
+
 class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
-    __slots__ = ("name", "module", "kind", "ok", "err", "budget", "error_budget")
+    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "exempt",
+                 "launcher", "marker")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -56,8 +87,17 @@ class FunctionStats:
         self.kind = kind
         self.ok = itertools.count()
         self.err = itertools.count()
+        self.interrupted = itertools.count()
         self.budget = budget
         self.error_budget = error_budget
+        #: True once calls must pass straight through (a command function of a
+        #: CLI integration; code found hazardous after wrapping).
+        self.exempt = False
+        #: True for a function seen launching a CLI command (``main()`` calling
+        #: ``cli()``): the integration records the command; it is not a usage.
+        self.launcher = False
+        self.marker = _Usage()
+        self.marker.stats = self
 
 
 class Recorder:
@@ -74,8 +114,11 @@ class Recorder:
         self.package = package
         #: Read by every wrapper on every call; flipped by the consent refresher.
         self.enabled = False
-        #: True while a usage of this package is in progress in this thread/task.
-        self.active: ContextVar[bool] = ContextVar(f"usagetrace.active.{package}", default=False)
+        #: True outside any usage of this package in this thread/task; while one
+        #: is in progress, that function's (falsy) ``marker``. Its C ``get`` is
+        #: wrapt's ``enabled`` check: inside a usage, wrapt calls the original
+        #: directly and no wrapper frame is added.
+        self.outside: ContextVar[bool] = ContextVar(f"usagetrace.outside.{package}", default=True)
         self.span_budget = span_budget
         self.error_budget = error_budget
         self.max_queue = max_queue
@@ -135,6 +178,34 @@ class Recorder:
         except Exception:
             log.internal_error("recorder.sampled")
 
+    def ended(
+        self,
+        stats: FunctionStats,
+        exc: BaseException,
+        args: tuple,
+        kwargs: dict,
+        start_ns: int,
+        count_call: bool = True,
+    ) -> None:
+        """Record a usage that ended by raising ``exc``, by its :func:`outcome_of`.
+
+        ``count_call=False`` is for exceptions raised while a generator is
+        iterated: its call was already counted when it was created, so only a
+        failure (an error count and span) is recorded then.
+        """
+        try:
+            outcome = outcome_of(exc)
+            if outcome != ERROR:
+                if count_call:
+                    next(stats.ok if outcome == OK else stats.interrupted)
+                    if outcome == OK and start_ns:
+                        self.sampled(stats, args, kwargs, start_ns)
+                return
+        except Exception:
+            log.internal_error("recorder.ended")
+            return
+        self.failed(stats, exc, args, kwargs, start_ns, count_call)
+
     def failed(
         self,
         stats: FunctionStats,
@@ -144,11 +215,7 @@ class Recorder:
         start_ns: int,
         count_call: bool = True,
     ) -> None:
-        """Record a failed usage: exact counts always, a span while the error budget lasts.
-
-        ``count_call=False`` is for errors raised while a generator is iterated:
-        its call was already counted when it was created.
-        """
+        """Record a failed usage: exact counts always, a span while the error budget lasts."""
         end = time.time_ns()
         try:
             if count_call:
@@ -174,11 +241,12 @@ class Recorder:
         """Return cumulative counts: {("calls", fn, outcome) | ("errors", fn, type) | ("dropped", reason): n}."""
         out = {}
         for stats in list(self.functions.values()):
-            ok, err = count_value(stats.ok), count_value(stats.err)
-            if ok:
-                out[("calls", stats.name, "ok")] = ok
-            if err:
-                out[("calls", stats.name, "error")] = err
+            if stats.launcher:
+                continue
+            for outcome, counter in ((OK, stats.ok), (ERROR, stats.err), (INTERRUPTED, stats.interrupted)):
+                value = count_value(counter)
+                if value:
+                    out[("calls", stats.name, outcome)] = value
         for (name, type_name), counter in list(self.errors.items()):
             out[("errors", name, type_name)] = count_value(counter)
         for reason, counter in self.dropped.items():

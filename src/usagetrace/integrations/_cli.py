@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from .._internal import events, log
+from .._internal import events, instrumentation, log
 
 MASK = "*****"
 MAX_TOKENS = 64
@@ -50,6 +50,52 @@ def setup(endpoint, consent, **options) -> dict | None:
     out = {"endpoint": endpoint, "consent": consent or "opt-in"}
     out.update(options)
     return out
+
+
+def enter(package: str):
+    """Start a command run: the API calls it makes are usages, and a package function that launched it is not.
+
+    A command run is a fresh usage context: ``main()`` calling ``cli()``
+    makes ``main`` the usage in progress, so without this every API call the
+    command makes would count as internal. ``main`` is recorded as a launcher
+    instead. Returns a token for :func:`leave`; never raises.
+    """
+    try:
+        rec = events.recorder(package)
+        if rec is None:
+            return None
+        launcher = getattr(rec.outside.get(), "stats", None)
+        if launcher is not None:
+            handle = instrumentation.get(package)
+            if handle is not None:
+                handle.launcher(launcher)
+        return rec, rec.outside.set(True)
+    except Exception:
+        log.internal_error("integrations.cli.enter")
+        return None
+
+
+def leave(token) -> None:
+    """End what :func:`enter` started. Never raises."""
+    if token is None:
+        return
+    try:
+        rec, reset = token
+        rec.outside.reset(reset)
+    except Exception:
+        log.internal_error("integrations.cli.leave")
+
+
+def register_commands(package: str, functions, integration: str) -> None:
+    """Tell the package's handle which functions are CLI commands (not usages themselves). Never raises."""
+    try:
+        handle = instrumentation.get(package)
+        if handle is None:
+            return
+        for func in functions:
+            handle.command_function(func, integration)
+    except Exception:
+        log.internal_error("integrations.cli.register")
 
 
 class Run:

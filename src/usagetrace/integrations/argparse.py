@@ -29,7 +29,7 @@ import argparse as _argparse
 import functools
 import sys
 
-from .._internal import events, log
+from .._internal import events, instrumentation, log
 from . import _cli
 
 __all__ = ["describe", "track"]
@@ -48,6 +48,19 @@ def _subparsers(parser) -> dict:
     for action in getattr(parser, "_actions", ()):
         if isinstance(action, _argparse._SubParsersAction):
             out.update(action.choices)
+    return out
+
+
+def _handlers(parser, limit: int = 1000) -> list:
+    """Functions set as defaults (``set_defaults(func=handler)``) on the parser and its subparsers."""
+    out, pending, seen = [], [parser], set()
+    while pending and len(seen) < limit:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.extend(v for v in getattr(current, "_defaults", {}).values() if callable(v))
+        pending.extend(_subparsers(current).values())
     return out
 
 
@@ -156,6 +169,8 @@ def track(
     def parse_known_args(args=None, namespace=None):
         if seen is not None and not seen:
             seen.append(list(sys.argv[1:] if args is None else args))
+            # Handlers may be set while main builds the parser: known by now, before they run.
+            _cli.register_commands(package, _handlers(parser), "argparse")
         return original(args, namespace)
 
     def decorator(main):
@@ -173,6 +188,7 @@ def track(
             except Exception:
                 log.internal_error("integrations.argparse.start")
             code, error = 0, None
+            scope = _cli.enter(package)
             try:
                 result = main(*a, **kw)
                 code = _cli.exit_code(result) if isinstance(result, (int, type(None))) else 0
@@ -187,6 +203,7 @@ def track(
                 code, error = 1, exc
                 raise
             finally:
+                _cli.leave(scope)
                 try:
                     if vars(parser).get("parse_known_args") is parse_known_args:
                         del parser.parse_known_args
@@ -199,6 +216,8 @@ def track(
                 except Exception:
                     log.internal_error("integrations.argparse.finish")
 
+        setattr(wrapper, instrumentation.CLI_MARK, "usagetrace.integrations.argparse.track")
+        _cli.register_commands(package, _handlers(parser), "argparse")
         return wrapper
 
     return decorator

@@ -141,6 +141,23 @@ def describe(cmd, args, prog: str) -> tuple[list, list]:
     return path, line
 
 
+def _callbacks(cmd, limit: int = 1000) -> list:
+    """Every command callback in a click command tree (lazily loaded commands are not loaded)."""
+    out, pending, seen = [], [cmd], set()
+    while pending and len(seen) < limit:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        callback = getattr(current, "callback", None)
+        if callback is not None:
+            out.append(callback)
+        commands = getattr(current, "commands", None)
+        if isinstance(commands, dict):
+            pending.extend(commands.values())
+    return out
+
+
 def _click_command(cli):
     if isinstance(cli, click.Command) or (callable(getattr(cli, "main", None)) and hasattr(cli, "params")):
         return cli
@@ -197,6 +214,7 @@ def track(
             log.internal_error("integrations.click.start")
         if run is None:
             return original(args, prog_name, complete_var, standalone_mode, **extra)
+        scope = _cli.enter(package)
         try:
             result = original(args, prog_name, complete_var, standalone_mode, **extra)
         except SystemExit as exc:
@@ -216,10 +234,13 @@ def track(
             else:
                 run.finish(1, exc)
             raise
+        finally:
+            _cli.leave(scope)
         run.finish(0)
         return result
 
     main.__doc__ = original.__doc__
     cmd.main = main
     setattr(cmd, _MARK, True)
+    _cli.register_commands(package, _callbacks(cmd), "click")
     return cmd

@@ -1,8 +1,9 @@
 """``usagetrace report``: answers about a package's usage, from files or ClickHouse.
 
-Wired into the ``usagetrace`` command by the CLI module; :func:`main` takes the
-arguments after ``report`` and returns an exit status (0 ok, 1 no usable data
-or a runtime problem, 2 bad usage).
+One argument definition (:func:`add_arguments`) serves both the ``report``
+subcommand of the ``usagetrace`` command and :func:`build_parser` (this
+module run on its own); :func:`run` takes the parsed arguments and returns an
+exit status (0 ok, 1 no usable data or a runtime problem, 2 bad usage).
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from collections.abc import Sequence
 from . import kanon
 from .render import FORMATS, render
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DESCRIPTION", "add_arguments", "build_parser", "main", "run"]
+
+DESCRIPTION = (
+    "Summarize collected usage telemetry: feature usage, adoption, reliability, commands, events and "
+    "pages, with k-anonymity applied to every row."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``usagetrace report``."""
-    p = argparse.ArgumentParser(
-        prog="usagetrace report",
-        description="Summarize collected usage telemetry: feature usage, adoption, reliability, "
-        "commands, events and pages, with k-anonymity applied to every row.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of ``usagetrace report`` to ``p`` (options go before or after the source)."""
     p.add_argument("source", metavar="PATH|clickhouse://user:pass@host:port/db",
                    help="an OTLP JSON-lines file or directory (.json/.jsonl, rotated, .zst), or a ClickHouse URL")
     p.add_argument("--package", help="the instrumented package (service.name); required if the data holds several")
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write to this file instead of standard output")
     p.add_argument("--k", type=int, default=kanon.DEFAULT_K,
                    help=f"k-anonymity threshold: rows describing fewer installs are folded or left out "
-                        f"(default {kanon.DEFAULT_K})")
+                        f"(default {kanon.DEFAULT_K}; --k 1 shows every row, e.g. your own development data)")
     p.add_argument("--interval", choices=("auto", "day", "week"), default="auto", help="adoption curve resolution")
     p.add_argument("--cache", metavar="FILE",
                    help="DuckDB file keeping loaded data between runs; only new or changed input files are "
@@ -41,9 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``usagetrace report`` on its own."""
+    return add_arguments(argparse.ArgumentParser(prog="usagetrace report", description=DESCRIPTION))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``usagetrace report``; return the exit status."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    """Run ``usagetrace report`` with ``argv`` (the arguments after ``report``); return the exit status."""
+    return run(build_parser().parse_args(list(argv) if argv is not None else None))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``usagetrace report`` with parsed arguments; return the exit status."""
     err = sys.stderr
     if args.format not in FORMATS:
         print(f"usagetrace report: unknown format {args.format!r}; choose one of: {', '.join(FORMATS)}", file=err)

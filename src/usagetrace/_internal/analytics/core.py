@@ -173,10 +173,12 @@ class Table:
     columns: list[str]
     rows: list[dict[str, Any]]
     note: str = ""
+    hidden: str = ""  # what k-anonymity removed from this section, in words ("" when nothing)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"title": self.title, "columns": self.columns, "rows": self.rows, "note": self.note}
+        return {"title": self.title, "columns": self.columns, "rows": self.rows, "note": self.note,
+                "hidden": self.hidden}
 
 
 @dataclass
@@ -214,8 +216,12 @@ class Analytics:
         self._cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
     # -- the one place -----------------------------------------------------------
-    def _run(self, name: str, **params: Any) -> list[dict[str, Any]]:
-        """Execute a question and return its rows with k-anonymity applied (cached)."""
+    def _run(self, name: str, label: str | None = None, **params: Any) -> list[dict[str, Any]]:
+        """Execute a question and return its rows with k-anonymity applied (cached).
+
+        What k-anonymity removed is kept in :attr:`suppression` under ``label``
+        (default: the question's name; the report section it feeds).
+        """
         key = (name, tuple(sorted(params.items())))
         if key in self._cache:
             return [dict(r) for r in self._cache[key]]
@@ -226,7 +232,9 @@ class Analytics:
         res = kanon.apply(
             rows, k=self.k, unit=q.unit, labels=q.labels, partition=q.partition, additive=q.additive
         )
-        self.suppression[name] = {"folded": res.folded, "dropped": res.dropped}
+        self.suppression[label or name] = {
+            "folded": res.folded, "dropped": res.dropped - res.empty, "unit": q.unit,
+        }
         self._cache[key] = res.rows
         return [dict(r) for r in res.rows]
 
@@ -317,7 +325,7 @@ class Analytics:
                 "install_share": _ratio(r["installs"], total),
                 "error_calls": r["error_calls"],
             }
-            for r in self._run("rollup", mapping=_Frozen(mapping))
+            for r in self._run("rollup", f"{level}s", mapping=_Frozen(mapping))
         ]
         out.sort(key=lambda x: (x[level] == kanon.OTHER, -x["installs"], -x["calls"], x[level]))
         return out
@@ -597,11 +605,13 @@ def build_report(a: Analytics, *, interval: str = "auto", source: str = "") -> R
     }
     for name, (title, fn) in optional.items():
         rows = fn()
-        if rows:
+        if rows or _hidden(a.suppression.get(name)):
             sections[name] = _table(name, title, rows)
     uc = a.user_count()
-    if uc is not None:
-        sections["user_count"] = _table("user_count", "Distinct app users", [{"users": uc}])
+    if uc is not None or _hidden(a.suppression.get("user_count")):
+        sections["user_count"] = _table("user_count", "Distinct app users", [{"users": uc}] if uc is not None else [])
+    for name, table in sections.items():
+        table.hidden = _hidden_text(a.suppression.get(name), a.k)
     meta = {
         "source": source,
         "engine": a.engine.dialect.name,
@@ -614,6 +624,47 @@ def build_report(a: Analytics, *, interval: str = "auto", source: str = "") -> R
         "skipped_lines": a.engine.skipped_lines,
         "warnings": list(a.engine.warnings),
         "suppressed": {n: s for n, s in sorted(a.suppression.items()) if s["folded"] or s["dropped"]},
+        "hidden_note": _hidden_summary(a.suppression, a.k),
         "interval": interval,
     }
     return Report(meta, sections)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
+
+
+def _hidden(s: Mapping[str, Any] | None) -> int:
+    """Rows k-anonymity kept from view (left out or folded): all of them would show with k=1."""
+    return (s["dropped"] + s["folded"]) if s else 0
+
+
+def _hidden_text(s: Mapping[str, Any] | None, k: int) -> str:
+    """One section's k-anonymity losses in words ("" when it lost nothing)."""
+    if not _hidden(s):
+        return ""
+    done = [f"{_rows(s['dropped'])} left out"] if s["dropped"] else []
+    if s["folded"]:
+        done.append(f"{_rows(s['folded']) if not done else s['folded']} folded into “{kanon.OTHER}”")
+    return f"k-anonymity: {' and '.join(done)}, each describing fewer than k={k} {s['unit']}."
+
+
+def _hidden_summary(suppression: Mapping[str, Mapping[str, Any]], k: int) -> str:
+    """The whole report's k-anonymity losses in words, and that ``--k 1`` shows them ("" if none)."""
+    lost = {n: s for n, s in suppression.items() if _hidden(s)}
+    if not lost:
+        return ""
+    dropped = sum(s["dropped"] for s in lost.values())
+    folded = sum(s["folded"] for s in lost.values())
+    units = " or ".join(sorted({s["unit"] for s in lost.values()}))
+    done = [f"left out {_rows(dropped)}"] if dropped else []
+    if folded:
+        done.append(f"folded {_rows(folded) if not dropped else folded} into “{kanon.OTHER}”")
+    text = (f"k-anonymity (k={k}) {' and '.join(done)} in {len(lost)} section{'' if len(lost) == 1 else 's'}: "
+            f"each described fewer than {k} {units}.")
+    if "overview" in lost:
+        text += f" The selected data holds fewer than {k} installs in all."
+    # A row is hidden only when it describes 1..k-1 units (empty rows are not counted), so k=1 shows it.
+    if k > 1:
+        text += " If this is your own development data, --k 1 shows every row."
+    return text

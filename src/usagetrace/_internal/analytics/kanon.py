@@ -32,11 +32,17 @@ def check_k(k: object) -> int:
 
 @dataclass(frozen=True)
 class KResult:
-    """Rows that passed, and how many input rows were folded or dropped."""
+    """Rows that passed, and how many input rows were folded or dropped.
+
+    ``empty`` counts the dropped rows that describe no unit at all (such as
+    the totals row of a question with no data): they hide nobody, and ``k=1``
+    would not show them either.
+    """
 
     rows: list[dict[str, Any]]
     folded: int
     dropped: int
+    empty: int = 0
 
 
 def _ids(row: dict[str, Any]) -> set[str]:
@@ -74,7 +80,7 @@ def apply(
             order.append(key)
         small[key].append(row)
 
-    folded = dropped = 0
+    folded = dropped = empty = 0
     for key in order:
         group = small[key]
         union: set[str] = set()
@@ -83,6 +89,7 @@ def apply(
         if not labels or len(union) < k:
             # nothing to fold into (no label to replace) or the fold is still too small
             dropped += len(group)
+            empty += sum(1 for row in group if not row.get(unit))
             continue
         other: dict[str, Any] = {}
         for col in group[0]:
@@ -100,4 +107,4 @@ def apply(
                 other[col] = None
         kept.append(other)
         folded += len(group)
-    return KResult(kept, folded, dropped)
+    return KResult(kept, folded, dropped, empty)

@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,6 +79,8 @@ def _meta_lines(report: Report) -> list[str]:
         f"source: {m.get('source') or '-'} ({m.get('engine')}); k-anonymity threshold k={m.get('k')}; "
         f"{m.get('spans_loaded')} spans, {m.get('points_loaded')} metric points",
     ]
+    if m.get("hidden_note"):
+        lines.append(m["hidden_note"])
     if m.get("skipped_lines"):
         lines.append(f"WARNING: {m['skipped_lines']} input lines were skipped (see warnings)")
     for w in m.get("warnings", [])[:20]:
@@ -91,6 +94,7 @@ def _table_text(t: Table) -> str:
     out = [t.title, "=" * len(t.title)]
     if not t.rows:
         out.append("(no rows with at least k installs)")
+        out += [t.hidden] if t.hidden else []
         return "\n".join(out)
     cols = t.columns
     cells = [[_cell(c, r.get(c)) for c in cols] for r in t.rows]
@@ -103,8 +107,7 @@ def _table_text(t: Table) -> str:
     out.append(fmt(cols))
     out.append("  ".join("-" * w for w in widths))
     out.extend(fmt(row) for row in cells)
-    if t.note:
-        out.append(t.note)
+    out += [line for line in (t.note, t.hidden) if line]
     return "\n".join(out)
 
 
@@ -116,11 +119,16 @@ def _render_table(report: Report) -> str:
 
 # --- csv --------------------------------------------------------------------------
 def _render_csv(report: Report) -> str:
-    """One block per section: a ``# section`` line, a header row, data rows, a blank line."""
+    """One block per section: a ``# section`` line, ``# k-anonymity: …`` when rows were hidden, a header
+    row, data rows, a blank line. The report's own ``# k-anonymity`` line, if any, starts the first block."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    if report.meta.get("hidden_note"):
+        buf.write(f"# {report.meta['hidden_note']}\n")
     for name, t in report.sections.items():
         buf.write(f"# {name}\n")
+        if t.hidden:
+            buf.write(f"# {t.hidden}\n")
         w.writerow(t.columns)
         for r in t.rows:
             w.writerow(["" if r.get(c) is None else (";".join(r[c]) if isinstance(r.get(c), list) else r[c])
@@ -132,6 +140,21 @@ def _render_csv(report: Report) -> str:
 # --- html -------------------------------------------------------------------------
 def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
+
+
+def _noun(n: int, noun: str) -> str:
+    return noun if n == 1 else noun + "s"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 install``, ``2 installs``, ``1,234 calls``."""
+    return f"{n:,} {_noun(n, noun)}"
+
+
+def _count_ticks(top: float, most: int = 5) -> list[int]:
+    """Integer axis ticks 0, step, 2*step ... for counts up to ``top``: a 1-2-5 step, at most ``most`` ticks."""
+    step = next(m * 10**e for e in range(19) for m in (1, 2, 5) if m * 10**e * (most - 1) >= top)
+    return [i * step for i in range(max(1, math.ceil(top / step)) + 1)]
 
 
 def _bar_chart(title: str, items: Sequence[tuple[str, float, str]], *, max_value: float | None = None,
@@ -170,7 +193,8 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
         return ""
     w, h, left, right, top, bottom = 760, 300, 50, 150, 34, 40
     pw, ph = w - left - right, h - top - bottom
-    mx = max(r["installs"] for r in rows) or 1
+    ticks = _count_ticks(max(r["installs"] for r in rows))
+    mx = ticks[-1]
     xs = {p: left + (pw * i / max(1, len(periods) - 1) if len(periods) > 1 else pw / 2) for i, p in enumerate(periods)}
 
     def y(v: float) -> float:
@@ -183,9 +207,8 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
         f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="axis"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="axis"/>',
     ]
-    for frac in (0, 0.5, 1):
-        v = mx * frac
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="cv">{v:,.0f}</text>')
+    for v in ticks:
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="cv">{v:,}</text>')
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" class="grid"/>')
     step = max(1, len(periods) // 8)
     for i, p in enumerate(periods):
@@ -210,7 +233,7 @@ def _line_chart(title: str, rows: Sequence[dict[str, Any]], *, chart_id: str) ->
                          f'points="{coords}"><title>{_e(ver)}</title></polyline>')
         for p, v in pts:
             parts.append(f'<circle cx="{xs[p]:.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
-                         f'<title>{_e(ver)} {_e(p)}: {v}</title></circle>')
+                         f'<title>{_e(ver)} {_e(p)}: {_e(_count(v, "install"))}</title></circle>')
         ly = top + 10 + vi * 18
         parts.append(f'<rect x="{left + pw + 15}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
                      f'<text x="{left + pw + 32}" y="{ly + 1}" class="cl">{_e(ver)}</text>')
@@ -231,8 +254,9 @@ th{background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums} 
 
 
 def _html_table(t: Table) -> str:
+    hidden = f"<p class='note'>{_e(t.hidden)}</p>" if t.hidden else ""
     if not t.rows:
-        return f"<h2>{_e(t.title)}</h2><p class='note'>No rows describe at least k installs.</p>"
+        return f"<h2>{_e(t.title)}</h2><p class='note'>No rows describe at least k installs.</p>{hidden}"
     head = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
     num = {c: _numeric(t.rows, c) for c in t.columns}
     body = []
@@ -245,7 +269,7 @@ def _html_table(t: Table) -> str:
             tds.append(f"<td{' class=n' if num[c] else ''}{title}>{_e(_cell(c, v))}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     note = f"<p class='note'>{_e(t.note)}</p>" if t.note else ""
-    return f"<h2 id='{_e(t.name)}'>{_e(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}"
+    return f"<h2 id='{_e(t.name)}'>{_e(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}{hidden}"
 
 
 def _render_html(report: Report) -> str:
@@ -254,7 +278,7 @@ def _render_html(report: Report) -> str:
     charts = []
     fu = s.get("feature_usage")
     if fu and fu.rows:
-        items = [(r["function"], r["installs"], f"{r['installs']} installs") for r in fu.rows[:15]]
+        items = [(r["function"], r["installs"], _count(r["installs"], "install")) for r in fu.rows[:15]]
         charts.append(_bar_chart("Feature usage: distinct installs per function", items, chart_id="chart-features"))
     ad = s.get("adoption")
     if ad and ad.rows:
@@ -268,8 +292,8 @@ def _render_html(report: Report) -> str:
     ov_txt = ""
     if ov and ov.rows:
         o = ov.rows[0]
-        ov_txt = (f"<p><b>{o['installs']:,}</b> installs · <b>{o['sessions']:,}</b> sessions · "
-                  f"<b>{o['calls']:,}</b> calls · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
+        counts = " · ".join(f"<b>{o[c]:,}</b> {_noun(o[c], c[:-1])}" for c in ("installs", "sessions", "calls"))
+        ov_txt = (f"<p>{counts} · error rate <b>{_cell('error_rate', o['error_rate'])}</b> · "
                   f"{_e(o['first_seen'])} → {_e(o['last_seen'])}</p>")
     body = [
         "<!DOCTYPE html>",
@@ -282,6 +306,7 @@ def _render_html(report: Report) -> str:
         f"source {_e(m.get('source') or '-')} ({_e(m.get('engine'))}) · k-anonymity k={_e(m.get('k'))}: "
         "rows describing fewer than k installs (or users) are folded into “(other)” or left out · "
         f"generated {_e(m.get('generated_at'))}</p>",
+        f"<p class='warn'>{_e(m['hidden_note'])}</p>" if m.get("hidden_note") else "",
         ov_txt,
         f"<ul>{warn}</ul>" if warn else "",
         f"<div class='charts'>{''.join(charts)}</div>",

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The core and behaviour suites on every other CPython this machine kind has (pyenv's 3.9, 3.10,
+# 3.12, 3.13; `make test` runs the whole suite on the default Python, 3.11). Each version gets its
+# own venv (.venv-3.X) with the `test` extra only. PYTHON_VERSIONS="3.9 3.13" narrows the list.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="${PYENV_ROOT:-$HOME/.pyenv}"
+status=0
+for v in ${PYTHON_VERSIONS:-3.9 3.10 3.12 3.13}; do
+  py=$(ls -d "$root"/versions/"$v".*/bin/python 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$py" ]; then
+    echo "CPython $v not found under $root/versions (pyenv install $v)" >&2
+    exit 1
+  fi
+  venv=".venv-$v"
+  if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
+    echo "== setting up $venv ($("$py" -V)): pip install -e '.[test]' (about a minute)"
+    "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$venv/.installed"
+  fi
+  echo "== core and behaviour suites on $("$venv/bin/python" -V)"
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" tests \
+    --ignore=tests/analytics --ignore=tests/integrations --ignore=tests/test_collector_config.py \
+    --ignore=tests/test_collector_e2e.py --ignore=tests/test_compose.py || status=1
+done
+exit $status

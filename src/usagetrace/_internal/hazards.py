@@ -1,0 +1,624 @@
+"""What a wrapper would change that the host can observe, found before anything is wrapped.
+
+A wrapt proxy hides almost everything (see :mod:`.wrappers`), but not three
+things. A public callable exposed to any of them is left unwrapped and listed
+in ``Instrumentation.skipped`` with the reason: behaviour first, counts second.
+
+* **Identity.** Something besides the module and class namespaces usagetrace
+  rewrites holds the function: a default argument (``def memoize(f,
+  key=default_key)``), a registry, a closure, an attribute of another object,
+  another package. After wrapping, ``held is module.f`` would be False. This
+  is found exactly, and cheaply, by counting references: every reference to
+  the function must be one of the namespace slots that will hold the wrapper.
+* **Frames.** The call would reach code that looks further up the stack than
+  the package's own frames: ``warn(..., stacklevel=k)``, ``sys._getframe(n)``,
+  ``inspect.currentframe().f_back``, ``inspect.stack()``. The wrapper's frame
+  (one, at the entry into the package: calls inside a usage bypass the wrapper
+  in C) would be what it finds. Every code object of the package is indexed
+  with the names it uses; a code object that looks ``r`` frames up makes every
+  callable that can reach it in fewer than ``r`` calls hazardous. Calls are
+  followed by name (over-approximating: any callable with that name), code
+  run implicitly (``__getitem__``, ``__enter__``...) counts as reachable from
+  anywhere, one call down.
+* **Exact type.** The package compares ``type(x)`` with ``FunctionType``: a
+  wrapper passes ``isinstance`` but is not of that exact type. Any of the
+  package's functions could be handed to that check, so nothing is wrapped.
+
+Limits (also in the README): calls through containers or ``getattr`` by a
+computed name are not followed; references taken by other code before
+``instrument()`` ran are found (reference counts) but a frame inspection in a
+module imported after a function was wrapped is only found then, and that
+function keeps its wrapper; on a free-threaded build reference counts are not
+exact, so identity cannot be proven and nothing is wrapped.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from . import log
+
+INF = 1 << 30
+
+REASON_CAPTURED = (
+    "held by {n} reference(s) besides its module and class attributes (a default argument, a "
+    "container, a closure, another object or package): wrapping it would change `is` checks"
+)
+REASON_FRAMES_SELF = "looks {reach} frame(s) up the stack ({how}): a wrapper frame would be what it sees"
+REASON_FRAMES = "reaches {target}, which looks {reach} frame(s) up the stack ({how}): a wrapper frame would be what it sees"
+REASON_IMPLICIT = (
+    "the package's {target} runs implicitly and looks {reach} frame(s) up the stack ({how}): "
+    "any wrapper frame could be what it sees"
+)
+REASON_EXACT_TYPE = "the package compares exact function types in {where}: a wrapper is not a FunctionType"
+REASON_RECURSIVE = (
+    "calls itself (directly or through the package): each level would pass through the wrapper, "
+    "halving the recursion depth available"
+)
+REASON_NO_REFCOUNT = "reference counts are not exact on this interpreter (free-threaded): identity cannot be proven"
+
+#: Names that walk the stack to an unknown depth.
+_WALKERS = frozenset({"extract_stack", "walk_stack", "getouterframes", "format_stack", "print_stack",
+                      "_getframemodulename", "stack_trace"})
+_FRAME_GETTERS = frozenset({"_getframe", "currentframe"})
+_WARN_NAMES = frozenset({"warn"})
+_FUNCTION_TYPE_NAMES = frozenset({"FunctionType", "LambdaType"})
+#: Methods reached by a call of the class or by name (``super().__init__``), not implicitly.
+_CONSTRUCTORS = frozenset({"__init__", "__new__", "__post_init__", "__attrs_post_init__", "__attrs_pre_init__",
+                           "__init_subclass__", "__class_getitem__"})
+_CALL_OPS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD", "PRECALL", "CALL_KW", "CALL_FUNCTION_KW"})
+
+
+# --------------------------------------------------------------------- identity
+
+
+def _refs(namespace, key) -> int:
+    return sys.getrefcount(namespace[key])
+
+
+def _attr_refs(namespace, key, attr: str) -> int:
+    return sys.getrefcount(getattr(namespace[key], attr))
+
+
+def _calibrate() -> tuple[int, int] | None:
+    """What the counters report for an object with exactly one reference; None where counts are not exact."""
+    try:
+        if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+            return None
+        probe = {"f": eval("lambda: None")}  # a fresh function nothing else refers to
+        base = _refs(probe, "f")
+        extra = probe["f"]
+        if _refs(probe, "f") != base + 1:
+            return None
+        del extra
+        probe["d"] = staticmethod(probe.pop("f"))  # the function's one reference: the descriptor
+        return base, _attr_refs(probe, "d", "__func__")
+    except Exception:
+        return None
+
+
+_BASE = _calibrate()
+
+
+def external_references(namespace, key, known: int, attr: str | None = None) -> int | None:
+    """How many references ``namespace[key]`` (or its ``attr``) has besides the ``known`` slots that hold it.
+
+    None where reference counts cannot be trusted. The caller must hold no
+    reference of its own to the object (keep ids, not objects).
+    """
+    if _BASE is None:
+        return None
+    if attr is None:
+        return _refs(namespace, key) - _BASE[0] - (known - 1)
+    return _attr_refs(namespace, key, attr) - _BASE[1] - (known - 1)
+
+
+# ----------------------------------------------------------------------- frames
+
+
+class _Node:
+    """One top-level code object (a function or method, nested code merged in)."""
+
+    __slots__ = ("label", "names", "reach", "how", "implicit", "calls", "owner", "edges", "method")
+
+    def __init__(self, label: str, names: frozenset, reach: int, how: str, implicit: bool, calls: set, owner):
+        self.label = label
+        self.names = names  # names it references (globals and attributes)
+        self.reach = reach  # how many frames above its own it may look at (0: none)
+        self.how = how
+        self.implicit = implicit  # run by the interpreter (dunder), not called by name
+        self.calls = calls  # names it can be reached by (its name, aliases, its class for a constructor)
+        self.owner = owner  # the class, for a constructor (its subclasses' names reach it too)
+        self.edges: set = set()  # ids of code it calls by a global name that resolves to it (exact)
+        self.method = ""  # for a method: its name in the class
+
+
+def _all_codes(code):
+    stack, seen = [code], 0
+    while stack and seen < 2000:
+        c = stack.pop()
+        seen += 1
+        yield c
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                stack.append(const)
+
+
+class _Ins:
+    """One bytecode instruction: the part of ``dis.Instruction`` used here (``dis`` costs ~10 ms to import
+    and ~15 µs per instruction; this runs while the package is imported)."""
+
+    __slots__ = ("opname", "arg", "argval", "offset")
+
+    def __init__(self, opname: str, arg: int, argval, offset: int) -> None:
+        self.opname, self.arg, self.argval, self.offset = opname, arg, argval, offset
+
+
+_PY = sys.version_info[:2]
+_NAME_OPS = frozenset({"LOAD_METHOD", "LOAD_NAME", "STORE_ATTR", "STORE_NAME", "STORE_GLOBAL", "DELETE_ATTR",
+                       "DELETE_NAME", "DELETE_GLOBAL", "IMPORT_NAME", "IMPORT_FROM"})
+_ABSOLUTE_JUMPS = frozenset({"JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
+                             "JUMP_IF_FALSE_OR_POP", "JUMP_IF_NOT_EXC_MATCH"})
+
+
+def _argval(name: str, arg: int, code):
+    if name in ("LOAD_CONST", "KW_NAMES", "RETURN_CONST"):
+        return code.co_consts[arg]
+    if name == "LOAD_GLOBAL":
+        return code.co_names[arg >> 1 if _PY >= (3, 11) else arg]
+    if name == "LOAD_ATTR":
+        return code.co_names[arg >> 1 if _PY >= (3, 12) else arg]
+    if name == "LOAD_SUPER_ATTR":
+        return code.co_names[arg >> 2]
+    if name in _NAME_OPS:
+        return code.co_names[arg]
+    if name in _ABSOLUTE_JUMPS and _PY < (3, 11):
+        return arg * 2 if _PY >= (3, 10) else arg  # a jump target, as a byte offset
+    return arg
+
+
+def _instructions(code) -> list:
+    """Decode ``code.co_code`` (inline caches and EXTENDED_ARG folded away)."""
+    import opcode
+
+    names = opcode.opname
+    extended_arg = opcode.opmap["EXTENDED_ARG"]
+    raw = code.co_code
+    out, extended = [], 0
+    for offset in range(0, len(raw) - 1, 2):
+        op, arg = raw[offset], raw[offset + 1] | extended
+        if op == extended_arg:
+            extended = arg << 8
+            continue
+        extended = 0
+        name = names[op]
+        if name == "CACHE":
+            continue
+        try:
+            value = _argval(name, arg, code)
+        except IndexError:
+            value = arg
+        out.append(_Ins(name, arg, value, offset))
+    return out
+
+
+def _simple(ins) -> bool:
+    return ins.opname in ("LOAD_CONST", "LOAD_FAST", "LOAD_NAME", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_FAST_CHECK",
+                          "LOAD_SMALL_INT", "LOAD_FAST_BORROW")
+
+
+def _stacklevel_reach(code) -> int:
+    """Frames above the warning call a ``stacklevel=`` keyword in ``code`` reaches (INF when not constant)."""
+    reach = 0
+    instructions = _instructions(code)
+    for i, ins in enumerate(instructions):
+        value = ins.argval
+        if ins.opname == "KW_NAMES":  # 3.11, 3.12: the argument is an index into co_consts
+            value = code.co_consts[ins.arg]
+        if not (isinstance(value, tuple) and "stacklevel" in value and all(isinstance(v, str) for v in value)):
+            continue
+        if ins.opname != "KW_NAMES":
+            nxt = instructions[i + 1].opname if i + 1 < len(instructions) else ""
+            if ins.opname != "LOAD_CONST" or nxt not in ("CALL_FUNCTION_KW", "CALL_KW"):
+                continue
+        back = len(value) - value.index("stacklevel")
+        values = instructions[i - back : i]
+        if len(values) != back or not all(_simple(v) for v in values):
+            return INF
+        level = values[0].argval
+        if values[0].opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(level) is not int:
+            return INF
+        reach = max(reach, level - 1)
+    return reach
+
+
+def _positional_stacklevel_reach(code) -> int:
+    """``warn(message, category, 3)``: the stacklevel as the third positional argument."""
+    reach = 0
+    instructions = _instructions(code)
+    for i, ins in enumerate(instructions):
+        if ins.argval not in _WARN_NAMES or not ins.opname.startswith("LOAD"):
+            continue
+        for j in range(i + 1, min(i + 40, len(instructions))):
+            op = instructions[j]
+            if op.opname in _CALL_OPS:
+                if not isinstance(op.arg, int) or op.arg < 3:
+                    continue  # a call building an argument (message.format(...)), or warn(msg, cat)
+                level = instructions[j - 1 - (op.arg - 3)]
+                if op.arg > 4:
+                    break
+                if level.opname in ("LOAD_CONST", "LOAD_SMALL_INT") and type(level.argval) is int:
+                    reach = max(reach, level.argval - 1)
+                else:
+                    return INF
+                break
+    return reach
+
+
+def _getframe_reach(code) -> int:
+    names = code.co_names
+    reach = 0
+    instructions = None
+    if "_getframe" in names:
+        instructions = _instructions(code)
+        for i, ins in enumerate(instructions):
+            if ins.argval == "_getframe" and ins.opname.startswith("LOAD"):
+                # sys._getframe(n): the argument is pushed right after the callee.
+                arg = instructions[i + 1] if i + 1 < len(instructions) else None
+                if arg is not None and arg.opname in _CALL_OPS:
+                    continue  # _getframe(): this frame
+                if arg is not None and arg.opname in ("PUSH_NULL", "LOAD_ATTR", "LOAD_METHOD"):
+                    arg = instructions[i + 2] if i + 2 < len(instructions) else None
+                if arg is None or arg.opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(arg.argval) is not int:
+                    return INF
+                reach = max(reach, arg.argval)
+    if "f_back" in names:
+        instructions = instructions or _instructions(code)
+        backs = sum(1 for ins in instructions if ins.argval == "f_back")
+        loops = any("BACKWARD" in ins.opname or
+                    (ins.opname in ("JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE") and
+                     isinstance(ins.argval, int) and ins.argval < ins.offset)
+                    for ins in instructions)
+        if loops:
+            return INF
+        reach += backs
+    return reach
+
+
+def frame_reach(code) -> tuple[int, str]:
+    """Return (frames above its caller's that ``code`` may look at, how), over its nested code too."""
+    reach, how = 0, ""
+    for c in _all_codes(code):
+        names = c.co_names
+        consts = c.co_consts
+        try:
+            if not _WALKERS.isdisjoint(names) or ("inspect" in names and "stack" in names):
+                return INF, "walks the stack"
+            has_kw = "stacklevel" in consts or any(isinstance(k, tuple) and "stacklevel" in k for k in consts)
+            if has_kw:
+                r = _stacklevel_reach(c)
+                if r > reach:
+                    reach, how = r, "stacklevel"
+            elif not _WARN_NAMES.isdisjoint(names) and any(type(k) is int and k >= 2 for k in consts):
+                r = _positional_stacklevel_reach(c)
+                if r > reach:
+                    reach, how = r, "stacklevel"
+            if not _FRAME_GETTERS.isdisjoint(names) or "f_back" in names:
+                r = _getframe_reach(c) if ("_getframe" in names or "f_back" in names) else 0
+                if r > reach:
+                    reach, how = r, "reads caller frames"
+        except Exception:
+            log.debug("cannot analyse %r; treating it as reading the stack", c, exc_info=True)
+            return INF, "unanalysable"
+    return reach, how
+
+
+def _compares_type(code, type_names) -> bool:
+    """True when ``code`` compares ``type(x)`` with a function type (``is``, ``==``, ``in``)."""
+    for c in _all_codes(code):
+        if "type" not in c.co_names or type_names.isdisjoint(c.co_names):
+            continue
+        instructions = _instructions(c)
+        for i, op in enumerate(instructions):
+            if op.opname in ("IS_OP", "COMPARE_OP", "CONTAINS_OP"):
+                loads = {w.argval for w in instructions[max(0, i - 12) : i] if w.opname.startswith("LOAD")}
+                if "type" in loads and not type_names.isdisjoint(loads):
+                    return True
+    return False
+
+
+def _calls_own_name(code, name: str) -> bool:
+    """True when a method uses its own name as an attribute other than through ``super()``."""
+    try:
+        for c in _all_codes(code):
+            if name not in c.co_names:
+                continue
+            instructions = _instructions(c)
+            for i, ins in enumerate(instructions):
+                if ins.argval != name or ins.opname not in ("LOAD_ATTR", "LOAD_METHOD"):
+                    continue
+                before = instructions[max(0, i - 5) : i]
+                if before and before[-1].opname in _CALL_OPS and any(b.argval == "super" for b in before):
+                    continue  # super().name(...): the parent's method, not this one
+                return True
+        return False
+    except Exception:
+        return True
+
+
+_SUSPECT_NAMES = _WALKERS | _FRAME_GETTERS | _WARN_NAMES | {"f_back", "stack"}
+
+
+def _scan(code) -> tuple[frozenset, bool]:
+    """One cheap pass: every name ``code`` (and its nested code) uses, and whether it may look at frames."""
+    names: set = set()
+    suspect = False
+    for c in _all_codes(code):
+        names.update(c.co_names)
+        if not suspect:
+            if not _SUSPECT_NAMES.isdisjoint(c.co_names):
+                suspect = True
+            else:
+                for const in c.co_consts:
+                    if const == "stacklevel" or (type(const) is tuple and "stacklevel" in const):
+                        suspect = True
+                        break
+    return frozenset(names), suspect
+
+
+class Analysis:
+    """Everything known about one package's code, built from its imported modules.
+
+    ``add_module`` indexes a module's functions, classes and the functions it
+    imported from elsewhere; ``frame_hazards`` answers for any set of
+    candidates which would expose a wrapper frame, and why.
+    """
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.nodes: dict[int, _Node] = {}  # id(code) -> node
+        self.codes: dict[int, object] = {}  # id(code) -> code (kept alive so ids stay unique)
+        self.referrers: dict[str, set[int]] = {}  # name -> nodes that use it
+        self.function_type_names = set(_FUNCTION_TYPE_NAMES)
+        self.exact_type_sites: list[str] = []
+        self.subclasses: dict[int, set[str]] = {}  # id(class) -> names of its subclasses in the package
+        self._classes: dict[int, type] = {}
+        self._modules: set[str] = set()
+        self._hazards: dict[int, str] | None = None
+        self._recursive: set[int] | None = None
+
+    # -- indexing -------------------------------------------------------------
+    def add_module(self, module) -> None:
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or name in self._modules:
+            return
+        self._modules.add(name)
+        self._hazards = None
+        try:
+            namespace = dict(vars(module))
+        except Exception:
+            return
+        for key, value in namespace.items():
+            try:
+                if value is types.FunctionType or value is types.LambdaType:
+                    self.function_type_names.add(key)
+                elif isinstance(value, (tuple, frozenset, set)) and len(value) < 32 and \
+                        any(v is types.FunctionType for v in value):
+                    self.function_type_names.add(key)
+                if type(value) is types.FunctionType:
+                    self.add_function(value, f"{name}.{key}", alias=key)
+                elif isinstance(value, type) and _defined_in(value, self.package):
+                    self.add_class(value, f"{name}.{key}", depth=0)
+            except Exception:
+                log.debug("cannot index %s.%s", name, key, exc_info=True)
+
+    def add_class(self, cls: type, label: str, depth: int) -> None:
+        if depth > 3 or id(cls) in self._classes:
+            return
+        self._classes[id(cls)] = cls
+        try:
+            for base in cls.__mro__[1:]:
+                if _defined_in(base, self.package):
+                    # Sub(...) runs Base.__init__ when Sub does not define one.
+                    self.subclasses.setdefault(id(base), set()).add(cls.__name__)
+        except Exception:
+            pass
+        for key, raw in list(vars(cls).items()):
+            func = raw
+            if isinstance(raw, (staticmethod, classmethod)):
+                func = raw.__func__
+            if type(func) is types.FunctionType:
+                self.add_function(func, f"{label}.{key}", alias=key, owner=cls, method=True)
+            elif isinstance(raw, property):
+                for accessor in (raw.fget, raw.fset, raw.fdel):
+                    if type(accessor) is types.FunctionType:
+                        self.add_function(accessor, f"{label}.{key}", alias=key, method=True)
+            elif isinstance(raw, type) and raw is not cls and _defined_in(raw, self.package):
+                self.add_class(raw, f"{label}.{key}", depth + 1)
+
+    def add_function(self, func, label: str, alias: str | None = None, owner: type | None = None,
+                     method: bool = False) -> None:
+        code = getattr(func, "__code__", None)
+        if not isinstance(code, types.CodeType):
+            return
+        node = self.nodes.get(id(code))
+        if node is not None:
+            if alias:
+                node.calls.add(alias)  # imported or assigned under another name
+                self._hazards = None
+            return
+        name = alias or getattr(func, "__name__", "") or code.co_name
+        implicit = name.startswith("__") and name.endswith("__") and name not in _CONSTRUCTORS
+        calls = {name, code.co_name}
+        if owner is not None and name in _CONSTRUCTORS:
+            calls.add(owner.__name__)  # Cls(...) runs Cls.__init__
+        else:
+            owner = None
+        names, suspect = _scan(code)
+        reach, how = frame_reach(code) if suspect else (0, "")
+        node = _Node(label, names, reach, how, implicit, calls, owner)
+        if owner is not None or method:
+            node.method = name
+        try:
+            namespace = func.__globals__
+            for n in node.names:
+                target = namespace.get(n)
+                if type(target) is types.FunctionType or type(target).__name__ == "UsageWrapper":
+                    node.edges.add(id(getattr(target, "__code__", None)))
+        except Exception:
+            pass
+        self.nodes[id(code)] = node
+        self.codes[id(code)] = code
+        for n in node.names:
+            self.referrers.setdefault(n, set()).add(id(code))
+        self._hazards = None
+        self._recursive = None
+
+    def _find_exact_type_checks(self) -> None:
+        sites = []
+        for cid, node in self.nodes.items():
+            if "type" in node.names and not self.function_type_names.isdisjoint(node.names):
+                try:
+                    if _compares_type(self.codes[cid], self.function_type_names):
+                        sites.append(node.label)
+                except Exception:
+                    sites.append(node.label)  # cannot tell: assume it does
+        self.exact_type_sites = sorted(set(sites))[:3]
+
+    # -- answers --------------------------------------------------------------
+    def frame_hazards(self) -> dict[int, str]:
+        """Return {id(code): reason} for every indexed code whose wrapping would expose a wrapper frame."""
+        if self._hazards is not None:
+            return self._hazards
+        hazards: dict[int, str] = {}
+        everything = None
+        for cid, node in self.nodes.items():
+            if node.reach <= 0:
+                continue
+            reach_text = "many" if node.reach >= INF else str(node.reach)
+            if node.implicit:
+                if node.reach > 1:  # implicit code runs one call below whoever triggers it
+                    everything = REASON_IMPLICIT.format(target=node.label, reach=reach_text, how=node.how)
+                continue
+            # Breadth-first from the inspecting code back through its callers, up to reach-1 calls away.
+            frontier, seen, distance = {cid}, {cid}, 0
+            while frontier and distance < node.reach:
+                for member in frontier:
+                    if member not in hazards:
+                        hazards[member] = (
+                            REASON_FRAMES_SELF.format(reach=reach_text, how=node.how) if member == cid else
+                            REASON_FRAMES.format(target=node.label, reach=reach_text, how=node.how)
+                        )
+                distance += 1
+                if distance >= node.reach:
+                    break
+                nxt = set()
+                for member in frontier:
+                    for name in self._reached_by(self.nodes[member]):
+                        nxt.update(self.referrers.get(name, ()))
+                frontier = nxt - seen
+                seen |= frontier
+        if everything is not None:
+            hazards = {cid: everything for cid in self.nodes}
+        self._hazards = hazards
+        return hazards
+
+    def _reached_by(self, node: _Node) -> set:
+        if node.owner is None:
+            return node.calls
+        return node.calls | self.subclasses.get(id(node.owner), set())
+
+    def frame_hazard(self, func) -> str | None:
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return None
+        if id(code) not in self.nodes:
+            self.add_function(func, getattr(func, "__qualname__", "?"))
+        return self.frame_hazards().get(id(code))
+
+    def recursion_hazard(self, func) -> str | None:
+        """A function that calls itself, directly or through other functions of the package.
+
+        Calls inside a usage bypass the wrapper's Python code, but still pass
+        through wrapt's C proxy, which costs one more unit of the recursion
+        limit per level: recursion would fail at half the depth.
+        """
+        code = getattr(func, "__code__", None)
+        node = self.nodes.get(id(code))
+        if node is None:
+            return None
+        if self._recursive is None:
+            self._recursive = self._find_recursive()
+        if id(code) in self._recursive:
+            return REASON_RECURSIVE
+        return None
+
+    def _find_recursive(self) -> set[int]:
+        found = set()
+        for cid, node in self.nodes.items():
+            if node.method and node.method in node.names and _calls_own_name(self.codes[cid], node.method):
+                found.add(cid)  # self.walk(...), child.walk(...): assumed to recurse
+            elif cid in node.edges:
+                found.add(cid)
+        # Mutual recursion through module-level functions (exact edges): strongly connected components.
+        index: dict[int, int] = {}
+        low: dict[int, int] = {}
+        on_stack: set[int] = set()
+        stack: list[int] = []
+        counter = 0
+        for root in self.nodes:
+            if root in index:
+                continue
+            work = [(root, iter(self.nodes[root].edges))]
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                v, children = work[-1]
+                advanced = False
+                for w in children:
+                    if w not in self.nodes:
+                        continue
+                    if w not in index:
+                        index[w] = low[w] = counter
+                        counter += 1
+                        stack.append(w)
+                        on_stack.add(w)
+                        work.append((w, iter(self.nodes[w].edges)))
+                        advanced = True
+                        break
+                    if w in on_stack:
+                        low[v] = min(low[v], index[w])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        found.update(component)
+        return found
+
+    def exact_type_hazard(self) -> str | None:
+        if self._hazards is None:
+            self._find_exact_type_checks()
+        if self.exact_type_sites:
+            return REASON_EXACT_TYPE.format(where=", ".join(self.exact_type_sites))
+        return None
+
+
+def _defined_in(obj, package: str) -> bool:
+    try:
+        module = obj.__module__
+    except Exception:
+        return False
+    return isinstance(module, str) and (module == package or module.startswith(package + "."))

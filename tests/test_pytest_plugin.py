@@ -1,0 +1,93 @@
+"""The pytest plugin: a maintainer's own suite, run with the package instrumented, catches behaviour changes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+
+pytest_plugins = ["pytester"]
+
+SAMPLE = {
+    "samplepkg/__init__.py": '''
+        import warnings
+
+        def area(w, h):
+            return w * h
+
+        def old_area(w, h):
+            warnings.warn("use area()", DeprecationWarning, stacklevel=2)
+            return area(w, h)
+
+        def shapes():
+            yield "square"
+            yield "circle"
+
+        import usagetrace
+        usagetrace.instrument(__name__, endpoint="http://127.0.0.1:9")
+    ''',
+    "tests/test_sample.py": '''
+        import types
+        import warnings
+
+        import samplepkg
+
+        def test_area():
+            assert samplepkg.area(2, 3) == 6
+            assert list(samplepkg.shapes()) == ["square", "circle"]
+
+        def test_deprecation_points_at_the_caller():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                samplepkg.old_area(1, 1)
+            assert caught[0].filename == __file__
+
+        def test_exact_type():
+            # Host code comparing exact types: the one thing a wrapper cannot hide.
+            assert type(samplepkg.area) is types.FunctionType
+    ''',
+}
+
+
+def _setup(pytester, monkeypatch):
+    for rel, source in SAMPLE.items():
+        path = pytester.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    pytester.syspathinsert(pytester.path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), src, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_plain_run_passes_and_instrumented_run_catches_the_type_check(pytester, monkeypatch):
+    """Plain: all pass. With the plugin: the host's exact-type check fails (caught), the rest is identical."""
+    _setup(pytester, monkeypatch)
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    plain.assert_outcomes(passed=3)
+    instrumented = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "usagetrace.pytest_plugin",
+                                                 "--usagetrace=samplepkg", "tests")
+    instrumented.assert_outcomes(passed=2, failed=1)
+    text = instrumented.stdout.str()
+    assert "test_exact_type FAILED" in text or "FAILED tests/test_sample.py::test_exact_type" in text
+    assert "samplepkg: 2 callables wrapped, 1 left unwrapped; 3 usages recorded" in text
+    assert "not wrapped: samplepkg.old_area: looks 1 frame(s) up the stack (stacklevel)" in text
+
+
+def test_nothing_leaves_and_personal_files_are_untouched(pytester, monkeypatch, tmp_path):
+    """The run writes no per-user file of the person's and sends nothing, even with an endpoint set."""
+    from usagetrace.testing import OTLPReceiver
+
+    _setup(pytester, monkeypatch)
+    home = tmp_path / "real-home"
+    monkeypatch.setenv("USAGETRACE_HOME", str(home))
+    receiver = OTLPReceiver().start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "usagetrace.pytest_plugin",
+                                               "--usagetrace", "samplepkg", "tests", "-k", "not exact")
+        result.assert_outcomes(passed=2, deselected=1)
+    finally:
+        receiver.stop()
+    assert receiver.connections == 0
+    assert not home.exists()
+    assert sys.modules.get("samplepkg") is None  # the subprocess, not this process, imported it
