@@ -9,7 +9,6 @@ PATH the real ``validate`` command runs as well.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
