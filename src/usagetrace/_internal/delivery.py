@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -218,7 +219,7 @@ class Delivery:
                     for ch in list(self.channels.values()):
                         if ch.handle.recorder is not None:
                             ch.handle.recorder.reset_budgets()
-                if now >= next_export:
+                if now >= next_export and not host_traces_memory():
                     next_export = now + self.export_interval
                     with self._lock:
                         self._export_all(deadline=None, force=False)
@@ -376,6 +377,21 @@ class Delivery:
 
         packages = {p: ch.handle for p, ch in self.channels.items()}
         spool.deliver(packages=set(packages), deadline=deadline, override=self.override)
+
+
+def host_traces_memory() -> bool:
+    """True while the host traces allocations with ``tracemalloc``: exports wait until it stops.
+
+    tracemalloc sees every thread. An export in the background (first of all
+    its lazy imports) would show up in a measurement the host is taking of
+    its own memory. Nothing is lost by waiting: counts are exact, samples
+    bounded, and whatever is pending at exit is spooled as usual.
+    """
+    module = sys.modules.get("tracemalloc")
+    try:
+        return module is not None and module.is_tracing()
+    except Exception:
+        return False
 
 
 def _sdk_version() -> str:

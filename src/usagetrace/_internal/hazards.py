@@ -62,6 +62,7 @@ REASON_NO_REFCOUNT = "reference counts are not exact on this interpreter (free-t
 #: Names that walk the stack to an unknown depth.
 _WALKERS = frozenset({"extract_stack", "walk_stack", "getouterframes", "format_stack", "print_stack",
                       "_getframemodulename", "stack_trace"})
+_BOUNDED_WALKERS = frozenset({"extract_stack", "format_stack", "print_stack"})  # these take limit=
 _FRAME_GETTERS = frozenset({"_getframe", "currentframe"})
 _WARN_NAMES = frozenset({"warn"})
 #: Methods reached by a call of the class or by name (``super().__init__``), not implicitly.
@@ -208,21 +209,25 @@ def _simple(ins) -> bool:
                           "LOAD_SMALL_INT", "LOAD_FAST_BORROW")
 
 
-def _stacklevel_reach(code) -> int:
-    """Frames above the warning call a ``stacklevel=`` keyword in ``code`` reaches (INF when not constant)."""
-    reach = 0
+def _stacklevel_reach(code, keyword: str = "stacklevel", missing: int = 0) -> int:
+    """Frames above its own a ``stacklevel=k`` (or ``limit=k``) keyword in ``code`` reaches: ``k - 1``.
+
+    INF when the value is not a constant; ``missing`` when the keyword is never given.
+    """
+    reach, found = 0, False
     instructions = _instructions(code)
     for i, ins in enumerate(instructions):
         value = ins.argval
         if ins.opname == "KW_NAMES":  # 3.11, 3.12: the argument is an index into co_consts
             value = code.co_consts[ins.arg]
-        if not (isinstance(value, tuple) and "stacklevel" in value and all(isinstance(v, str) for v in value)):
+        if not (isinstance(value, tuple) and keyword in value and all(isinstance(v, str) for v in value)):
             continue
         if ins.opname != "KW_NAMES":
             nxt = instructions[i + 1].opname if i + 1 < len(instructions) else ""
             if ins.opname != "LOAD_CONST" or nxt not in ("CALL_FUNCTION_KW", "CALL_KW"):
                 continue
-        back = len(value) - value.index("stacklevel")
+        found = True
+        back = len(value) - value.index(keyword)
         values = instructions[i - back : i]
         if len(values) != back or not all(_simple(v) for v in values):
             return INF
@@ -230,7 +235,7 @@ def _stacklevel_reach(code) -> int:
         if values[0].opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(level) is not int:
             return INF
         reach = max(reach, level - 1)
-    return reach
+    return reach if found else missing
 
 
 def _positional_stacklevel_reach(code) -> int:
@@ -294,7 +299,13 @@ def frame_reach(code) -> tuple[int, str]:
         consts = c.co_consts
         try:
             if not _WALKERS.isdisjoint(names) or ("inspect" in names and "stack" in names):
-                return INF, "walks the stack"
+                # extract_stack(limit=2) and the like see a bounded number of frames.
+                bounded = _BOUNDED_WALKERS.issuperset(_WALKERS.intersection(names)) and "inspect" not in names
+                r = _stacklevel_reach(c, "limit", INF) if bounded else INF
+                if r >= INF:
+                    return INF, "walks the stack"
+                if r > reach:
+                    reach, how = r, "walks the stack"
             has_kw = "stacklevel" in consts or any(isinstance(k, tuple) and "stacklevel" in k for k in consts)
             if has_kw:
                 r = _stacklevel_reach(c)
