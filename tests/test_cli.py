@@ -33,7 +33,7 @@ def test_help_everywhere():
     top = run_cli("--help")
     assert top.returncode == 0
     subcommands = _subcommands(cli.build_parser())
-    assert {"status", "preview", "inventory", "report"} <= set(subcommands)
+    assert {"status", "preview", "inventory", "report", "history"} <= set(subcommands)
     for sub in subcommands:
         assert sub in top.stdout
         result = run_cli(sub, "--help")
@@ -225,6 +225,41 @@ def test_ask_consent_never_prompts_without_a_terminal(monkeypatch, no_ci):
     assert state.state == "unset" and consent.read_choices(paths.consent_file()) is None
 
 
+def test_inventory_callables_lists_counted_and_skipped_with_reasons(packages, tmp_path, monkeypatch):
+    """`inventory PKG --callables` imports the package in a child process and gives the account, with reasons."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    packages.write("inv_callables_pkg", {"__init__.py": '''
+        import warnings
+
+        def default_key(x):
+            return x
+
+        def cached(f, key=default_key):
+            return f
+
+        def old():
+            warnings.warn("old", DeprecationWarning, stacklevel=2)
+
+        def fine(x):
+            return x
+    '''})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "pkgs"), os.environ.get("PYTHONPATH", "")]))
+    env.pop("PYTEST_CURRENT_TEST", None)
+    proc = subprocess.run([sys.executable, "-m", "usagetrace", "inventory", "inv_callables_pkg", "--callables",
+                           "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    account = json.loads(proc.stdout)["callables"]
+    assert account["wrapped"] == ["inv_callables_pkg.cached", "inv_callables_pkg.fine"]
+    assert "reference" in account["skipped"]["inv_callables_pkg.default_key"]
+    assert "stack" in account["skipped"]["inv_callables_pkg.old"]
+    home = os.environ["USAGETRACE_HOME"]
+    assert not os.path.exists(os.path.join(home, "data", "ids"))  # nothing of the person's was written
+
+
 # ------------------------------------------------------------ issue 12: what was observed
 
 OPTPKG = """
@@ -271,8 +306,8 @@ def test_what_was_observed_sends_nothing_after_the_denial(tmp_path):
                                   env=child_env(env), timeout=120)
 
         # 1. First run on a terminal: the notice is shown, then the opt-out package sends (a detached sender).
-        proc, terminal = run_on_terminal("import optpkg\noptpkg.f()\nprint(type(optpkg.f).__name__)\n", env)
-        assert proc.returncode == 0 and proc.stdout.strip() == "UsageWrapper"
+        proc, terminal = run_on_terminal("import optpkg\noptpkg.f()\nprint('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n", env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "wrapped"
         assert "optpkg collects anonymous usage statistics" in terminal
         assert rx.wait_for(lambda r: r.calls("optpkg.f") == 1, timeout=60)
         assert _wait_for_empty_spool(home)
@@ -290,7 +325,7 @@ def test_what_was_observed_sends_nothing_after_the_denial(tmp_path):
 
         # 4. The next run: not wrapped, nothing spooled, nothing sent, now or by a flush.
         proc, terminal = run_on_terminal(
-            "import time, optpkg\nfor _ in range(5): optpkg.f()\ntime.sleep(0.5)\nprint(type(optpkg.f).__name__)\n", env)
+            "import time, optpkg\nfor _ in range(5): optpkg.f()\ntime.sleep(0.5)\nprint('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n", env)
         assert proc.returncode == 0 and proc.stdout.strip() == "function"
         assert "collects anonymous usage" not in terminal
         assert _wait_for_empty_spool(home, timeout=0.0)
@@ -332,7 +367,7 @@ def test_status_is_true_after_a_one_second_run(tmp_path):
                                 capture_output=True, text=True, env=child_env(env), timeout=60)
     [row] = json.loads(status.stdout)["packages"]
     assert row["policy"] == "opt-out" and row["enabled"] is True
-    assert row["endpoint"] == f"http/protobuf {rx.endpoint}/v1/traces"
+    assert row["endpoint"] == row["last_run_target"] == f"http/protobuf {rx.endpoint}/v1/traces"
     assert row["ran_with_telemetry_on"] is True and row["last_on"]
     assert row["last_delivered"]["endpoint"] == rx.endpoint and row["receipts"] == len(rx.requests)
 
@@ -444,38 +479,3 @@ def test_flush_says_what_happened_to_each_batch(tmp_path):
         assert "1 deleted: the collector rejected them" in result.stdout
         assert list(spool.glob("*.json")) == []
         assert flush().stdout.strip() == "Nothing was waiting in the spool."
-
-
-def test_inventory_callables_lists_counted_and_skipped_with_reasons(packages, tmp_path, monkeypatch):
-    """`inventory PKG --callables` imports the package in a child process and gives the account, with reasons."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    packages.write("inv_callables_pkg", {"__init__.py": '''
-        import warnings
-
-        def default_key(x):
-            return x
-
-        def cached(f, key=default_key):
-            return f
-
-        def old():
-            warnings.warn("old", DeprecationWarning, stacklevel=2)
-
-        def fine(x):
-            return x
-    '''})
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "pkgs"), os.environ.get("PYTHONPATH", "")]))
-    env.pop("PYTEST_CURRENT_TEST", None)
-    proc = subprocess.run([sys.executable, "-m", "usagetrace", "inventory", "inv_callables_pkg", "--callables",
-                           "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    account = json.loads(proc.stdout)["callables"]
-    assert account["wrapped"] == ["inv_callables_pkg.cached", "inv_callables_pkg.fine"]
-    assert "reference" in account["skipped"]["inv_callables_pkg.default_key"]
-    assert "stack" in account["skipped"]["inv_callables_pkg.old"]
-    home = os.environ["USAGETRACE_HOME"]
-    assert not os.path.exists(os.path.join(home, "data", "ids"))  # nothing of the person's was written

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-__all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten"]
+__all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten", "is_wrapped", "original"]
 
 
 def _value(v: dict) -> Any:
@@ -106,6 +106,28 @@ def flatten(signal: str, request: dict) -> list[dict]:
                             }
                         )
     return out
+
+
+def is_wrapped(func) -> bool:
+    """True when ``func`` is a usagetrace wrapper (a function standing for a counted public callable).
+
+    Wrappers are real functions with the original's signature and attributes,
+    so ``type()`` and ``isinstance`` cannot tell; this can. Also true for a
+    bound method of a wrapped method.
+    """
+    import sys
+
+    wrappers = sys.modules.get("usagetrace._internal.wrappers")
+    return wrappers is not None and wrappers.is_trampoline(getattr(func, "__func__", func))
+
+
+def original(func):
+    """The function a usagetrace wrapper stands for; ``func`` itself when it is not wrapped."""
+    import sys
+
+    wrappers = sys.modules.get("usagetrace._internal.wrappers")
+    found = wrappers.original_of(getattr(func, "__func__", func)) if wrappers is not None else None
+    return found if found is not None else func
 
 
 class _Decoded:

@@ -163,8 +163,10 @@ class Tally:
             name, start, end, attrs, error = sample
             if name == "usagetrace.command" and isinstance(attrs.get("usagetrace.command.name"), str):
                 command = attrs["usagetrace.command.name"]
-                ok = error is None and attrs.get("process.exit.code") in (None, 0)
-                key = ("commands", command, "ok" if ok else "error")
+                code = attrs.get("process.exit.code")
+                # As the report reads command spans: ok, or interrupted (Ctrl-C, 130: not a failure), or error.
+                outcome = "ok" if error is None and code in (None, 0) else "interrupted" if code == 130 else "error"
+                key = ("commands", command, outcome)
                 counts[key] = counts.get(key, 0) + 1
                 for attr, value in attrs.items():
                     if attr.startswith("usagetrace.measure."):

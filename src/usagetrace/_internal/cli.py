@@ -28,6 +28,16 @@ def _validate_package(name: str) -> str:
     return top
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 # ---------------------------------------------------------------- discovery
 
 
@@ -94,7 +104,7 @@ def _declared_version(package: str, info: dict | None = None) -> str | None:
 
 
 def _status_row(package: str, info: dict) -> dict:
-    from . import config, env, receipts
+    from . import config, receipts
 
     policy = info.get("policy")
     version = _declared_version(package, info)
@@ -106,7 +116,6 @@ def _status_row(package: str, info: dict) -> dict:
     if (metrics.kind, metrics.protocol) != (traces.kind, traces.protocol):  # e.g. ..._TRACES_PROTOCOL=grpc only
         endpoint = f"traces: {endpoint}; metrics: {metrics.describe()}"
     history = receipts.last(package)
-    count = len(receipts.load(package)[0])
     upload = _upload_row(package, info, metrics.kind)
     return {
         "package": package,
@@ -117,15 +126,16 @@ def _status_row(package: str, info: dict) -> dict:
         "consent_version": version,
         "stale_grants": consent.stale_grants(package, version),
         "endpoint": endpoint,
+        "last_run_target": info.get("target"),
+        "network": traces.kind in ("http", "grpc"),
         "install_id": resource.stored_install_id(package),
         "ran_with_telemetry_on": bool(info.get("last_on")) or bool(history),
         "first_on": info.get("first_on"),
         "last_on": info.get("last_on"),
         "last_attempt": history.get("attempt"),
         "last_delivered": history.get("delivered"),
-        "receipts": count,
+        "receipts": receipts.count(package),
         "problems": [p.as_dict() for p in consent.problems(package) if p.kind == "env"],
-        "global_switch": env.do_not_track(),
         "upload": upload,
     }
 
@@ -207,6 +217,8 @@ def _print_row(row: dict) -> None:
         print(f"  note:           your grant in {source.split(':', 1)[1]} was not given for consent version "
               f"{row['consent_version']}, so it counts as not given; `usagetrace enable {package}` agrees to it")
     print(f"  sends to:       {row['endpoint']}")
+    if row["last_run_target"] and row["last_run_target"] != row["endpoint"]:
+        print(f"  last run sent to: {row['last_run_target']} (its environment differed from this shell's)")
     if row["ran_with_telemetry_on"]:
         span = f"last {row['last_on']}, first {row['first_on']}" if row["last_on"] else "yes"
         print(f"  ran with telemetry on: {span}")
@@ -218,7 +230,8 @@ def _print_row(row: dict) -> None:
     if delivered and delivered != attempt:
         print(f"  last delivered: {delivered['time']} to {delivered['endpoint']}")
     if not attempt:
-        print("  last export:    none recorded")
+        where = "" if row["network"] else " (nothing is sent over the network to the target above)"
+        print(f"  last export:    none recorded{where}")
     _print_upload(package, row["upload"])
     receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
     print(f"  receipts:       {receipts_text}")
@@ -681,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
     p = add("history", cmd_history, "Show every request that left this machine (receipts), decoded.")
     p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
-    p.add_argument("--limit", type=int, default=0, help="only the newest N receipts per package")
+    p.add_argument("--limit", type=_positive_int, default=0, help="only the newest N receipts per package")
     from .analytics import cli as report_cli
 
     p = sub.add_parser(

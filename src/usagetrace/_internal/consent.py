@@ -232,10 +232,13 @@ def _parse(text: str) -> Parsed:
                 table = name
                 continue
             key_text, sep, value = line.partition("=")
-            key = _key(key_text) if sep else None
+            if not sep and table in (CONSENT_TABLE, VERSION_TABLE):
+                raise _Bad(index + 1, f"`{line[:60]}` is not `name = value`")
+            key = _key(key_text)
+            if key is None:
+                outside = True  # an escaped, dotted or odd key: tomllib decides what it means
+                continue
             if table == CONSENT_TABLE:
-                if key is None:
-                    raise _Bad(index + 1, f"`{line[:60]}` is not `name = true` or `name = false`")
                 word, comment = _split_comment(value)
                 if word not in ("true", "false"):
                     raise _Bad(index + 1, f"the value of `{key}` must be true or false, not `{word[:40]}`")
@@ -245,7 +248,7 @@ def _parse(text: str) -> Parsed:
                 p.entries[key] = index
                 p.comments[index] = comment
             elif table == VERSION_TABLE:
-                parsed = _version_value(value) if key is not None else None
+                parsed = _version_value(value)
                 if parsed is None:
                     raise _Bad(index + 1, f'`{line[:60]}` is not `name = "version"`')
                 if key in p.versions:
@@ -523,9 +526,10 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
     plus ``path``. Raises BrokenSource when the file cannot be read or edited
     safely (nothing is changed then), OSError when it cannot be written.
     """
-    path = os.path.realpath(path or paths.consent_file())  # a dotfile symlink stays a symlink
-    with paths.locked(path + ".lock"):
-        raw = _read_bytes(path, "user")
+    path = path or paths.consent_file()
+    real = os.path.realpath(path)  # written through a (dotfile manager's) symlink, which stays a symlink
+    with paths.locked(real + ".lock"):
+        raw = _read_bytes(path, "user")  # via the link: a dangling link or a loop is broken, not replaced
         text = "" if raw is None else _decode(raw, path, "user")
         parsed = _parse_source(text, path, "user")
         try:
@@ -534,7 +538,7 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
             raise _broken("user", path, f"was not changed: {exc}",
                           "Make this change by hand in the file.") from None
         if report["changed"]:
-            paths.atomic_write(path, new_text, durable=True)
+            paths.atomic_write(real, new_text, durable=True)
     report["path"] = path
     return report
 
@@ -611,7 +615,7 @@ def problems(package: str | None = None) -> list[BrokenSource]:
         var = env.package_var(package)
         if env.choice(var) is env.INVALID:
             shown = (env.get(var) or "")[:40]
-            found.append(BrokenSource("env", var, f"{var}={shown!r} is not 1/0, true/false, yes/no or on/off",
+            found.append(BrokenSource("env", var, f"{shown!r} is not 1/0, true/false, yes/no or on/off",
                                       fix=f"Set {var}=1 or {var}=0, or unset it."))
     for kind, path in _sources():
         if os.path.basename(path) == PROJECT_MARKER:

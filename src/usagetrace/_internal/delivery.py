@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -163,7 +164,8 @@ class Channel:
         """What ``usagetrace status`` shows about this package, recorded off the import path."""
         h = self.handle
         return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version,
-                "upload": h.options.get("upload"), "upload_mode": self.upload_mode().mode}
+                "upload": h.options.get("upload"), "upload_mode": self.upload_mode().mode,
+                "target": self.target("traces").describe()}
 
     def discard(self) -> None:
         """Forget everything pending (consent was withdrawn)."""
@@ -253,7 +255,7 @@ class Delivery:
                     for ch in list(self.channels.values()):
                         if ch.handle.recorder is not None:
                             ch.handle.recorder.reset_budgets()
-                if now >= next_export:
+                if now >= next_export and not host_traces_memory():
                     next_export = now + self.export_interval
                     with self._lock:
                         self._export_all(deadline=None, force=False)
@@ -437,23 +439,21 @@ class Delivery:
             from . import spool, state
 
             written = 0
-            for ch in list(self.channels.values()):
-                h = ch.handle
-                if h.recorder is None or not h.consent.enabled:
-                    continue
-                if self.override is None:
-                    state.remember_package(h.package, ch.settings())
+            active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
+            for ch in active:
                 if ch.aggregated():
                     # Counted into the local store (no network, no spool); the uploader is started when due.
                     self._accumulate(ch, fold=True)  # after the thread's accumulate or fold, if one is running
                     continue
-                samples = list(ch.inflight) + h.recorder.drain()
+                samples = list(ch.inflight) + ch.handle.recorder.drain()
                 deltas, start, end = ch.take_deltas()
                 payloads = [(s, p) for s, p, _ in list(ch.retry)]
                 if not samples and not deltas and not payloads:
                     continue
                 if spool.write(ch, samples, deltas, start, end, payloads):
                     written += 1
+            for ch in active if self.override is None else ():
+                state.remember_package(ch.handle.package, ch.settings())  # after the data is safe
             if written and env.flag("USAGETRACE_DETACHED_SEND") is not False and self.override is None:
                 spool.spawn_sender()
         except Exception:
@@ -490,6 +490,21 @@ class Delivery:
         packages = {p for p, ch in self.channels.items() if not ch.aggregated()}
         if packages:
             spool.deliver(packages=packages, deadline=deadline, override=self.override)
+
+
+def host_traces_memory() -> bool:
+    """True while the host traces allocations with ``tracemalloc``: exports wait until it stops.
+
+    tracemalloc sees every thread. An export in the background (first of all
+    its lazy imports) would show up in a measurement the host is taking of
+    its own memory. Nothing is lost by waiting: counts are exact, samples
+    bounded, and whatever is pending at exit is spooled as usual.
+    """
+    module = sys.modules.get("tracemalloc")
+    try:
+        return module is not None and module.is_tracing()
+    except Exception:
+        return False
 
 
 def _sdk_version() -> str:

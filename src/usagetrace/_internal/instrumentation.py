@@ -219,7 +219,6 @@ class Instrumentation:
         """
         from . import discovery
 
-        ours = _wrapper_type()
         slots: dict[int, list] = {}
         classes: dict[int, type] = {}
         for module in list(self._scanned.values()):
@@ -227,7 +226,7 @@ class Instrumentation:
             for key in list(namespace):
                 value = namespace.get(key)
                 kind = type(value)
-                if kind is FunctionType or kind is ours:
+                if kind is FunctionType:
                     slots.setdefault(id(value), []).append((namespace, key))
                 elif issubclass(kind, type) and discovery.defined_in(value, self.package):
                     classes[id(value)] = value
@@ -244,7 +243,7 @@ class Instrumentation:
             for key in list(namespace):
                 value = namespace.get(key)
                 kind = type(value)
-                if kind is FunctionType or kind is ours:
+                if kind is FunctionType:
                     slots.setdefault(id(value), []).append((cls, key))
                 elif kind is staticmethod or kind is classmethod:
                     slots.setdefault(id(value), []).append((cls, key))
@@ -265,11 +264,11 @@ class Instrumentation:
                 if obj is None:
                     continue
                 qualname = f"{name}.{attr}"
+                if _is_our_wrapper(obj):
+                    continue  # ours already (this package under another name, or another package)
                 if discovery.is_function(obj):
                     obj = None  # measured by reference count next: hold no reference
                     self._consider(namespace, attr, qualname, name, "function", slots)
-                elif _is_our_wrapper(obj):
-                    continue
                 elif isinstance(obj, type):
                     self._wrap_class(obj, qualname, slots)
                 elif callable(obj) and not isinstance(obj, ModuleType) and discovery.defined_in(obj, self.package):
@@ -289,6 +288,8 @@ class Instrumentation:
         namespace = owner if isinstance(owner, dict) else owner.__dict__
         descriptor = struct_kind in ("staticmethod", "classmethod")
         target = namespace[key].__func__ if descriptor else namespace[key]
+        if wrappers.is_trampoline(target):
+            return  # ours already
         target_id = id(target)
         if target_id in self._wrappers:
             target = None
@@ -310,8 +311,7 @@ class Instrumentation:
             if self.include != (NOTHING,):
                 self._skip(qualname, "left out by instrument(include=..., exclude=...)")
             return
-        reason = (self._analysis.exact_type_hazard() or self._analysis.frame_hazard(target)
-                  or self._analysis.recursion_hazard(target))
+        reason = self._analysis.frame_hazard(target) or self._analysis.recursion_hazard(target)
         kind = discovery.call_kind(target)
         target = None  # from here on, hold no reference until the count is taken
         if reason is None:
@@ -331,6 +331,7 @@ class Instrumentation:
         old = namespace[key]
         target = old.__func__ if descriptor else old
         stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
+        stats.signature_from(target, bound=struct_kind in ("method", "constructor", "classmethod"))
         wrapper = wrappers.make(self.recorder, stats, target, kind)
         self._wrappers[target_id] = wrapper
         self._stats[target_id] = stats
@@ -343,8 +344,10 @@ class Instrumentation:
 
     def _patch_slots(self, target_id: int, slots: dict) -> None:
         """Put the wrapper in every namespace slot of the package that holds the original."""
+        from . import wrappers
+
         wrapper = self._wrappers[target_id]
-        original = wrapper.__wrapped__
+        original = wrappers.original_of(wrapper)
         for owner, key in slots.get(target_id, ()):
             if owner is None:
                 continue  # inside a descriptor: the descriptor was replaced
@@ -401,12 +404,14 @@ class Instrumentation:
         Its wrapper stays in place (references to it may have been handed out,
         and replacing it would change identity) but calls pass straight through.
         """
+        from . import wrappers
+
         names = ", ".join(m.__name__ for m in new_modules)
         for target_id, wrapper in list(self._wrappers.items()):
             stats = self._stats.get(target_id)
             if stats is None or stats.exempt:
                 continue
-            reason = self._analysis.exact_type_hazard() or self._analysis.frame_hazard(wrapper.__wrapped__)
+            reason = self._analysis.frame_hazard(wrappers.original_of(wrapper))
             if reason is not None:
                 self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
                                      "pass straight through its wrapper)")
@@ -442,10 +447,13 @@ class Instrumentation:
     def exempt(self, func, reason: str) -> bool:
         """Stop counting a wrapped callable (calls pass straight through); record why. Never raises."""
         try:
+            from . import wrappers
+
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
-            if not _is_our_wrapper(target):
+            original = wrappers.original_of(target)
+            if original is None:
                 return False
-            stats = self._stats.get(id(target.__wrapped__))
+            stats = self._stats.get(id(original))
             if stats is None:
                 return False
             stats.exempt = True
@@ -524,15 +532,9 @@ class Instrumentation:
         return self.consent.enabled
 
 
-def _wrapper_type():
-    module = sys.modules.get("usagetrace._internal.wrappers")
-    return module.UsageWrapper if module is not None else None
-
-
 def _is_our_wrapper(obj) -> bool:
-    # type(), not isinstance(): a wrapt proxy reports the wrapped object's class.
-    kind = _wrapper_type()
-    return kind is not None and type(obj) is kind
+    module = sys.modules.get("usagetrace._internal.wrappers")
+    return module is not None and module.is_trampoline(obj)
 
 
 def _distribution_version(package: str) -> str:

@@ -366,7 +366,7 @@ def markdown(profile: Profile | None = None) -> str:
                   "(numbers, booleans or values from a declared list only)."]
     lines += ["", "Never sent:", ""]
     lines += [f"- {item}" for item in allowlist.NEVER_SENT]
-    package = profile.package if profile is not None else "PACKAGE"
+    package = profile.package if profile is not None else _GENERIC_PACKAGE
     lines += [
         "",
         "What you can check and change:",

@@ -57,13 +57,9 @@ def endpoint_of(target) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _network(transport) -> bool:
-    return isinstance(transport, (_transport.HttpTransport, _transport.GrpcTransport))
-
-
 def send(transport, target, package: str, signal: str, payload: bytes, timeout: float):
     """Send one encoded request with ``transport`` and record what left the machine; return its result."""
-    network = _network(transport)
+    network = getattr(transport, "sends_over_network", False) is True
     if network:
         _transport.forget_attempt()
     result = transport.send(signal, payload, timeout)
@@ -190,6 +186,15 @@ def load(package: str) -> tuple[list[dict], int]:
     except FileNotFoundError:
         pass
     return out, bad
+
+
+def count(package: str) -> int:
+    """How many receipts ``package`` has (lines counted, not parsed)."""
+    try:
+        with open(_file(package, ".jsonl"), "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
+    except OSError:
+        return 0
 
 
 def packages() -> list[str]:

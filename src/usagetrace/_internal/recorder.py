@@ -78,8 +78,8 @@ class _Usage(list):
 class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
-    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "exempt",
-                 "launcher", "marker")
+    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "_exempt",
+                 "launcher", "marker", "off", "params", "defaults", "kwdefaults", "skip")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -90,14 +90,38 @@ class FunctionStats:
         self.interrupted = itertools.count()
         self.budget = budget
         self.error_budget = error_budget
-        #: True once calls must pass straight through (a command function of a
-        #: CLI integration; code found hazardous after wrapping).
-        self.exempt = False
+        self._exempt = False
+        #: What the wrapper reads first, on every call: True while calls must pass
+        #: straight through (consent withdrawn, or :attr:`exempt`). One slot read.
+        self.off = True
         #: True for a function seen launching a CLI command (``main()`` calling
         #: ``cli()``): the integration records the command; it is not a usage.
         self.launcher = False
         self.marker = _Usage()
         self.marker.stats = self
+        #: The original's signature facts, to tell which arguments a caller gave (see ``call_attributes``).
+        self.params, self.defaults, self.kwdefaults, self.skip = 0, None, None, 0
+
+    def signature_from(self, func, bound: bool) -> None:
+        """Remember what ``call_attributes`` needs of ``func``; ``bound``: its first argument is self or cls."""
+        code = getattr(func, "__code__", None)
+        self.params = code.co_argcount if code is not None else 0
+        self.defaults = getattr(func, "__defaults__", None)
+        self.kwdefaults = getattr(func, "__kwdefaults__", None)
+        self.skip = 1 if bound else 0
+
+
+    @property
+    def exempt(self) -> bool:
+        """True once calls must pass straight through for good (a command function of a CLI
+        integration; code found hazardous after wrapping)."""
+        return self._exempt
+
+    @exempt.setter
+    def exempt(self, value: bool) -> None:
+        self._exempt = bool(value)
+        if value:
+            self.off = True
 
 
 class Recorder:
@@ -112,8 +136,7 @@ class Recorder:
         max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
         self.package = package
-        #: Read by every wrapper on every call; flipped by the consent refresher.
-        self.enabled = False
+        self._enabled = False
         #: True outside any usage of this package in this thread/task; while one
         #: is in progress, that function's (falsy) ``marker``. Its C ``get`` is
         #: wrapt's ``enabled`` check: inside a usage, wrapt calls the original
@@ -130,12 +153,24 @@ class Recorder:
         #: Called (once) when the first sample is queued; starts delivery.
         self.on_first_sample = None
 
+    @property
+    def enabled(self) -> bool:
+        """True while usages are recorded; flipped by the consent refresher."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        for stats in list(self.functions.values()):
+            stats.off = not self._enabled or stats.exempt
+
     # -- registration -------------------------------------------------------
     def function(self, name: str, module: str, kind: str) -> FunctionStats:
         """Return the stats object for a callable, creating it once."""
         stats = self.functions.get(name)
         if stats is None:
             stats = self.functions[name] = FunctionStats(name, module, kind, self.span_budget, self.error_budget)
+            stats.off = not self._enabled
         return stats
 
     def reset_budgets(self) -> None:
@@ -160,13 +195,26 @@ class Recorder:
                 log.internal_error("recorder.start_delivery")
 
     def call_attributes(self, stats: FunctionStats, args: tuple, kwargs: dict) -> dict:
-        """Return a usage span's attributes: names and counts only, never values."""
+        """Return a usage span's attributes: names and counts only, never values.
+
+        The trampoline passes every bound parameter on; a parameter still holding
+        its default object counts as not given (positional ones from the end).
+        """
+        given = len(args)
+        defaults = stats.defaults
+        if defaults:
+            first = stats.params - len(defaults)
+            while given > max(first, 0) and given <= stats.params and args[given - 1] is defaults[given - 1 - first]:
+                given -= 1
+        kwdefaults = stats.kwdefaults or {}
+        names = sorted(k for k, v in kwargs.items()
+                       if isinstance(k, str) and not (k in kwdefaults and v is kwdefaults[k]))
         return {
             "code.function.name": stats.name,
             "usagetrace.module": stats.module,
             "usagetrace.callable.kind": stats.kind,
-            "usagetrace.args.count": len(args),
-            "usagetrace.kwargs.names": sorted(k for k in kwargs if isinstance(k, str)),
+            "usagetrace.args.count": max(given - stats.skip, 0),
+            "usagetrace.kwargs.names": names,
         }
 
     def sampled(self, stats: FunctionStats, args: tuple, kwargs: dict, start_ns: int) -> None:

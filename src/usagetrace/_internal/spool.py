@@ -182,7 +182,9 @@ def _send_file(path: str, deadline: float, override=None) -> tuple[str, int]:
         else:
             remaining.append((signal, payload))
     if accepted and override is None:
-        state.remember_package(package, {k: doc.get(k) for k in ("policy", "ci", "endpoint", "consent_version")})
+        settings = {k: doc.get(k) for k in ("policy", "ci", "endpoint", "consent_version")}
+        settings["target"] = config.resolve("traces", doc.get("endpoint"), package, doc.get("dev_file")).describe()
+        state.remember_package(package, settings)
     if not remaining:
         return ("rejected" if rejected else "delivered"), accepted
     # Keep what failed, already encoded, for the next attempt.

@@ -15,7 +15,8 @@ import time
 
 from . import log, paths
 
-LOCK_TIMEOUT = 2.0
+#: Bounded: the notice path runs at import and this also runs at exit.
+LOCK_TIMEOUT = 0.5
 
 
 def load() -> dict:

@@ -104,6 +104,9 @@ class HttpSession:
 class HttpTransport:
     """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
 
+    #: Bytes leave the machine: ``receipts.send`` keeps a receipt (and reads :func:`last_attempt`).
+    sends_over_network = True
+
     def __init__(self, target: Target, session: HttpSession | None = None) -> None:
         from urllib.parse import urlsplit
 
@@ -204,6 +207,8 @@ class HttpTransport:
 
 class GrpcTransport:
     """OTLP over gRPC with raw protobuf bytes (no re-encoding)."""
+
+    sends_over_network = True
 
     _METHODS = {
         "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",

@@ -267,20 +267,21 @@ def q_versions(d: Dialect, r: Relations, k: int) -> str:
     return f"SELECT DISTINCT version FROM {_activity(r)} a WHERE version <> ''"
 
 
-@question(name="commands", title="Commands", labels=("command",), additive=("runs", "ok_runs"))
+@question(name="commands", title="Commands", labels=("command",), additive=("runs", "ok_runs", "interrupted_runs"))
 def q_commands(d: Dialect, r: Relations, k: int) -> str:
     # Runs: realtime spans plus daily/weekly counts; durations: every span (exemplars are real runs).
+    # Exit status 130 is Ctrl-C: the person stopped the command, it did not fail (nor succeed).
     return f"""
-SELECT command, sum(n_runs) AS runs, sum(n_ok) AS ok_runs,
+SELECT command, sum(n_runs) AS runs, sum(n_ok) AS ok_runs, sum(n_int) AS interrupted_runs,
        {d.quantile('duration_ns', 0.5)} AS p50_ns, {d.quantile('duration_ns', 0.95)} AS p95_ns,
        {_unit(d, k)}
 FROM (SELECT command, install_id, CASE WHEN {COUNTED_SPAN} THEN 1 ELSE 0 END AS n_runs,
              CASE WHEN {COUNTED_SPAN} AND is_error = 0 AND coalesce(exit_code, 0) = 0 THEN 1 ELSE 0 END AS n_ok,
-             duration_ns
+             CASE WHEN {COUNTED_SPAN} AND coalesce(exit_code, 0) = 130 THEN 1 ELSE 0 END AS n_int, duration_ns
       FROM {r.spans} s WHERE span_name = 'usagetrace.command' AND command <> ''
       UNION ALL
       SELECT command, install_id, value AS n_runs, CASE WHEN outcome = 'ok' THEN value ELSE 0 END AS n_ok,
-             {d.null_int()} AS duration_ns
+             CASE WHEN outcome = 'interrupted' THEN value ELSE 0 END AS n_int, {d.null_int()} AS duration_ns
       FROM {r.points} p WHERE metric = 'usagetrace.commands' AND command <> '') c
 GROUP BY command
 HAVING sum(n_runs) > 0"""
