@@ -520,3 +520,61 @@ def _short(descriptor) -> str:
     parts = descriptor.full_name.split(".")
     return ".".join(p for p in parts if p[:1].isupper())
 
+
+
+def test_a_daily_report_passes_the_bundled_config_intact(sink, emulated_collector, tmp_path, monkeypatch):
+    """What a daily upload sends (runs, commands, events, measurements and their double sum, exemplars, the
+    upload attribute, no session id) comes out of the bundled configuration unchanged."""
+    import json
+    import time
+
+    from usagetrace._internal import aggregate, uploader
+
+    monkeypatch.setenv("USAGETRACE_HOME", str(tmp_path / "home"))
+    now = time.time_ns()
+    tally = aggregate.Tally()
+    tally.period = aggregate.period_of("daily", now)
+    tally.add_counts({("calls", "dailypkg.run", "ok"): 4, ("calls", "dailypkg.run", "error"): 1,
+                      ("errors", "dailypkg.run", "ValueError"): 1}, now, now)
+    command = {"usagetrace.command.name": "build", "usagetrace.measure.n": 2.5, "usagetrace.measure.env": "dev"}
+    tally.add_samples([("usagetrace.command", now, now + 10, command, None),
+                       ("usagetrace.event", now, now, {"usagetrace.event.name": "started"}, None),
+                       ("dailypkg.run", now, now + 5, {"code.function.name": "dailypkg.run"}, None)])
+    resource = {"service.name": "dailypkg", "service.version": "1.2.0", "usagetrace.upload": "daily",
+                "usagetrace.install.id": "3f0c9e0a-4f7b-4d8e-9a51-0c2f5d6e7a8b", "os.type": "linux"}
+    settings = {"policy": "opt-in", "ci": "off", "consent_version": None, "endpoint": None, "dev_file": None,
+                "extra_keys": ["usagetrace.measure.env", "usagetrace.measure.n"]}
+    aggregate.record("dailypkg", "daily", resource, settings, tally, lambda: True, count_run=True, can_upload=False)
+    doc, _ = aggregate.load("dailypkg")
+    [group] = uploader.requests_for("dailypkg", doc["buckets"])
+    port, log = emulated_collector
+    for signal, payload, _ in group["payloads"]:
+        assert post(port, f"/v1/{signal}", payload) == 200
+    assert sink.wait_for(lambda: sink.metrics and sink.traces)
+    points = {}
+    for rm in sink.resource_metrics():
+        res = _attrs(rm.resource.attributes)
+        assert res["usagetrace.upload"] == "daily" and "usagetrace.session.id" not in res
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for dp in m.sum.data_points:
+                    key = (m.name, json.dumps(_attrs(dp.attributes), sort_keys=True))
+                    points[key] = dp.as_int if dp.HasField("as_int") else dp.as_double
+    assert points == {
+        ("usagetrace.calls", '{"code.function.name": "dailypkg.run", "usagetrace.outcome": "error"}'): 1,
+        ("usagetrace.calls", '{"code.function.name": "dailypkg.run", "usagetrace.outcome": "ok"}'): 4,
+        ("usagetrace.errors", '{"code.function.name": "dailypkg.run", "error.type": "ValueError"}'): 1,
+        ("usagetrace.runs", "{}"): 1,
+        ("usagetrace.commands", '{"usagetrace.command.name": "build", "usagetrace.outcome": "ok"}'): 1,
+        ("usagetrace.events", '{"usagetrace.event.name": "started"}'): 1,
+        ("usagetrace.measurements", '{"usagetrace.command.name": "build", "usagetrace.measurement": "env", '
+                                    '"usagetrace.measurement.value": "dev"}'): 1,
+        ("usagetrace.measurements", '{"usagetrace.command.name": "build", "usagetrace.measurement": "n", '
+                                    '"usagetrace.measurement.value": "(numeric)"}'): 1,
+        ("usagetrace.measurement.sum", '{"usagetrace.command.name": "build", "usagetrace.measurement": "n"}'): 2.5,
+    }
+    spans = {sp.name: _attrs(sp.attributes) for rs in sink.resource_spans() for ss in rs.scope_spans for sp in ss.spans}
+    assert set(spans) == {"usagetrace.command", "usagetrace.event", "dailypkg.run"}
+    # As for realtime spans, a declared key stays on a span only when the operator allows it (--measure-key);
+    # the counts above carry the measurement either way.
+    assert "usagetrace.measure.n" not in spans["usagetrace.command"]
