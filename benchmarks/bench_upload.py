@@ -245,14 +245,18 @@ def exit_and_import(b: Bench, repeats: int) -> dict:
         for mode in ("realtime", "daily"):
             env = b.env(mode, homes[mode], OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, USAGETRACE_DETACHED_SEND="1")
             ms = float(b.run(EXIT_TIMED, env).strip().splitlines()[-1])
-            _quiet(homes[mode], 20.0)  # realtime's detached sender must not compete with the import timed next
-            imp = float(b.run(IMPORT_TIMED, env).strip().splitlines()[-1])
+            _quiet(homes[mode], 20.0)  # realtime's detached sender finishes before the next run
             if i:
                 exits[mode].append(ms)
+    time.sleep(2.0)  # the last sender has exited; an import alone records nothing, so starts no sender
+    for i in range(repeats + 1):
+        for mode in ("realtime", "daily", "off"):
+            extra = {"BENCHCLI_TELEMETRY": "0"} if mode == "off" else {}
+            env = b.env("daily" if mode == "off" else mode, homes["daily" if mode == "off" else mode],
+                        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **extra)
+            imp = float(b.run(IMPORT_TIMED, env).strip().splitlines()[-1])
+            if i:
                 imports[mode].append(imp)
-        off = float(b.run(IMPORT_TIMED, b.env("daily", homes["daily"], BENCHCLI_TELEMETRY="0")).strip())
-        if i:
-            imports["off"].append(off)
     rx.stop()
     return {"exit_ms": {m: statistics.median(v) for m, v in exits.items()}, "exit_runs": exits,
             "import_ms": {m: statistics.median(v) for m, v in imports.items()}, "import_runs": imports}
@@ -359,6 +363,7 @@ def markdown(r: dict) -> str:
     lines = [
         "## Upload modes",
         "",
+        f"Measured {r['date']} on commit `{r['commit']}`, same machine. "
         "Daily vs realtime, side by side in one run of `benchmarks/bench_upload.py`. "
         f"A small CLI (`main()`: one `usagetrace.command` with two declared measurements, three inner calls, "
         f"one caught failure) run {r['runs_per_day']} times by one install in a day, against a real OTLPReceiver on "
@@ -409,7 +414,10 @@ def markdown(r: dict) -> str:
 def main() -> int:
     b = Bench()
     try:
-        r = {"runs_per_day": 10 if QUICK else RUNS_PER_DAY}
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "unknown"
+        r = {"runs_per_day": 10 if QUICK else RUNS_PER_DAY, "commit": commit,
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         log("wire: connections and bytes per install per day")
         r["wire"] = wire_per_day(b, r["runs_per_day"])
         log("exit and import time")
