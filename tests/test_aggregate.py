@@ -562,3 +562,37 @@ def test_instrument_upload_option_and_flush_in_daily_mode(packages, monkeypatch)
             H = usagetrace.instrument(__name__, upload="hourly")
         """}).H
     assert "upload" not in handle.options
+
+
+def test_nothing_retroactive_a_period_is_sent_from_the_grant_on(tmp_path):
+    """Runs before the yes record nothing; the day's report starts at the grant, not at midnight."""
+    with OTLPReceiver() as rx:
+        s = Setup(tmp_path, rx)
+        s.run()
+        s.run()
+        assert s.store() is None  # opt-in, not yet agreed: nothing counted at all
+        granted = time.time_ns()
+        s.cli("enable", "aggpkg")
+        s.run()
+        assert s.cli("flush").returncode == 0
+        _expect_exact(rx, 1)
+        day = aggregate.period_of("daily", granted)
+        assert all(p["start"] >= granted > day[1] for p in rx.points())
+
+
+def test_weekly_periods_start_on_monday(tmp_path):
+    """upload weekly: one bucket per ISO week (Monday 00:00 UTC to the next Monday)."""
+    monday = 1_796_601_600 * 10**9  # 2026-12-07 00:00 UTC, a Monday
+    for offset_days in (0, 3, 6.99):
+        name, start, end = aggregate.period_of("weekly", monday + int(offset_days * aggregate.DAY_NS))
+        assert (name, start, end) == ("week of 2026-12-07", monday, monday + 7 * aggregate.DAY_NS)
+    assert aggregate.period_of("weekly", monday - 1)[0] == "week of 2026-11-30"
+    assert aggregate.period_of("daily", monday - 1)[0] == "2026-12-06"
+    with OTLPReceiver() as rx:
+        s = Setup(tmp_path, rx, USAGETRACE_UPLOAD="weekly")
+        s.cli("enable", "aggpkg")
+        s.run()
+        s.run()
+        [bucket] = s.store()["buckets"]
+        assert bucket["mode"] == "weekly" and bucket["period"].startswith("week of ") and bucket["runs"] == 2
+        assert bucket["end_ns"] - bucket["start_ns"] == 7 * aggregate.DAY_NS
