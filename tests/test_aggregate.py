@@ -332,7 +332,8 @@ def test_sigkill_at_random_moments_never_breaks_the_store(tmp_path):
             first = proc.stdout.readline()  # started writing
             time.sleep(rng.uniform(0.0, 0.15))
             os.kill(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
+            out = proc.stdout.read()  # the file object's read: lines readline() buffered are not lost
         finally:
             proc.kill()
         done = (first + out).count("done")
