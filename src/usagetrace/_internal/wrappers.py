@@ -58,9 +58,11 @@ __tracebackhide__ = True
 STRIPS_OWN_FRAME = sys.version_info >= (3, 11)
 
 
-def _strip_own_frame(exc: BaseException) -> None:
-    """Drop the innermost-caller entry (the wrapper's frame) from ``exc``'s traceback."""
+def _strip_own_frame(exc: BaseException | None = None) -> None:
+    """Drop the calling frame's entry from the traceback of ``exc`` (default: the exception being handled)."""
     try:
+        if exc is None:
+            exc = sys.exc_info()[1]  # a trampoline binds no name for it: its locals are its parameters
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame is sys._getframe(1):
             exc.__traceback__ = tb.tb_next
@@ -339,8 +341,7 @@ def _template(code, call_kind: str):
             .splitlines()]
     body = [body[0]] + [line[8:] for line in body[1:]]  # the continuation lines are written indented by 8
     if STRIPS_OWN_FRAME:
-        body = ["try:"] + ["    " + line for line in body] + \
-               ["except BaseException as __ut_exc:", f"    {_STRIP}(__ut_exc)", "    raise"]
+        body = ["try:"] + ["    " + line for line in body] + ["except BaseException:", f"    {_STRIP}()", "    raise"]
     prefix = "async def" if call_kind in ("coroutine", "asyncgen") else "def"
     source = (f"def __ut_factory({_CALL}, {_STRIP}):\n    {prefix} f({', '.join(signature)}):\n"
               + "".join(f"        {line}\n" for line in body) + "    return f\n")
@@ -385,8 +386,9 @@ def trampoline(func, call, call_kind: str = "sync") -> FunctionType:
     if _PY >= (3, 11):
         names["co_qualname"] = code.co_qualname
     new = _one_line(template.replace(**names))
+    cells = {_CALL: call, _STRIP: _strip_own_frame}  # the strip hook exists only where it can work (3.11+)
     result = FunctionType(new, func.__globals__, func.__name__, func.__defaults__,
-                          (CellType(call), CellType(_strip_own_frame)))
+                          tuple(CellType(cells[name]) for name in new.co_freevars))
     result.__kwdefaults__ = func.__kwdefaults__
     result.__dict__ = func.__dict__  # the same attributes, both ways (no __wrapped__ of our own)
     for attr in ("__qualname__", "__module__", "__doc__", "__annotations__", "__type_params__"):
@@ -401,8 +403,7 @@ def is_trampoline(obj) -> bool:
     """True for a function made by :func:`trampoline` (of any package)."""
     if type(obj) is not FunctionType:
         return False
-    freevars = obj.__code__.co_freevars
-    return len(freevars) == 2 and freevars[0] == _CALL
+    return _CALL in obj.__code__.co_freevars
 
 
 def original_of(obj):
@@ -410,7 +411,7 @@ def original_of(obj):
     if not is_trampoline(obj):
         return None
     try:
-        return obj.__closure__[0].cell_contents.__wrapped__
+        return obj.__closure__[obj.__code__.co_freevars.index(_CALL)].cell_contents.__wrapped__
     except Exception:
         return None
 
