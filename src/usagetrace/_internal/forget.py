@@ -30,9 +30,10 @@ def forget(package: str, *, install_id: bool = True) -> dict:
     from . import aggregate, resource, spool
 
     report: dict = {"spooled_batches": 0, "aggregated_runs": 0, "install_id": None, "errors": []}
-    steps = [("spooled_batches", "spool", spool.discard), ("aggregated_runs", "aggregate", aggregate.discard)]
-    if install_id:
-        steps.append(("install_id", "install id", resource.delete_install_id))
+    # The id goes first: it is what joins anything left behind to this install,
+    # and whoever watches for the data to go can rely on the id being gone too.
+    steps = [("install_id", "install id", resource.delete_install_id)] if install_id else []
+    steps += [("spooled_batches", "spool", spool.discard), ("aggregated_runs", "aggregate", aggregate.discard)]
     for key, what, step in steps:
         try:
             report[key] = step(package)
