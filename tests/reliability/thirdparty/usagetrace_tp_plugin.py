@@ -1,11 +1,13 @@
 """pytest plugin loaded (``-p usagetrace_tp_plugin``) into a third-party library's own test run.
 
 Both runs load it, so both get the same hypothesis settings (no deadline,
-derandomized: timing and random examples must not decide the comparison).
-With ``UT_TP_INSTRUMENT=1`` it also imports the library and instruments it with
-usagetrace, consent granted through ``<PKG>_TELEMETRY=1``, exporting to the
-receiver named by ``OTEL_EXPORTER_OTLP_ENDPOINT``; at the end it flushes and
-writes what was wrapped to ``UT_TP_REPORT``.
+derandomized, no example database: timing and random examples must not decide
+the comparison) and both import the library's packages (``UT_TP_PACKAGES``, in
+order) at the same point, before collection. With ``UT_TP_INSTRUMENT=1`` each
+package is instrumented with usagetrace right after its import, consent
+granted through ``<PKG>_TELEMETRY=1``, exporting to the receiver named by
+``OTEL_EXPORTER_OTLP_ENDPOINT``; at the end it flushes and writes what was
+wrapped (and what was left unwrapped, and why) to ``UT_TP_REPORT``.
 """
 
 import importlib
@@ -28,17 +30,19 @@ def pytest_configure(config):
             derandomize=True,
             database=None,
             suppress_health_check=list(HealthCheck),
+            **({"max_examples": int(os.environ["UT_TP_MAX_EXAMPLES"])} if os.environ.get("UT_TP_MAX_EXAMPLES") else {}),
         )
         settings.load_profile("usagetrace-compare")
     except ImportError:
         pass
-    if os.environ.get("UT_TP_INSTRUMENT") != "1":
-        return
-    import usagetrace
-
+    instrument = os.environ.get("UT_TP_INSTRUMENT") == "1"
     for name in os.environ["UT_TP_PACKAGES"].split(","):
+        # as a maintainer would: each package instruments itself once it is imported
         importlib.import_module(name)
-        _HANDLES[name] = usagetrace.instrument(name, consent="opt-in", endpoint="http://127.0.0.1:9")
+        if instrument:
+            import usagetrace
+
+            _HANDLES[name] = usagetrace.instrument(name, consent="opt-in", endpoint="http://127.0.0.1:9")
 
 
 def pytest_unconfigure(config):
@@ -46,9 +50,12 @@ def pytest_unconfigure(config):
         return
     report = {}
     for name, handle in _HANDLES.items():
+        skipped = dict(getattr(handle, "skipped", None) or {})  # public account of what was left unwrapped
         report[name] = {
             "enabled": handle.enabled,
             "wrapped": len(handle.wrapped_names),
+            "skipped": len(skipped),
+            "skipped_names": {str(k): str(v) for k, v in sorted(skipped.items())},
             "flushed": handle.flush(20.0),
         }
     with open(os.environ["UT_TP_REPORT"], "w") as fh:
