@@ -211,3 +211,38 @@ def test_ask_consent_never_prompts_without_a_terminal(monkeypatch, no_ci):
     monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
     state = usagetrace.ask_consent("askpkg2", timeout=0.1)
     assert state.state == "unset" and consent.read_choices(paths.consent_file()) is None
+
+
+def test_inventory_callables_lists_counted_and_skipped_with_reasons(packages, tmp_path, monkeypatch):
+    """`inventory PKG --callables` imports the package in a child process and gives the account, with reasons."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    packages.write("inv_callables_pkg", {"__init__.py": '''
+        import warnings
+
+        def default_key(x):
+            return x
+
+        def cached(f, key=default_key):
+            return f
+
+        def old():
+            warnings.warn("old", DeprecationWarning, stacklevel=2)
+
+        def fine(x):
+            return x
+    '''})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "pkgs"), os.environ.get("PYTHONPATH", "")]))
+    env.pop("PYTEST_CURRENT_TEST", None)
+    proc = subprocess.run([sys.executable, "-m", "usagetrace", "inventory", "inv_callables_pkg", "--callables",
+                           "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    account = json.loads(proc.stdout)["callables"]
+    assert account["wrapped"] == ["inv_callables_pkg.cached", "inv_callables_pkg.fine"]
+    assert "reference" in account["skipped"]["inv_callables_pkg.default_key"]
+    assert "stack" in account["skipped"]["inv_callables_pkg.old"]
+    home = os.environ["USAGETRACE_HOME"]
+    assert not os.path.exists(os.path.join(home, "data", "ids"))  # nothing of the person's was written

@@ -131,7 +131,8 @@ def test_default_dependencies_leave_grpc_to_the_extra():
         "opentelemetry-proto", "wrapt", "platformdirs", "tomli",
     }
     extras = project["optional-dependencies"]
-    assert "opentelemetry-exporter-otlp" in names(extras["grpc"]) & names(extras["dev"])
+    assert "opentelemetry-exporter-otlp" in names(extras["grpc"]) & names(extras["test"])
+    assert "usagetrace" in names(extras["dev"])  # dev includes test
 
 
 def test_signal_specific_endpoint_and_headers():

@@ -323,7 +323,7 @@ def _integration_spans(rng: random.Random, t: Truth, inst: Install, day: dt.date
     # commands (CLI integration and the command API, with declared measures)
     for _ in range(rng.randrange(1, 4)):
         cmd = "mycli run" if rng.random() < 0.7 else "mycli init"
-        code = 0 if rng.random() < 0.8 else rng.choice([1, 2])
+        code = 0 if rng.random() < 0.8 else rng.choice([1, 2, 130])  # 130: interrupted (Ctrl-C)
         dur = rng.randrange(50, 5000) * 10**6
         attrs = [_kv("usagetrace.command.name", cmd),
                  _kv("usagetrace.command.line", cmd + " --pipeline ***** --env *****"),
@@ -334,7 +334,8 @@ def _integration_spans(rng: random.Random, t: Truth, inst: Install, day: dt.date
                         "env": rng.choice(["dev", "prod"])}
             for k, v in measures.items():
                 attrs.append(_kv("usagetrace.measure." + k, v))
-        add("usagetrace.command", attrs, dur, error=code != 0, command=cmd, exit_code=code, measures=measures)
+        add("usagetrace.command", attrs, dur, error=code not in (0, 130), command=cmd, exit_code=code,
+            measures=measures)
     # one-shot events
     if rng.random() < 0.15:
         et = rng.choice(["MemoryError", "RecursionError"])

@@ -158,7 +158,9 @@ def test_commands_durations_and_success(a, truth):
         durs = sorted(s["duration"] for s in mine)
         q = statistics.quantiles(durs, n=100, method="inclusive")
         assert got[name]["runs"] == len(mine)
-        assert got[name]["success_rate"] == round(sum(s["exit_code"] == 0 for s in mine) / len(mine), 4)
+        interrupted = sum(s["exit_code"] == 130 for s in mine)  # neither success nor failure
+        assert got[name]["interrupted"] == interrupted
+        assert got[name]["success_rate"] == round(sum(s["exit_code"] == 0 for s in mine) / (len(mine) - interrupted), 4)
         assert got[name]["p50_ms"] == pytest.approx(statistics.median(durs) / 1e6, abs=1e-3)
         assert got[name]["p95_ms"] == pytest.approx(q[94] / 1e6, abs=1e-3)
 

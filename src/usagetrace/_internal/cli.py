@@ -178,11 +178,20 @@ def cmd_inventory(args) -> int:
     from . import inventory
 
     profile = None if args.all else inventory.scan(args.package)
+    account = inventory.callables(args.package) if args.callables and args.package else None
     if args.json:
-        _print_json(inventory.to_json(profile))
+        data = inventory.to_json(profile)
+        if account is not None:
+            data["callables"] = account
+        _print_json(data)
     else:
         sys.stdout.write(inventory.markdown(profile))
-    return 0
+        if account is not None:
+            sys.stdout.write(inventory.callables_markdown(args.package, account))
+        elif args.package:
+            sys.stdout.write(f"\n`usagetrace inventory {args.package} --callables` lists which public callables "
+                             "are counted and which are left unwrapped, and why.\n")
+    return 0 if account is None or "error" not in account else 1
 
 
 def cmd_preview(args) -> int:
@@ -342,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("package", nargs="?", type=_validate_package, help="package import name")
     group.add_argument("--all", action="store_true", help="everything usagetrace can send, for any package")
+    p.add_argument("--callables", action="store_true",
+                   help="also list which public callables are counted and which are left unwrapped, and why "
+                        "(imports the package in a child process, telemetry kept local)")
     add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
     from .analytics import cli as report_cli
 

@@ -126,11 +126,10 @@ def _read(path: str, limit: int = 256 * 1024) -> str:
         return ""
 
 
-def entry_points(package: str) -> frozenset:
-    """Return the package distribution's console/GUI script targets as ``"module:attr"`` strings.
+def dist_info(package: str) -> str | None:
+    """Return the ``.dist-info`` directory of the distribution that provides ``package``, or None.
 
-    Read from the ``entry_points.txt`` of the ``.dist-info`` that provides the
-    package, without ``importlib.metadata`` (this runs while the package is
+    Found without ``importlib.metadata`` (this can run while the package is
     imported): the one named like the package, else the one whose
     ``top_level.txt`` lists it, in the package's own directory or on ``sys.path``.
     """
@@ -142,7 +141,6 @@ def entry_points(package: str) -> frozenset:
         directories.append(os.path.dirname(os.path.dirname(os.path.abspath(origin))))
     directories += [p for p in sys.path if isinstance(p, str) and p and p not in directories]
     wanted = _normalize(top)
-    found = None
     infos_by_dir = []
     for directory in directories:
         infos = _dist_infos(directory)
@@ -150,16 +148,27 @@ def entry_points(package: str) -> frozenset:
         for info in infos:
             dist = os.path.basename(info)[: -len(".dist-info")].rsplit("-", 1)[0]
             if _normalize(dist) == wanted:
-                found = info
-                break
-        if found:
-            break
-    if found is None:
-        for infos in infos_by_dir[:1]:  # the package's own site directory only: bounded work
-            for info in infos:
-                if top in _read(os.path.join(info, "top_level.txt"), 4096).split():
-                    found = info
-                    break
+                return info
+    for infos in infos_by_dir[:1]:  # the package's own site directory only: bounded work
+        for info in infos:
+            if top in _read(os.path.join(info, "top_level.txt"), 4096).split():
+                return info
+    return None
+
+
+def dist_version(package: str) -> str | None:
+    """The installed version of the distribution providing ``package``, from its ``.dist-info`` name."""
+    info = dist_info(package)
+    if info is None:
+        return None
+    name = os.path.basename(info)[: -len(".dist-info")]
+    return name.rsplit("-", 1)[1] if "-" in name else None
+
+
+def entry_points(package: str) -> frozenset:
+    """Return the package distribution's console/GUI script targets as ``"module:attr"`` strings."""
+    top = package.split(".", 1)[0]
+    found = dist_info(package)
     if found is None:
         return frozenset()
     targets = set()

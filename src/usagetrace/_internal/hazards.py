@@ -328,19 +328,44 @@ def _compares_type(code, type_names) -> bool:
     return False
 
 
-def _calls_own_name(code, name: str) -> bool:
-    """True when a method uses its own name as an attribute other than through ``super()``."""
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def _calls_own_name(code, name: str, owner: str = "") -> bool:
+    """True when a method may call itself: ``self.name``, ``child.name``, ``self.left.name``.
+
+    Not when the attribute is reached from ``super()`` or another call's result,
+    or from a module or class other than its own (``os.path.join`` in a method
+    named ``join``).
+    """
     try:
         for c in _all_codes(code):
             if name not in c.co_names:
                 continue
             instructions = _instructions(c)
             for i, ins in enumerate(instructions):
-                if ins.argval != name or ins.opname not in ("LOAD_ATTR", "LOAD_METHOD"):
+                if ins.argval != name or ins.opname not in _ATTR_LOADS:
                     continue
-                before = instructions[max(0, i - 5) : i]
-                if before and before[-1].opname in _CALL_OPS and any(b.argval == "super" for b in before):
-                    continue  # super().name(...): the parent's method, not this one
+                j = i - 1
+                while j >= 0 and instructions[j].opname in _ATTR_LOADS:
+                    j -= 1  # follow a.b.c back to its root
+                root = instructions[j] if j >= 0 else None
+                if root is None or root.opname in _CALL_OPS or root.opname == "LOAD_SUPER_ATTR":
+                    continue  # super().name, factory().name
+                if root.opname in _GLOBAL_LOADS and root.argval != owner:
+                    continue  # module.name, OtherClass.name
+                return True
+        return False
+    except Exception:
+        return True
+
+
+def _loads_global(code, name: str) -> bool:
+    """True when ``code`` (or its nested code) loads ``name`` as a global (a call by name), not as an attribute."""
+    try:
+        for c in _all_codes(code):
+            if name in c.co_names and any(i.argval == name and i.opname in _GLOBAL_LOADS for i in _instructions(c)):
                 return True
         return False
     except Exception:
@@ -557,10 +582,16 @@ class Analysis:
     def _find_recursive(self) -> set[int]:
         found = set()
         for cid, node in self.nodes.items():
-            if node.method and node.method in node.names and _calls_own_name(self.codes[cid], node.method):
-                found.add(cid)  # self.walk(...), child.walk(...): assumed to recurse
+            if node.method and node.method in node.names:
+                owner = node.owner.__name__ if node.owner is not None else node.label.rsplit(".", 2)[-2]
+                if _calls_own_name(self.codes[cid], node.method, owner):
+                    found.add(cid)  # self.walk(...), child.walk(...): assumed to recurse
             elif cid in node.edges:
-                found.add(cid)
+                name = self.codes[cid].co_name
+                if _loads_global(self.codes[cid], name):
+                    found.add(cid)
+                else:
+                    node.edges.discard(cid)  # obj.name(...): an attribute of the same name, not a self-call
         # Mutual recursion through module-level functions (exact edges): strongly connected components.
         index: dict[int, int] = {}
         low: dict[int, int] = {}
@@ -604,9 +635,18 @@ class Analysis:
                         component.append(w)
                         if w == v:
                             break
-                    if len(component) > 1:
+                    if len(component) > 1 and self._verified_cycle(component):
                         found.update(component)
         return found
+
+    def _verified_cycle(self, component: list) -> bool:
+        """Edges come from names that resolve to functions; keep the cycle only if they are real global loads."""
+        members = set(component)
+        for cid in component:
+            code = self.codes[cid]
+            if not any(_loads_global(code, self.codes[t].co_name) for t in self.nodes[cid].edges & members):
+                return False
+        return True
 
     def exact_type_hazard(self) -> str | None:
         if self._hazards is None:

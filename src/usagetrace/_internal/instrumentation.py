@@ -541,9 +541,15 @@ def _distribution_version(package: str) -> str:
     if isinstance(version, str) and version:
         return version[:64]
     try:
-        from importlib import metadata
+        from . import discovery
 
-        for dist in metadata.packages_distributions().get(package, ()):
+        found = discovery.dist_version(package)
+        if found:
+            return found[:64]
+        from importlib import metadata  # off the import path: the version is read when data is sent
+
+        finder = getattr(metadata, "packages_distributions", None)  # Python 3.10+
+        for dist in (finder().get(package, ()) if finder else ()):
             return metadata.version(dist)[:64]
         return metadata.version(package)[:64]
     except Exception:

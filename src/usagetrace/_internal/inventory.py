@@ -379,3 +379,86 @@ def to_json(profile: Profile | None = None) -> dict:
             measures_not_literal=profile.opaque_measures,
         )
     return data
+
+
+# ------------------------------------------------------------ callables
+
+_ACCOUNT_CHILD = r"""
+import importlib, json, sys
+name = sys.argv[1]
+notes = []
+try:
+    importlib.import_module(name)
+except BaseException as exc:
+    print(json.dumps({"error": f"importing {name} failed: {type(exc).__name__}"}))
+    raise SystemExit(0)
+from usagetrace._internal import discovery, instrumentation
+handle = instrumentation.get(name)
+if handle is None:
+    notes.append(f"{name} does not call usagetrace.instrument(); accounted as if it did")
+    handle = instrumentation.instrument(name)
+pending, seen = [sys.modules[name]], set()
+while pending and len(seen) < 500:  # public submodules, so lazily imported ones are accounted for too
+    module = pending.pop()
+    for child in discovery.child_module_names(module):
+        if child in seen:
+            continue
+        seen.add(child)
+        try:
+            pending.append(importlib.import_module(child))
+        except BaseException as exc:
+            notes.append(f"{child} could not be imported ({type(exc).__name__}): its callables are not listed")
+print(json.dumps({"consent": str(handle.consent), "wrapped": handle.wrapped_names,
+                  "skipped": dict(handle.skipped), "notes": notes}))
+"""
+
+
+def callables(package: str, timeout: float = 120.0) -> dict:
+    """Which public callables ``package`` counts, and which it leaves unwrapped and why.
+
+    Only running the package's code can tell (what it holds, what its code
+    reaches), so this imports it and its public submodules in a child process
+    with telemetry on and every export kept in a temporary directory: nothing
+    leaves the machine and no per-user file is touched.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import env
+
+    with tempfile.TemporaryDirectory(prefix="usagetrace-inventory-") as tmp:
+        child_env = {k: v for k, v in os.environ.items()
+                     if not k.startswith("OTEL_EXPORTER_OTLP") and k not in ("DO_NOT_TRACK", "OTEL_SDK_DISABLED")}
+        child_env.update({env.package_var(package): "1", "USAGETRACE_HOME": os.path.join(tmp, "home"),
+                          "USAGETRACE_PREVIEW_FILE": os.path.join(tmp, "exports.jsonl"),
+                          "USAGETRACE_DETACHED_SEND": "0"})
+        try:
+            proc = subprocess.run([sys.executable, "-c", _ACCOUNT_CHILD, package], env=child_env,
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return {"error": f"importing {package} took longer than {timeout:.0f} s"}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return {"error": f"importing {package} failed (exit status {proc.returncode})"}
+
+
+def callables_markdown(package: str, account: dict) -> str:
+    """The account of :func:`callables` as Markdown."""
+    if "error" in account:
+        return f"\nCallables of `{package}`: {account['error']}.\n"
+    wrapped, skipped = account["wrapped"], account["skipped"]
+    lines = ["", f"Callables of `{package}` (found by importing it with telemetry on, in a child process; "
+                 "nothing was sent):", "",
+             f"- counted (wrapped): {len(wrapped)}", f"- not counted: {len(skipped)}"]
+    lines += [f"- note: {note}" for note in account.get("notes", [])]
+    if skipped:
+        lines += ["", "| Not counted | Why |", "|---|---|"]
+        lines += [f"| `{name}` | {reason.replace('|', '/')} |" for name, reason in sorted(skipped.items())]
+    if wrapped:
+        lines += ["", "Counted: " + ", ".join(f"`{name}`" for name in wrapped)]
+    return "\n".join(lines) + "\n"

@@ -78,8 +78,8 @@ class _Usage(list):
 class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
-    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "exempt",
-                 "launcher", "marker")
+    __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "_exempt",
+                 "launcher", "marker", "off")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -90,14 +90,28 @@ class FunctionStats:
         self.interrupted = itertools.count()
         self.budget = budget
         self.error_budget = error_budget
-        #: True once calls must pass straight through (a command function of a
-        #: CLI integration; code found hazardous after wrapping).
-        self.exempt = False
+        self._exempt = False
+        #: What the wrapper reads first, on every call: True while calls must pass
+        #: straight through (consent withdrawn, or :attr:`exempt`). One slot read.
+        self.off = True
         #: True for a function seen launching a CLI command (``main()`` calling
         #: ``cli()``): the integration records the command; it is not a usage.
         self.launcher = False
         self.marker = _Usage()
         self.marker.stats = self
+
+
+    @property
+    def exempt(self) -> bool:
+        """True once calls must pass straight through for good (a command function of a CLI
+        integration; code found hazardous after wrapping)."""
+        return self._exempt
+
+    @exempt.setter
+    def exempt(self, value: bool) -> None:
+        self._exempt = bool(value)
+        if value:
+            self.off = True
 
 
 class Recorder:
@@ -112,8 +126,7 @@ class Recorder:
         max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
         self.package = package
-        #: Read by every wrapper on every call; flipped by the consent refresher.
-        self.enabled = False
+        self._enabled = False
         #: True outside any usage of this package in this thread/task; while one
         #: is in progress, that function's (falsy) ``marker``. Its C ``get`` is
         #: wrapt's ``enabled`` check: inside a usage, wrapt calls the original
@@ -130,12 +143,24 @@ class Recorder:
         #: Called (once) when the first sample is queued; starts delivery.
         self.on_first_sample = None
 
+    @property
+    def enabled(self) -> bool:
+        """True while usages are recorded; flipped by the consent refresher."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        for stats in list(self.functions.values()):
+            stats.off = not self._enabled or stats.exempt
+
     # -- registration -------------------------------------------------------
     def function(self, name: str, module: str, kind: str) -> FunctionStats:
         """Return the stats object for a callable, creating it once."""
         stats = self.functions.get(name)
         if stats is None:
             stats = self.functions[name] = FunctionStats(name, module, kind, self.span_budget, self.error_budget)
+            stats.off = not self._enabled
         return stats
 
     def reset_budgets(self) -> None:

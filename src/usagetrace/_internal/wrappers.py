@@ -92,20 +92,15 @@ class UsageWrapper(wrapt.FunctionWrapper):
         return self.__qualname__
 
 
-def _skip(rec: Recorder, stats: FunctionStats) -> bool:
-    """True when this call must go straight through (consent withdrawn, or a CLI command function)."""
-    return not rec.enabled or stats.exempt
-
-
 def sync_wrapper(rec: Recorder, stats: FunctionStats):
     """Return the wrapper for a plain function, method or constructor."""
-    set_, reset = rec.outside.set, rec.outside.reset
+    set_, reset, marker, ok = rec.outside.set, rec.outside.reset, stats.marker, stats.ok
     strip = STRIPS_OWN_FRAME
 
     def wrapper(wrapped, instance, args, kwargs):
-        if not rec.enabled or stats.exempt:
+        if stats.off:  # consent withdrawn, or a CLI command function: straight through
             return wrapped(*args, **kwargs)
-        token = set_(stats.marker)
+        token = set_(marker)
         start = _time_ns() if stats.budget > 0 else 0
         try:
             result = wrapped(*args, **kwargs)
@@ -116,7 +111,7 @@ def sync_wrapper(rec: Recorder, stats: FunctionStats):
                 _strip_own_frame(exc)
             raise
         reset(token)
-        next(stats.ok)
+        next(ok)
         if start:
             rec.sampled(stats, args, kwargs, start)
         return result
@@ -161,7 +156,7 @@ def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
 
     def wrapper(wrapped, instance, args, kwargs):
         coro = wrapped(*args, **kwargs)
-        if _skip(rec, stats):
+        if stats.off:
             return coro
         outer = run(coro, args, kwargs)
         _same_name(outer, coro)
@@ -217,7 +212,7 @@ def generator_wrapper(rec: Recorder, stats: FunctionStats):
                 pending = None if sent is None else (gen.send, sent)
 
     def wrapper(wrapped, instance, args, kwargs):
-        if _skip(rec, stats):
+        if stats.off:
             return wrapped(*args, **kwargs)
         start = _time_ns() if stats.budget > 0 else 0
         try:
@@ -277,7 +272,7 @@ def asyncgen_wrapper(rec: Recorder, stats: FunctionStats):
 
     def wrapper(wrapped, instance, args, kwargs):
         agen = wrapped(*args, **kwargs)
-        if _skip(rec, stats):
+        if stats.off:
             return agen
         start = _time_ns() if stats.budget > 0 else 0
         next(stats.ok)

@@ -436,13 +436,18 @@ class Analytics:
 
     # -- commands and events ------------------------------------------------------------
     def commands(self) -> list[dict[str, Any]]:
-        """Runs, distinct installs, success rate and p50/p95 duration (ms) per command."""
+        """Runs, distinct installs, success rate and p50/p95 duration (ms) per command.
+
+        The success rate leaves out runs the person interrupted (exit status 130):
+        those are neither successes nor failures.
+        """
         out = [
             {
                 "command": r["command"],
                 "runs": r["runs"],
                 "installs": r["installs"],
-                "success_rate": _ratio(r["ok_runs"], r["runs"]),
+                "interrupted": r["interrupted_runs"],
+                "success_rate": _ratio(r["ok_runs"], r["runs"] - (r["interrupted_runs"] or 0)),
                 "p50_ms": _ms(r["p50_ns"]),
                 "p95_ms": _ms(r["p95_ns"]),
             }

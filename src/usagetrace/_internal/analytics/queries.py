@@ -248,11 +248,13 @@ def q_versions(d: Dialect, r: Relations, k: int) -> str:
     return f"SELECT DISTINCT version FROM {_activity(r)} a WHERE version <> ''"
 
 
-@question(name="commands", title="Commands", labels=("command",), additive=("runs", "ok_runs"))
+@question(name="commands", title="Commands", labels=("command",), additive=("runs", "ok_runs", "interrupted_runs"))
 def q_commands(d: Dialect, r: Relations, k: int) -> str:
+    # Exit status 130 is Ctrl-C: the person stopped the command, it did not fail (nor succeed).
     return f"""
 SELECT command, count(*) AS runs,
        sum(CASE WHEN is_error = 0 AND coalesce(exit_code, 0) = 0 THEN 1 ELSE 0 END) AS ok_runs,
+       sum(CASE WHEN coalesce(exit_code, 0) = 130 THEN 1 ELSE 0 END) AS interrupted_runs,
        {d.quantile('duration_ns', 0.5)} AS p50_ns, {d.quantile('duration_ns', 0.95)} AS p95_ns,
        {_unit(d, k)}
 FROM {r.spans} s WHERE span_name = 'usagetrace.command' AND command <> ''
