@@ -124,14 +124,33 @@ LIBS: dict[str, Lib] = {
                  deps=_PYTEST_ASYNCIO, plugins=_ASYNCIO),
     "asgiref": Lib("3.13.0", ("asgiref",), "sync_to_async/async_to_sync, thread-sensitive contexts",
                    deps=_PYTEST_ASYNCIO, plugins=_ASYNCIO),
-    "natsort": Lib("8.4.0", ("natsort",), "natural sorting key factories",
-                   deps=("pytest-mock==3.17.0",), plugins=(_HYPOTHESIS, "pytest_mock")),
     "inflect": Lib("7.6.0", ("inflect",), "typeguard-checked engine class", args=(),
                    deps=("jaraco.functools==4.6.0", "more-itertools==11.2.1", "typeguard==4.6.1")),
     "glom": Lib("25.12.0", ("glom",), "nested data access, spec classes", args=("glom/test",),
                 deps=("boltons==26.2.0", "face==26.0.1", "attrs==26.1.0")),
     "cached-property": Lib("2.0.1", ("cached_property",), "caching descriptors, sync and async",
                            deps=("freezegun==1.5.5", "python-dateutil==4.0.0")),
+    "fire": Lib("0.7.1", ("fire",), "CLI framework that introspects callables and classes", args=("fire",),
+                deps=("termcolor==3.1.0",), plugins=(_HYPOTHESIS,)),
+    "jinja2": Lib("3.1.6", ("jinja2",), "templating: compiled code, traceback rewriting, async rendering",
+                  deps=("markupsafe==3.0.4", "trio==0.35.0", "outcome==1.3.0.post0", "sniffio==1.3.1",
+                        "sortedcontainers==2.4.0", "idna==3.20", "attrs==26.1.0",
+                        "exceptiongroup==1.3.2; python_version < '3.11'")),
+    "markdown": Lib("3.11.3", ("markdown",), "text processing with extension and processor registries",
+                    # tests/test_legacy.py makes warnings errors at import, so pytest's warning about a helper class
+                    # named TestSuite fails collection; every test is a unittest.TestCase, collected whatever
+                    # python_classes says, so plain classes are not collected at all
+                    args=("tests", "-o", "python_classes=_NoPlainClasses")),
+    "sqlparse": Lib("0.6.1", ("sqlparse",), "SQL lexer/parser, token classes"),
+    "tenacity": Lib("9.2.1", ("tenacity",), "retry decorators, sync and async, wait/stop strategy objects",
+                    deps=("tornado==6.6.1",)),
+    "voluptuous": Lib("0.16.0", ("voluptuous",), "schema validation: validators as callables and classes",
+                      args=("voluptuous/tests/tests.py",)),
+    "six": Lib("1.17.0", ("six",), "lazy module attributes, meta-path importer, metaclass helpers",
+               args=("test_six.py",)),
+    # 59 of its tests error in both passes: they need the en_US/de_DE locales, which this machine kind lacks
+    "natsort": Lib("8.4.0", ("natsort",), "natural sorting key factories",
+                   deps=("pytest-mock==3.17.0",), plugins=(_HYPOTHESIS, "pytest_mock")),
 }
 
 
