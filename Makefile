@@ -1,7 +1,8 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   - sets up .venv and runs the demo (an instrumented sample package, development mode)
-#   make test   - sets up .venv (+ Chromium for browser tests), runs the whole test suite, then the core
-#                 and behaviour suites on every other pyenv CPython (scripts/test-pythons.sh)
+#   make test   - sets up .venv (+ Chromium for browser tests, Go for the collector regexp tests), runs the
+#                 whole test suite, then the core and behaviour suites on every other pyenv CPython
+#                 (scripts/test-pythons.sh)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -39,6 +40,7 @@ demo: $(DEMO_STAMP)
 
 test: setup
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-go.sh
 	$(BIN)/python -m pytest
 	bash scripts/test-pythons.sh
 

@@ -24,6 +24,12 @@ def f(a, b=None):
     return a
 
 
+def _is_trampoline(func) -> bool:
+    from usagetrace._internal.wrappers import is_trampoline
+
+    return is_trampoline(func)
+
+
 def per_call_ns(func, n: int) -> float:
     """ns per ``func(1, b=2)`` over ``n`` calls (timeit's loop, gc off as timeit does)."""
     return timeit.Timer(STMT, globals={"f": func}).timeit(n) / n * 1e9
@@ -117,11 +123,11 @@ def scenario_core() -> dict:
         "ut_usage": pkgs["ut_on"].f,
     }
     checks = {
-        "off_is_plain_function": type(pkgs["ut_off"].f).__name__ == "function",
-        "optin_is_plain_function": type(pkgs["ut_optin"].f).__name__ == "function",
-        "withdrawn_is_wrapper": type(pkgs["ut_withdrawn"].f).__name__ == "UsageWrapper",
+        "off_is_plain_function": not _is_trampoline(pkgs["ut_off"].f),
+        "optin_is_plain_function": not _is_trampoline(pkgs["ut_optin"].f),
+        "withdrawn_is_wrapper": _is_trampoline(pkgs["ut_withdrawn"].f),
         "withdrawn_enabled_flag": wd.recorder.enabled,
-        "on_is_wrapper": type(pkgs["ut_on"].f).__name__ == "UsageWrapper",
+        "on_is_wrapper": _is_trampoline(pkgs["ut_on"].f),
     }
     ns = {name: calibrate(fn) for name, fn in cases.items()}
     n_inner = ns["wrapt_passthrough"]

@@ -25,8 +25,10 @@ CREATE USER IF NOT EXISTS \`${USAGETRACE_CLICKHOUSE_USER}\` IDENTIFIED WITH sha2
 GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, ALTER TABLE, ALTER VIEW, INSERT, SELECT
   ON \`${DB}\`.* TO \`${USAGETRACE_CLICKHOUSE_USER}\`;
 
--- Grafana: read-only.
+-- Grafana: read-only (readonly = 1: no writes, no DDL, no SET), except that the
+-- datasource plugin sets max_execution_time on every query; it may change only
+-- that, between 1 and 600 s (needs config.d/usagetrace.xml).
 CREATE USER IF NOT EXISTS usagetrace_reader IDENTIFIED WITH sha256_password BY ${READER_PW}
-  SETTINGS readonly = 2;
+  SETTINGS readonly = 1, max_execution_time = 60 MIN 1 MAX 600 CHANGEABLE_IN_READONLY;
 GRANT SELECT ON \`${DB}\`.* TO usagetrace_reader;
 SQL

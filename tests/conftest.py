@@ -105,3 +105,94 @@ def run_python(code: str, env: dict | None = None, timeout: float = 60, cwd=None
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def child_env(env: dict | None = None) -> dict:
+    """The test environment for a child that stands for a person's process: no pytest, no CI markers."""
+    from usagetrace._internal import runenv
+
+    full_env = dict(os.environ)
+    full_env.pop("PYTEST_CURRENT_TEST", None)
+    for var, _ in runenv.CI_VARIABLES:
+        full_env.pop(var, None)
+    full_env.update(env or {})
+    return full_env
+
+
+def run_on_terminal(code: str, env: dict | None = None, timeout: float = 60, cwd=None):
+    """Run Python code with stderr on a pseudo-terminal, as at a person's shell (not in CI).
+
+    Returns ``(completed process, what the terminal showed)``; stdout is captured as usual.
+    """
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=child_env(env), cwd=cwd, text=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child's side is closed
+                    break
+                if not data:
+                    break
+                shown += data
+            elif proc.poll() is not None:
+                break
+        stdout, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, ""), shown.decode("utf-8", "replace")
+
+
+#: Consent files broken in every way a file can be, each still holding a grant for mypkg (or brokpkg).
+BROKEN_CONTENT = {
+    "truncated-key": b'[consent]\n"mypkg" = true\n"oth',
+    "truncated-value": b"[consent]\nmypkg = tr",
+    "truncated-header": b"[consent\nmypkg = true\n",
+    "bad-line": b"[consent]\nmypkg = true\nnumpy = maybe\n",
+    "binary": b"\x00\xff\xfe[consent]\nmypkg = true\n",
+    "not-utf8": b"[consent]\nmypkg = true\n# caf\xe9\n",
+    "huge": b"[consent]\nmypkg = true\n" + b"# padding\n" * 8000,
+    "int": b"[consent]\nmypkg = 1\n",
+    "string": b'[consent]\nmypkg = "true"\n',
+    "not-a-table": b"consent = 5\n",
+    "array-of-tables": b"[[consent]]\nmypkg = true\n",
+    "duplicate-key": b'[consent]\nmypkg = true\n"mypkg" = true\n',
+    "duplicate-table": b"[consent]\nmypkg = true\n[consent]\nother = true\n",
+    "unterminated-string": b'[consent]\nmypkg = true\n[notes]\nx = """\n',
+    "bad-version": b"[consent]\nmypkg = true\n[consent_version]\nmypkg = 2.5\n",
+    "nul": b"[consent]\nmypkg = true\x00\n",
+    "lone-cr": b"[consent]\rmypkg = true\n",
+    "bom": b"\xef\xbb\xbf[consent]\nmypkg = true\n",
+    "dotted-in-table": b"[consent]\nmypkg.sub = true\n",
+}
+
+
+def place_broken(path, content: bytes | None = None, special: str | None = None) -> None:
+    """Put a broken consent source at ``path``: bytes, or a special file (one of SPECIAL)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if special == "directory":
+        os.makedirs(path)
+    elif special == "dangling-symlink":
+        os.symlink(str(path) + ".missing", path)
+    elif special == "symlink-loop":
+        os.symlink(path, path)
+    elif special == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as fh:
+            fh.write(content)
+
+
+SPECIAL = ["directory", "dangling-symlink", "symlink-loop", "fifo"]

@@ -33,7 +33,7 @@ def test_help_everywhere():
     top = run_cli("--help")
     assert top.returncode == 0
     subcommands = _subcommands(cli.build_parser())
-    assert {"status", "preview", "inventory", "report"} <= set(subcommands)
+    assert {"status", "preview", "inventory", "report", "history"} <= set(subcommands)
     for sub in subcommands:
         assert sub in top.stdout
         result = run_cli(sub, "--help")
@@ -51,8 +51,9 @@ def test_enable_disable_status_json(capsys):
     assert row["enabled"] is False and row["state"] == "denied"
     assert row["decided_by"] == f"user:{paths.consent_file()}"
     assert cli.main(["enable", "--all", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["granted"] is True
-    assert consent.read_choices(paths.consent_file()) == {"*": True}
+    out = json.loads(capsys.readouterr().out)
+    assert out["granted"] is True and out["kept_denials"] == ["tinystats"]
+    assert consent.read_choices(paths.consent_file()) == {"*": True, "tinystats": False}
 
 
 def test_status_explains_global_switch(monkeypatch, capsys):
@@ -74,12 +75,22 @@ def test_bad_usage_exits_2():
 
 
 def test_unwritable_consent_file_exits_1(tmp_path):
-    """When the consent file cannot be written, the command says so and exits 1."""
+    """When the consent file cannot be written (its directory is a file), the command says so and exits 1."""
     home = tmp_path / "home"
-    (home / "config").mkdir(parents=True)
-    (home / "config" / "consent.toml").mkdir()  # a directory where the file should be
+    home.mkdir()
+    (home / "config").write_text("a file where the config directory should be")
     result = run_cli("disable", "tinystats", env={"USAGETRACE_HOME": str(home)})
     assert result.returncode == 1 and "cannot write" in result.stderr
+
+
+def test_a_directory_instead_of_the_consent_file_is_refused(tmp_path):
+    """A directory where consent.toml should be: refused with what to do, exit 1, nothing changed."""
+    home = tmp_path / "home"
+    (home / "config" / "consent.toml").mkdir(parents=True)
+    result = run_cli("disable", "tinystats", env={"USAGETRACE_HOME": str(home)})
+    assert result.returncode == 1
+    assert "nothing was changed" in result.stderr and "is a directory" in result.stderr
+    assert "Remove that directory" in result.stderr
 
 
 def test_reset_id_changes_the_install_id(capsys):
@@ -199,6 +210,7 @@ def test_ask_consent_stores_the_answer(monkeypatch, answer, expected, no_ci):
     state = prompt.ask("askpkg")
     assert state.enabled is expected and "Share anonymous usage statistics of askpkg?" in err.getvalue()
     assert consent.read_choices(paths.consent_file()) == {"askpkg": expected}
+    err.seek(0)
     err.truncate(0)
     again = prompt.ask("askpkg")
     assert again.enabled is expected and err.getvalue().strip("\x00") == ""
@@ -246,3 +258,224 @@ def test_inventory_callables_lists_counted_and_skipped_with_reasons(packages, tm
     assert "stack" in account["skipped"]["inv_callables_pkg.old"]
     home = os.environ["USAGETRACE_HOME"]
     assert not os.path.exists(os.path.join(home, "data", "ids"))  # nothing of the person's was written
+
+
+# ------------------------------------------------------------ issue 12: what was observed
+
+OPTPKG = """
+def f():
+    return 1
+
+import usagetrace
+H = usagetrace.instrument(__name__, consent="opt-out")
+"""
+
+
+def _wait_for_empty_spool(home, timeout=60.0) -> bool:
+    """True once the spool holds no file and no sender holds its lock (bounded)."""
+    import time
+
+    spool = home / "cache" / "spool"
+    deadline = time.monotonic() + timeout
+    while True:
+        if not spool.exists() or not [p for p in spool.iterdir() if p.suffix == ".json" or p.name == ".lock"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_what_was_observed_sends_nothing_after_the_denial(tmp_path):
+    """Issue 12's scenario: notice on a terminal, disable, a hand-edited bad line: 0 bytes; `enable otherpkg`
+    refuses and keeps the denial; status names the file and the line."""
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import child_env, run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "optpkg").mkdir(parents=True)
+    (pkgs / "optpkg" / "__init__.py").write_text(OPTPKG)
+    home = tmp_path / "home"
+    consent_file = home / "config" / "consent.toml"
+    with OTLPReceiver() as rx:
+        env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
+               "USAGETRACE_DETACHED_SEND": "1", "USAGETRACE_EXPORT_INTERVAL": "0.2"}
+
+        def cli_run(*args):
+            return subprocess.run([sys.executable, "-m", "usagetrace", *args], capture_output=True, text=True,
+                                  env=child_env(env), timeout=120)
+
+        # 1. First run on a terminal: the notice is shown, then the opt-out package sends (a detached sender).
+        proc, terminal = run_on_terminal("import optpkg\noptpkg.f()\nprint('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n", env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "wrapped"
+        assert "optpkg collects anonymous usage statistics" in terminal
+        assert rx.wait_for(lambda r: r.calls("optpkg.f") == 1, timeout=60)
+        assert _wait_for_empty_spool(home)
+
+        # 2. The person says no.
+        disabled = cli_run("disable", "optpkg")
+        assert disabled.returncode == 0, disabled.stderr
+        sent = rx.connections
+
+        # 3. Later they hand-edit the file and leave one bad line.
+        with open(consent_file, "a") as fh:
+            fh.write("numpy = maybe\n")
+        bad_line = consent_file.read_text().splitlines().index("numpy = maybe") + 1
+        before = consent_file.read_bytes()
+
+        # 4. The next run: not wrapped, nothing spooled, nothing sent, now or by a flush.
+        proc, terminal = run_on_terminal(
+            "import time, optpkg\nfor _ in range(5): optpkg.f()\ntime.sleep(0.5)\nprint('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n", env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "function"
+        assert "collects anonymous usage" not in terminal
+        assert _wait_for_empty_spool(home, timeout=0.0)
+        flushed = cli_run("flush")
+        assert flushed.returncode == 0 and "Nothing was waiting" in flushed.stdout
+
+        # 5. `enable otherpkg` refuses, exit 1, the file (and the denial in it) unchanged.
+        enabled = cli_run("enable", "otherpkg")
+        assert enabled.returncode == 1
+        assert f"{consent_file}, line {bad_line}" in enabled.stderr and "nothing was changed" in enabled.stderr
+        assert consent_file.read_bytes() == before and "optpkg = false" in before.decode()
+
+        # 6. status names the broken file and line and says what to do; optpkg is off.
+        status = cli_run("status", "optpkg")
+        assert status.returncode == 0
+        assert f"PROBLEM: {consent_file}, line {bad_line}:" in status.stdout
+        assert "To fix it:" in status.stdout and "optpkg: off" in status.stdout
+        assert rx.connections == sent  # 0 bytes at every step after the denial
+
+
+def test_status_is_true_after_a_one_second_run(tmp_path):
+    """After a short opt-out run that sent data, status knows the policy, the endpoint and the delivery."""
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import child_env, run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "optpkg").mkdir(parents=True)
+    (pkgs / "optpkg" / "__init__.py").write_text(OPTPKG)
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
+               "USAGETRACE_DETACHED_SEND": "1"}  # the default 5 s interval: this run is over long before it
+        proc, _ = run_on_terminal("import optpkg\noptpkg.f()\n", env)
+        assert proc.returncode == 0
+        assert rx.wait_for(lambda r: r.calls("optpkg.f") == 1, timeout=60)
+        assert _wait_for_empty_spool(home)
+        status = subprocess.run([sys.executable, "-m", "usagetrace", "status", "optpkg", "--json"],
+                                capture_output=True, text=True, env=child_env(env), timeout=60)
+    [row] = json.loads(status.stdout)["packages"]
+    assert row["policy"] == "opt-out" and row["enabled"] is True
+    assert row["endpoint"] == row["last_run_target"] == f"http/protobuf {rx.endpoint}/v1/traces"
+    assert row["ran_with_telemetry_on"] is True and row["last_on"]
+    assert row["last_delivered"]["endpoint"] == rx.endpoint and row["receipts"] == len(rx.requests)
+
+
+def test_status_tells_never_ran_from_off(capsys):
+    """A package that never ran with telemetry on says so; one that did and is now off says when it last did."""
+    from usagetrace._internal import state
+
+    consent.write_choice("neverpkg", False)
+    state.remember_package("wasonpkg", {"policy": "opt-in", "ci": "off", "endpoint": None, "consent_version": None})
+    consent.write_choice("wasonpkg", False)
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    never = out[out.index("neverpkg: off"):]
+    assert "ran with telemetry on: never" in never.split("\n\n")[0]
+    assert "policy:         unknown" in never.split("\n\n")[0]
+    was = out[out.index("wasonpkg: off"):]
+    assert "ran with telemetry on: last " in was.split("\n\n")[0] and "policy:         opt-in" in was
+
+
+# -------------------------------------------------------------- choices: concurrent writers
+
+WRITER = """
+import os, sys, time
+from usagetrace._internal import cli
+
+worker, go = int(sys.argv[1]), sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.001)
+for j in range(12):
+    name = f"w{worker}p{j}"
+    steps = (["enable", name], ["disable", name]) if j % 2 else (["disable", name], ["enable", name])
+    for step in steps:
+        assert cli.main([*step, "--json"]) == 0
+"""
+
+
+def test_concurrent_enable_disable_from_8_processes_lose_no_entry(tmp_path):
+    """8 processes enabling and disabling at once: every entry and the hand-written comment survive."""
+    from .conftest import child_env
+
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "consent.toml").write_text("# written by hand: keep me\n[consent]\nkeep = false\n")
+    go = tmp_path / "go"
+    env = child_env({"USAGETRACE_HOME": str(home)})
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(i), str(go)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(8)]
+    go.write_text("")
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    text = (home / "config" / "consent.toml").read_text()
+    assert text.startswith("# written by hand: keep me\n")
+    expected = {"keep": False, **{f"w{i}p{j}": j % 2 == 0 for i in range(8) for j in range(12)}}
+    assert consent.read_choices(str(home / "config" / "consent.toml")) == expected
+
+
+# -------------------------------------------------------------------------- flush counts
+
+
+def test_flush_says_what_happened_to_each_batch(tmp_path):
+    """flush counts delivered, withdrawn, expired, rejected and kept batches; none is called delivered unless it was."""
+    import time
+
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import child_env
+
+    home = tmp_path / "home"
+    spool = home / "cache" / "spool"
+    with OTLPReceiver(status=503) as rx:
+        env = child_env({"USAGETRACE_HOME": str(home), "PYTHONPATH": EXAMPLES, "TINYSTATS_TELEMETRY": "1",
+                         "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "USAGETRACE_DETACHED_SEND": "0",
+                         "USAGETRACE_EXPORT_INTERVAL": "3600"})
+
+        def spool_one():
+            proc = subprocess.run([sys.executable, "-c", "import tinystats; tinystats.mean([1])"], env=env,
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+
+        def flush(**extra):
+            return subprocess.run([sys.executable, "-m", "usagetrace", "flush"], env={**env, **extra},
+                                  capture_output=True, text=True, timeout=120)
+
+        for _ in range(3):
+            spool_one()
+        oldest = sorted(spool.glob("*.json"))[0]
+        eight_days_ago = time.time() - 8 * 86400
+        os.utime(oldest, (eight_days_ago, eight_days_ago))
+        result = flush()
+        assert result.returncode == 1
+        assert "Delivered 0 spooled batch(es)" in result.stdout
+        assert "1 deleted unsent: older than 7 days" in result.stdout
+        assert "2 kept for a later attempt" in result.stdout
+        rx.status = 200
+        result = flush()
+        assert result.returncode == 0 and "Delivered 2 spooled batch(es) (4 request(s) accepted)" in result.stdout
+        assert rx.calls("tinystats.mean") == 2
+
+        spool_one()
+        result = flush(TINYSTATS_TELEMETRY="0")  # withdrawn before the sender ran
+        assert "Delivered 0 spooled batch(es)" in result.stdout
+        assert "1 deleted unsent: consent was withdrawn" in result.stdout
+        assert rx.calls("tinystats.mean") == 2
+
+        rx.status = 400
+        spool_one()
+        result = flush()
+        assert "1 deleted: the collector rejected them" in result.stdout
+        assert list(spool.glob("*.json")) == []
+        assert flush().stdout.strip() == "Nothing was waiting in the spool."

@@ -9,7 +9,6 @@ PATH the real ``validate`` command runs as well.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -21,7 +20,8 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from usagetrace._internal import allowlist, collector_config
+from tests.collector_emulator import merge
+from usagetrace._internal import allowlist, collector_config, collector_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "collector-config"
@@ -176,22 +176,12 @@ VARIANTS = {
 SIGNAL_PIPELINES = ("traces", "metrics")
 
 
-def _merge(into: dict, other: dict) -> dict:
-    """Merge like the collector's confmap: maps recursively, everything else replaced."""
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
-    return into
-
-
 def load(*names: str) -> dict:
     merged: dict = {}
     for name in names:
         data = yaml.safe_load((CONFIG_DIR / name).read_text(encoding="utf-8"))
         assert isinstance(data, dict), name
-        _merge(merged, data)
+        merge(merged, data)
     return merged
 
 
@@ -269,91 +259,66 @@ def test_redaction_allowlist_equals_sdk_allowlist():
     assert red["summary"] == "silent"  # otherwise it would add redaction.* attributes itself
 
 
-def test_resource_keep_pattern_matches_exactly_the_resource_keys():
-    """transform/allowlist keeps precisely the allowlist's resource keys on every resource."""
-    cfg = load(*BASE)
-    proc = cfg["processors"]["transform/allowlist"]
-    for signal_key in ("trace_statements", "metric_statements"):
-        (stmt,) = [s for s in _statements(proc, signal_key, "resource") if s.startswith("keep_matching_keys")]
-        (pattern,) = _ottl_string_args(stmt)
-        rx = re.compile(pattern)
-        resource_keys = allowlist.allowed_keys("resource")
-        for key in resource_keys:
-            assert rx.search(key), key
-        others = (allowlist.allowed_keys() - resource_keys) | {
-            "host.name",
-            "host.id",
-            "service.name.extra",
-            "xservice.name",
-            "service_name",
-            "user.name",
-            "process.command_line",
-            "k8s.pod.name",
-            "cloud.region",
-            "net.host.ip",
-        }
-        for key in others:
-            assert not rx.search(key), key
+def _keep_keys(statements: list[str]) -> list[str]:
+    (stmt,) = [s for s in statements if s.startswith("keep_keys(attributes, [")]
+    return _ottl_string_args(stmt)
 
 
-def test_host_pattern_deletes_every_host_key_but_host_arch():
-    """The RE2-compatible host.* pattern in transform/anonymize deletes all host keys except host.arch."""
-    proc = load(*BASE)["processors"]["transform/anonymize"]
-    for signal_key in ("trace_statements", "metric_statements"):
-        patterns = [
-            _ottl_string_args(s)[0]
-            for s in _statements(proc, signal_key, "resource")
-            if s.startswith("delete_matching_keys")
-        ]
+def test_each_place_keeps_exactly_its_allowlisted_keys():
+    """transform/allowlist keeps, per place, exactly the keys the SDK may send there (data points: the metrics' keys)."""
+    proc = load(*BASE)["processors"]["transform/allowlist"]
+    metric_keys = sorted({k for m in allowlist.METRICS for k in m.attributes})
+    expected = {
+        ("trace_statements", "resource"): sorted(allowlist.allowed_keys("resource")),
+        ("metric_statements", "resource"): sorted(allowlist.allowed_keys("resource")),
+        ("trace_statements", "span"): sorted(allowlist.allowed_keys("span")),
+        ("trace_statements", "spanevent"): sorted(allowlist.allowed_keys("event")),
+        ("metric_statements", "datapoint"): metric_keys,
+        ("trace_statements", "scope"): [],
+        ("metric_statements", "scope"): [],
+    }
+    for (signal_key, context), keys in expected.items():
+        assert _keep_keys(_statements(proc, signal_key, context)) == keys, (signal_key, context)
+    for key in ("host.name", "host.id", "user.name", "net.host.ip", "k8s.pod.name", "cloud.region", "redaction.masked.keys"):
+        for keys in expected.values():
+            assert key not in keys
 
-        def deleted(key: str, patterns=tuple(patterns)) -> bool:
-            return any(re.search(p, key) for p in patterns)
 
-        assert not deleted("host.arch")
-        for key in (
-            "host.name",
-            "host.id",
-            "host.ip",
-            "host.mac",
-            "host.a",
-            "host.ar",
-            "host.arc",
-            "host.archx",
-            "host.arch.x",
-            "host.image.name",
-            "host.type",
-        ):
-            assert deleted(key), key
-        for prefix in ("net", "client", "user", "k8s", "cloud"):
-            assert deleted(f"{prefix}.anything"), prefix
-        for key in allowlist.allowed_keys("resource"):
-            assert not deleted(key), key
+def test_measure_keys_are_kept_on_spans_only_when_declared():
+    """--measure-key adds a declared measurement to the span keep-list and the redaction allowlist, as any scalar."""
+    key = allowlist.MEASURE_PREFIX + "flowgroups"
+    cfg = yaml.safe_load(collector_config.render([key]))["processors"]
+    assert key in _keep_keys(_statements(cfg["transform/allowlist"], "trace_statements", "span"))
+    assert key in cfg["redaction/allowlist"]["allowed_keys"]
+    assert key not in _keep_keys(_statements(cfg["transform/allowlist"], "trace_statements", "resource"))
 
 
 def test_caps_equal_allowlist_limits():
-    """Value length, attribute count and array length caps in the transforms equal the allowlist's constants."""
+    """The character cut, attribute count, array length and event count in the config equal the allowlist's constants."""
     cfg = load(*BASE)
-    anonymize = cfg["processors"]["transform/anonymize"]
-    contexts = {
-        "trace_statements": ("resource", "span", "spanevent"),
-        "metric_statements": ("resource", "datapoint"),
-    }
-    for signal_key, ctxs in contexts.items():
+    proc = cfg["processors"]["transform/allowlist"]
+    assert f"{{{allowlist.MAX_VALUE_LENGTH}}}" in collector_rules.TRUNCATE
+    for signal_key, ctxs in {"trace_statements": ("resource", "span", "spanevent"),
+                             "metric_statements": ("resource", "datapoint")}.items():
         for ctx in ctxs:
-            stmts = _statements(anonymize, signal_key, ctx)
-            assert f"truncate_all(attributes, {allowlist.MAX_VALUE_LENGTH})" in stmts, (signal_key, ctx)
+            stmts = _statements(proc, signal_key, ctx)
             assert f"limit(attributes, {allowlist.MAX_ATTRIBUTES}, [])" in stmts, (signal_key, ctx)
-    generated = cfg["processors"]["transform/allowlist"]
-    array_keys = [a.key for a in allowlist.ATTRIBUTES if a.type.endswith("[]")]
-    text = "\n".join(_statements(generated, "trace_statements", "span"))
-    for key in array_keys:
-        assert f'delete_key(attributes, "{key}")' in text
-        assert f"> {allowlist.MAX_ARRAY_ITEMS}" in text
+            assert any(collector_config.ottl_string(collector_rules.TRUNCATE) in st and '"$$1"' in st for st in stmts)
+            assert any(collector_config.ottl_string(collector_rules.INVALID_UTF8) in st for st in stmts)
+            assert not any("truncate_all" in st for st in stmts)  # byte-based: would split UTF-8
+    span = "\n".join(_statements(proc, "trace_statements", "span"))
+    for key in (a.key for a in allowlist.ATTRIBUTES if a.type.endswith("[]")):
+        assert f'Len(attributes["{key}"]) > {allowlist.MAX_ARRAY_ITEMS}' in span
+        for i in range(allowlist.MAX_ARRAY_ITEMS):
+            assert f'attributes["{key}"][{i}]' in span
+    spans = cfg["processors"]["filter/allowlist"]["traces"]["span"]
+    assert f"Len(events) > {allowlist.MAX_EVENTS}" in spans and "Len(links) > 0" in spans
 
 
 def test_filter_keeps_only_usagetrace_scope_and_allowed_services():
     """filter/usagetrace drops data outside the usagetrace scope, without service.name, or from unlisted services."""
-    flt = load(*BASE)["processors"]["filter/usagetrace"]
+    cfg = load(*BASE)["processors"]
+    flt = cfg["filter/usagetrace"]
     for conds in (flt["traces"]["span"], flt["metrics"]["metric"]):
         assert f'instrumentation_scope.name != "{allowlist.SCOPE_NAME}"' in conds
         assert 'resource.attributes["service.name"] == nil' in conds
@@ -361,64 +326,144 @@ def test_filter_keeps_only_usagetrace_scope_and_allowed_services():
             'IsMatch(resource.attributes["service.name"]' in c and "${env:USAGETRACE_ALLOWED_SERVICES:-" in c
             for c in conds
         )
-    # generated: only usagetrace's own span events and metrics pass
-    event_cond = flt["traces"]["spanevent"][0]
+    # generated: only usagetrace's own span events and metrics (sums) pass
+    shapes = cfg["filter/allowlist"]
+    (event_cond,) = shapes["traces"]["spanevent"]
     for name in allowlist.EVENT_NAMES:
         assert f'name != "{name}"' in event_cond
-    metric_cond = flt["metrics"]["datapoint"][0]
+    metric_cond = shapes["metrics"]["metric"][0]
     for metric in allowlist.METRICS:
-        assert f'metric.name != "{metric.name}"' in metric_cond
+        assert f'name != "{metric.name}"' in metric_cond
+    assert "Len(exemplars) > 0" in shapes["metrics"]["datapoint"]
 
 
-def _blocked_values() -> list[re.Pattern]:
+def test_memory_limiter_accepts_any_positive_limit():
+    """No fixed spike_limit_mib: the 20 % default keeps limit_mib above it for any USAGETRACE_MEMORY_LIMIT_MIB >= 1."""
+    ml = load(*BASE)["processors"]["memory_limiter"]
+    assert "spike_limit_mib" not in ml and "spike_limit_percentage" not in ml
+    assert ml["limit_mib"].startswith("${env:USAGETRACE_MEMORY_LIMIT_MIB:-")
+
+
+# --- blocked_values, under RE2 semantics (google-re2 runs the same RE2 syntax as Go's regexp) ---
+
+
+def _re2():
+    return pytest.importorskip("re2")
+
+
+def _blocked_values() -> list:
     red = load(*BASE)["processors"]["redaction/allowlist"]
-    pats = red["blocked_values"]
-    for p in pats:
-        # Go RE2: no lookaround, no backreferences.
-        assert not re.search(r"\(\?<?[=!]|\\[1-9]", p), p
-    return [re.compile(p) for p in pats]
+    assert red["blocked_values"] == [p for _, p in collector_rules.BLOCKED_VALUES]
+    return [_re2().compile(p) for p in red["blocked_values"]]
+
+
+def _mask(value: str) -> str:
+    """What the redaction processor does to a string value: each pattern once, in order, matches -> ****."""
+    for rx in _blocked_values():
+        if rx.search(value):
+            value = rx.sub(collector_rules.MASK, value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "value,secret",
+    [
+        ("jane.doe@example.com", "jane.doe"),
+        ("contact me at a+b@mail.example.co.uk please", "a+b@"),
+        ("пользователь@пример.рф", "пользователь"),
+        ("用户@例子.广告", "用户"),
+        ("jörg.müller@bücher.de", "müller"),
+        ("रमेश@उदाहरण.भारत", "रमेश"),
+        ("x@xn--p1ai.xn--p1ai", "x@"),
+        ("jane＠example。com", "jane"),
+        ("192.168.1.20", "192.168"),
+        ("from 10.0.0.1:8080", "10.0.0.1"),
+        ("255.255.255.255", "255.255"),
+        ("hosts 1.1.1.1 2.2.2.2 3.3.3.3", "2.2.2.2"),
+        ("(10.1.2.3).", "10.1.2.3"),
+        ("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "85a3"),
+        ("fe80::1", "fe80"),
+        ("2001:db8::", "2001"),
+        ("addr=2001:db8::ff00:42:8329", "8329"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+    ],
+)
+def test_blocked_values_mask_emails_and_ip_addresses(value, secret):
+    """E-mail addresses (any script) and IPv4/IPv6 addresses are masked, leaving no part of the secret."""
+    masked = _mask(value)
+    assert collector_rules.MASK in masked and secret not in masked, masked
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        "jane.doe@example.com",
-        "contact me at a+b@mail.example.co.uk please",
-        "192.168.1.20",
-        "from 10.0.0.1:8080",
-        "255.255.255.255",
-        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
-        "fe80::1",
+        "1.2.3.4.5",
+        "2.0.0.0.dev1",
+        "1.10.0.0.1",
+        "ab::cd",
+        "dead::beef",
+        "x[::2]",
         "::1",
-        "2001:db8::",
-        "addr=2001:db8::ff00:42:8329",
-    ],
-)
-def test_blocked_values_catch_emails_and_ip_addresses(value):
-    """Each e-mail address or IPv4/IPv6 address is matched by at least one blocked_values pattern."""
-    assert any(p.search(value) for p in _blocked_values()), value
-
-
-def test_blocked_values_leave_allowlisted_examples_alone():
-    """None of the allowlist's documented example values (versions, ids, stack frames) would be masked."""
-    pats = _blocked_values()
-    samples = [a.example for a in allowlist.ATTRIBUTES] + [
         "3.11",
         "3.13.1",
-        "1.4.2",
         "2024.10.1",
         "0.136.0",
         "mypkg.io:read_table:41\nmypkg._parse:row:12",
         "mypkg.cafe:beef:12",
-        "ValueError",
-        "mypkg.errors.BadInput",
+        "pkg @ https://example.org/pkg.whl",
+        "/@scope/pkg.json",
         "/reports/2024",
-        "linux",
-        "amd64",
     ]
-    for value in samples:
-        for p in pats:
-            assert not p.search(value), (p.pattern, value)
+    + sorted({a.example for a in allowlist.ATTRIBUTES if a.key not in allowlist.VERSION_KEYS}),
+)
+def test_blocked_values_leave_versions_and_allowlisted_examples_alone(value):
+    """Versions with more than four parts, C++-like names, loopback, stack frames and every documented example stay."""
+    assert _mask(value) == value
+
+
+def test_version_keys_are_exempt_and_format_checked():
+    """Version keys skip masking (1.2.3.4 is a version there) and must look like versions instead."""
+    red = load(*BASE)["processors"]["redaction/allowlist"]
+    assert sorted(red["ignored_keys"]) == sorted(allowlist.VERSION_KEYS)
+    assert set(allowlist.VERSION_KEYS) <= allowlist.allowed_keys("resource")
+    version = _re2().compile(collector_rules.VERSION)
+    for good in ["1.2.3.4", "2.0.0.0.dev1", "1!2.0+local.7", "3.11", "v1.0", "unknown", "0.1.0"] + [
+        a.example for a in allowlist.ATTRIBUTES if a.key in allowlist.VERSION_KEYS
+    ]:
+        assert version.search(good), good
+    for bad in ["jane@example.com", "", "CANARY1", "1.0 secret", "a" * 70, "1" * 70, "fe80::1"]:
+        assert not version.search(bad), bad
+
+
+def test_name_patterns_under_re2():
+    """Keyword names must be identifiers and span names dotted qualified names, both at most MAX_VALUE_LENGTH chars."""
+    re2 = _re2()
+    ident, qual = re2.compile(collector_rules.IDENTIFIER), re2.compile(collector_rules.QUALIFIED_NAME)
+    length = re2.compile(collector_rules.NAME_LENGTH)
+    for good in ["sep", "café", "_x1", "名前", "Ω"]:
+        assert ident.search(good), good
+    for bad in ["1a", "jane@example.com", "a b", "", "10.0.0.1", "fe80::1"]:
+        assert not ident.search(bad), bad
+    for good in ["mypkg.io.read_table", *allowlist.SPAN_NAMES, "日本.関数"]:
+        assert qual.search(good) and length.search(good), good
+    for bad in ["a..b", "x y", "mypkg.<locals>.f", "jane@example.com", ""]:
+        assert not qual.search(bad), bad
+    assert length.search("é" * allowlist.MAX_VALUE_LENGTH) and not length.search("é" * (allowlist.MAX_VALUE_LENGTH + 1))
+
+
+def test_cut_and_repair_patterns_under_re2():
+    """The cut keeps exactly MAX_VALUE_LENGTH characters of any width; shorter values are untouched."""
+    re2 = _re2()
+    cut = re2.compile(collector_rules.TRUNCATE)
+    for ch in ("a", "é", "€", "𝄞"):
+        for n in (1, allowlist.MAX_VALUE_LENGTH - 1, allowlist.MAX_VALUE_LENGTH, allowlist.MAX_VALUE_LENGTH + 1, 1000):
+            got = cut.sub(r"\1", ch * n)
+            assert got == (ch * n)[: allowlist.MAX_VALUE_LENGTH], (ch, n)
+            got.encode("utf-8")
+    repair = re2.compile(collector_rules.INVALID_UTF8)
+    # (a function as replacement: google-re2's sub mis-encodes a non-ASCII replacement string)
+    assert repair.sub(lambda m: collector_rules.REPLACEMENT_CHARACTER, "ok\ufffd\ufffe") == "ok\ufffd\ufffd"
+    assert repair.sub(lambda m: "?", "naïve") == "naïve"
 
 
 def test_receiver_is_hardened():

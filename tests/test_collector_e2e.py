@@ -156,15 +156,21 @@ def rotel(sink, tmp_path):
         _wait_listening(http_port, proc)
         yield grpc_port, http_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
 
 
-def _start_rotel(grpc_port: int, http_port: int, sink_port: int, tmp_path: Path, log) -> subprocess.Popen:
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _start_rotel(
+    grpc_port: int, http_port: int, sink_port: int, tmp_path: Path, log, extra_args=(), extra_env=None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             str(_rotel_binary()),
@@ -185,11 +191,12 @@ def _start_rotel(grpc_port: int, http_port: int, sink_port: int, tmp_path: Path,
             str(tmp_path / "rotel.pid"),
             "--log-file",
             str(tmp_path / "rotel.log"),
+            *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **(extra_env or {})},
     )
 
 

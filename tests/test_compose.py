@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -225,3 +226,79 @@ def test_dashboard_queries_use_exporter_tables_and_allowlisted_keys():
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("installs", "version", "python", "operating system", "ci", "error rate", "exception"):
         assert topic in titles, topic
+
+
+def _resolved_model() -> dict:
+    proc = _run(_compose_binary(), COMPOSE_FILE, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_clickhouse_is_healthy_only_after_first_boot_init():
+    """The healthcheck connects to the container's own name (the init-time server listens on 127.0.0.1 only)
+    and requires the reader user that init-users.sh creates last."""
+    ch = _resolved_model()["services"]["clickhouse"]
+    (kind, command) = ch["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    assert '--host "$$HOSTNAME"' in command  # $$: compose's escape; the shell sees $HOSTNAME
+    assert "usagetrace_reader" in command and "throwIf(count() = 0" in command
+    init = (ROOT / "clickhouse" / "init-users.sh").read_text(encoding="utf-8")
+    body = init.split("<<SQL", 1)[1]
+    assert body.rstrip().rsplit("CREATE USER", 1)[1].lstrip().startswith("IF NOT EXISTS usagetrace_reader")
+    for service in ("collector", "grafana"):
+        assert _resolved_model()["services"][service]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+
+
+def test_grafana_plugin_version_is_pinned():
+    """The datasource plugin is installed at a fixed version, not whatever is newest at start-up."""
+    env = _resolved_model()["services"]["grafana"]["environment"]
+    assert re.fullmatch(r"grafana-clickhouse-datasource \d+\.\d+\.\d+", env["GF_INSTALL_PLUGINS"])
+
+
+def _init_statements() -> list[str]:
+    """The SQL of clickhouse/init-users.sh, with its shell variables filled in as the script would."""
+    text = (ROOT / "clickhouse" / "init-users.sh").read_text(encoding="utf-8")
+    sql = text.split("<<SQL\n", 1)[1].split("\nSQL", 1)[0]
+    values = {
+        "${DB}": "usagetrace",
+        "${USAGETRACE_CLICKHOUSE_USER}": "usagetrace_writer",
+        "${WRITER_PW}": "'w'",
+        "${READER_PW}": "'r'",
+    }
+    for var, value in values.items():
+        sql = sql.replace(var, value)
+    sql = sql.replace("\\`", "`")
+    assert "$" not in sql, sql
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def test_init_sql_parses_and_reader_is_readonly_1():
+    """Every statement of init-users.sh parses with ClickHouse's own parser (chdb); the reader is readonly = 1
+    and may change max_execution_time only (what the Grafana plugin sets on each query)."""
+    chdb = pytest.importorskip("chdb")
+    statements = _init_statements()
+    assert len(statements) == 5
+    for statement in statements:
+        literal = "'" + statement.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        formatted = str(chdb.query(f"SELECT formatQuery({literal})", "TSVRaw")).strip()
+        assert formatted.split()[0] == statement.split()[0], formatted
+    (reader,) = [s for s in statements if s.startswith("CREATE USER IF NOT EXISTS usagetrace_reader")]
+    settings = reader.split("SETTINGS", 1)[1]
+    assert re.search(r"\breadonly = 1\b", settings) and "readonly = 2" not in settings
+    assert settings.count("CHANGEABLE_IN_READONLY") == 1
+    assert re.search(r"max_execution_time = \d+ MIN \d+ MAX \d+ CHANGEABLE_IN_READONLY", settings)
+    (grant,) = [s for s in statements if s.startswith("GRANT") and "usagetrace_reader" in s]
+    assert grant.split()[1] == "SELECT" and grant.split()[2] == "ON"
+
+
+def test_changeable_in_readonly_is_enabled_on_the_server():
+    """ClickHouse honours CHANGEABLE_IN_READONLY only with settings_constraints_replace_previous: the bundle sets it."""
+    ch = _resolved_model()["services"]["clickhouse"]
+    mounts = {v["target"]: v for v in ch["volumes"]}
+    target = "/etc/clickhouse-server/config.d/usagetrace.xml"
+    assert Path(mounts[target]["source"]) == ROOT / "clickhouse" / "config.d" / "usagetrace.xml"
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "clickhouse" / "config.d" / "usagetrace.xml").getroot()
+    assert root.findtext("access_control_improvements/settings_constraints_replace_previous") == "true"

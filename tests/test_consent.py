@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import sys
 
 import pytest
 
 from usagetrace._internal import consent, notice, paths, state
 from usagetrace._internal.consent import OPT_IN, OPT_OUT
+
+from .conftest import BROKEN_CONTENT, SPECIAL, place_broken
 
 
 @pytest.fixture
@@ -98,10 +101,25 @@ def test_package_variable_name():
     assert package_var("tinystats") == "TINYSTATS_TELEMETRY"
 
 
-def test_invalid_package_variable_is_ignored(monkeypatch, no_ci):
-    """A value that is not a boolean is ignored (falls through to the next source)."""
-    monkeypatch.setenv("MYPKG_TELEMETRY", "maybe")
-    assert decide().source == "policy:opt-in"
+def test_invalid_package_variable_turns_that_package_off(monkeypatch, no_ci):
+    """A per-package variable with an unusable value is a choice that cannot be read: that package is off."""
+    consent.write_choice("mypkg", True)
+    consent.write_choice("otherpkg", True)
+    for value in ("maybe", "2", "yes please", "x" * 10_000):
+        monkeypatch.setenv("MYPKG_TELEMETRY", value)
+        assert decide(OPT_OUT) == (False, "invalid", "env:MYPKG_TELEMETRY"), value
+        assert consent.resolve("otherpkg", OPT_IN, under_pytest=False).enabled  # only that package
+        [problem] = consent.problems("mypkg")
+        assert problem.kind == "env" and "MYPKG_TELEMETRY=1" in problem.fix
+    monkeypatch.setenv("MYPKG_TELEMETRY", " ")
+    assert decide().source.startswith("user:")  # blank means unset
+
+
+def test_do_not_track_with_an_unusable_value_still_turns_everything_off(monkeypatch):
+    """DO_NOT_TRACK set to something unreadable (too long) is still set: off, even over a grant."""
+    monkeypatch.setenv("DO_NOT_TRACK", "x" * 100_000)
+    monkeypatch.setenv("MYPKG_TELEMETRY", "1")
+    assert decide() == (False, "denied", "env:DO_NOT_TRACK")
 
 
 def test_pytest_turns_it_off_unless_granted_by_env(monkeypatch):
@@ -165,24 +183,87 @@ def test_notice_never_in_ci(monkeypatch, no_ci):
     assert notice.ensure_shown("mypkg") is False and tty.text == ""
 
 
+@pytest.mark.parametrize("policy", POLICY)
+@pytest.mark.parametrize("where", ["user", "project"])
+@pytest.mark.parametrize("case", list(BROKEN_CONTENT) + SPECIAL)
+def test_broken_consent_file_turns_everything_off(case, where, policy, project, no_ci):
+    """A consent file that cannot be read in full is off for every package, whatever it grants, under either policy."""
+    target = paths.consent_file() if where == "user" else str(project / ".usagetrace")
+    if where == "project":
+        consent.write_choice("mypkg", True)  # a valid grant elsewhere must not win over the broken file
+    place_broken(target, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
+    result = decide(policy)
+    assert result == (False, "invalid", f"{where}:{target}")
+    assert not consent.resolve("otherpkg", policy, under_pytest=False, notice_shown=True).enabled
+    [problem] = [p for p in consent.problems() if p.path == target]
+    assert problem.kind == where and problem.problem and problem.fix
+
+
+def test_explicit_variable_still_grants_and_do_not_track_still_wins_over_a_broken_file(monkeypatch, no_ci):
+    """With the consent file broken, MYPKG_TELEMETRY=1 still turns mypkg on; DO_NOT_TRACK still wins over that."""
+    place_broken(paths.consent_file(), BROKEN_CONTENT["bad-line"])
+    monkeypatch.setenv("MYPKG_TELEMETRY", "1")
+    assert decide() == (True, "granted", "env:MYPKG_TELEMETRY")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    assert decide() == (False, "denied", "env:DO_NOT_TRACK")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
+def test_unreadable_consent_file_is_off(no_ci):
+    """A consent file without read permission is off, and the fix says how to make it readable."""
+    consent.write_choice("mypkg", True)
+    os.chmod(paths.consent_file(), 0)
+    assert decide(OPT_OUT).state == "invalid"
+    [problem] = consent.problems()
+    assert "permission denied" in problem.problem and "chmod" in problem.fix
+
+
 @pytest.mark.parametrize(
-    "content",
-    [b"\xff\xfe garbage", b"[consent\nmypkg = true", b"[consent]\nmypkg = 'yes'", b"[consent]\nmypkg = tru", b"x" * 70000],
+    "text,line,words",
+    [
+        ("[consent]\nmypkg = true\nnumpy = maybe\n", 3, "must be true or false, not `maybe`"),
+        ("# notes\n\n[consent]\na = true\n\"a\" = false\n", 5, "set twice (also on line 4)"),
+        ("[consent]\n[consent]\n", 2, "[consent] appears twice"),
+        ("[consent\n", 1, "not valid TOML"),
+        ("[consent]\nmypkg = true\n[x]\ny = [1,\n", 4, "not valid TOML"),
+        ("[other]\nk = 1\n[consent]\nmypkg = 1\n", 4, "must be true or false"),
+        ("[consent]\ntiny", 2, "is not `name = value`"),
+    ],
 )
-def test_corrupt_consent_file_is_unset(content, no_ci):
-    """A corrupt, oversized or invalid consent file never raises and counts as unset (so opt-in stays off)."""
-    path = paths.consent_file()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(content)
-    result = decide(OPT_IN)
-    assert result == (False, "unset", "policy:opt-in")
+def test_parse_errors_name_the_line(text, line, words):
+    """Every parse error names the line to fix and what is wrong with it."""
+    with pytest.raises(consent._Bad) as info:
+        consent._parse(text)
+    assert info.value.line == line and words in info.value.problem
 
 
-def test_unreadable_consent_file_is_unset(no_ci):
-    """A consent file that is a directory (unreadable) counts as unset."""
-    os.makedirs(paths.consent_file(), exist_ok=True)
-    assert decide(OPT_IN).source == "policy:opt-in"
+def test_not_utf8_names_the_line(no_ci):
+    """A byte that is not UTF-8 is reported at its line."""
+    place_broken(paths.consent_file(), b"[consent]\nmypkg = true\n# caf\xe9\n")
+    [problem] = consent.problems()
+    assert problem.line == 3 and "UTF-8" in problem.problem
+
+
+def test_a_marker_of_any_kind_denies(project, no_ci):
+    """.usagetrace_do_not_track denies whatever it is: a file, a directory, a dangling link."""
+    consent.write_choice("mypkg", True)
+    for special in ("directory", "dangling-symlink"):
+        marker = project / ".usagetrace_do_not_track"
+        place_broken(str(marker), special=special)
+        assert decide() == (False, "denied", f"project:{marker}")
+        os.rmdir(marker) if special == "directory" else os.unlink(marker)
+
+
+def test_a_denial_in_any_project_file_wins_over_a_nearer_grant(project, monkeypatch, no_ci):
+    """A marker or denial at the repository root wins over a grant in a nearer .usagetrace (denials win everywhere)."""
+    (project / "src" / ".usagetrace").write_text("[consent]\nmypkg = true\n")
+    (project / ".usagetrace").write_text("[consent]\nmypkg = false\n")
+    assert decide() == (False, "denied", f"project:{project / '.usagetrace'}")
+    (project / ".usagetrace").unlink()
+    (project / ".usagetrace_do_not_track").write_text("")
+    assert not decide().enabled
+    (project / ".usagetrace_do_not_track").unlink()
+    assert decide() == (True, "granted", f"project:{project / 'src' / '.usagetrace'}")
 
 
 def test_parse_choices_subset_and_full_toml():
@@ -195,9 +276,10 @@ def test_parse_choices_subset_and_full_toml():
 
 
 def test_write_choice_round_trip_and_all():
-    """enable/disable --all clears contradicting per-package choices; a specific choice beats *."""
+    """disable --all removes per-package grants; enable --all keeps per-package denials; a specific choice beats *."""
     consent.write_choice("a", True)
-    consent.write_choice("*", False)
+    report = consent.write_choice("*", False)
+    assert report["removed_grants"] == ["a"]
     assert consent.read_choices(paths.consent_file()) == {"*": False}
     consent.write_choice("b", True)
     assert consent.read_choices(paths.consent_file()) == {"*": False, "b": True}
@@ -205,6 +287,168 @@ def test_write_choice_round_trip_and_all():
     assert not consent.resolve("a", under_pytest=False).enabled
     consent.write_choice("b", None)
     assert consent.read_choices(paths.consent_file()) == {"*": False}
+    consent.write_choice("c", False)
+    report = consent.write_choice("*", True)
+    assert report["kept_denials"] == ["c"]
+    assert consent.read_choices(paths.consent_file()) == {"*": True, "c": False}
+
+
+HAND_EDITED = """\
+# My choices, written by hand. Please keep this comment.
+[consent]
+numpy = false   # never, see ticket 12
+"tinystats" = true
+
+# a table another tool reads
+[other]
+x = 1
+"""
+
+
+def test_edits_keep_every_other_line_and_comment():
+    """enable/disable/reset change one line in place; comments, other entries and other tables stay byte for byte."""
+    path = paths.consent_file()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as fh:
+        fh.write(HAND_EDITED)
+    consent.write_choice("otherpkg", True)
+    consent.write_choice("numpy", True)
+    text = open(path).read()
+    assert text.startswith("# My choices, written by hand. Please keep this comment.\n[consent]\n")
+    assert "numpy = true   # never, see ticket 12\n" in text
+    assert "# a table another tool reads\n[other]\nx = 1\n" in text
+    assert consent.read_choices(path) == {"numpy": True, "tinystats": True, "otherpkg": True}
+    consent.write_choice("otherpkg", None)
+    consent.write_choice("numpy", False)
+    assert open(path).read() == HAND_EDITED  # back to the person's own file, byte for byte
+
+
+def test_crlf_file_stays_crlf():
+    """A file with Windows line endings is edited with Windows line endings."""
+    path = paths.consent_file()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as fh:
+        fh.write(b"[consent]\r\nnumpy = false\r\n")
+    consent.write_choice("mypkg", True, version="2")
+    raw = open(path, "rb").read()
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert consent.read_file(path).choices == {"numpy": False, "mypkg": True}
+    assert consent.read_file(path).versions == {"mypkg": "2"}
+
+
+@pytest.mark.parametrize("case", ["bad-line", "duplicate-key", "not-utf8", "truncated-value", "directory"])
+def test_a_broken_file_is_never_rewritten(case):
+    """Writing to a broken consent file refuses (BrokenSource) and leaves it exactly as it was."""
+    path = paths.consent_file()
+    place_broken(path, BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
+    before = open(path, "rb").read() if case != "directory" else None
+    with pytest.raises(consent.BrokenSource) as info:
+        consent.write_choice("otherpkg", True)
+    assert info.value.path == path and info.value.fix
+    if before is not None:
+        assert open(path, "rb").read() == before
+
+
+def test_rich_toml_that_cannot_be_edited_safely_is_refused_not_rewritten():
+    """Valid TOML outside the subset that an in-place edit could break is read correctly and never rewritten."""
+    path = paths.consent_file()
+    os.makedirs(os.path.dirname(path))
+    text = '["consent"]\nnumpy = false\n'
+    with open(path, "w") as fh:
+        fh.write(text)
+    assert consent.read_choices(path) == {"numpy": False}
+    assert not consent.resolve("numpy", under_pytest=False).enabled
+    with pytest.raises(consent.BrokenSource, match="not changed"):
+        consent.write_choice("otherpkg", True)
+    assert open(path).read() == text
+
+
+def test_a_symlinked_consent_file_is_edited_through_the_link(tmp_path):
+    """A consent.toml that is a symlink (dotfile managers) stays a symlink; the target is edited."""
+    real = tmp_path / "dotfiles" / "consent.toml"
+    real.parent.mkdir()
+    real.write_text("[consent]\nnumpy = false\n")
+    path = paths.consent_file()
+    os.makedirs(os.path.dirname(path))
+    os.symlink(real, path)
+    consent.write_choice("mypkg", True)
+    assert os.path.islink(path)
+    assert consent.read_choices(str(real)) == {"numpy": False, "mypkg": True}
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files():
+    """Each write replaces the file in one rename; nothing but the file and its lock remains."""
+    for i in range(20):
+        consent.write_choice(f"p{i}", bool(i % 2))
+    directory = os.path.dirname(paths.consent_file())
+    assert sorted(os.listdir(directory)) == ["consent.toml", "consent.toml.lock"]
+    assert len(consent.read_choices(paths.consent_file())) == 20
+
+
+# ----------------------------------------------------------------- consent versions
+
+
+def test_a_grant_counts_only_for_its_consent_version(no_ci):
+    """A grant for version 1, an unversioned grant or a * grant count as not given once version 2 is declared."""
+    consent.write_choice("mypkg", True, version="1")
+    assert decide(consent_version="1") == (True, "granted", f"user:{paths.consent_file()}")
+    assert decide(consent_version="2") == (False, "unset", "policy:opt-in")
+    assert consent.stale_grants("mypkg", "2") == [f"user:{paths.consent_file()}"]
+    consent.write_choice("mypkg", True)  # unversioned
+    assert not decide(consent_version="2").enabled
+    assert decide().enabled  # no version declared: any grant counts
+    consent.write_choice("mypkg", None)
+    consent.write_choice("*", True)
+    assert not decide(consent_version="2").enabled
+    consent.write_choice("mypkg", True, version="2")
+    assert decide(consent_version="2").enabled and consent.stale_grants("mypkg", "2") == []
+
+
+def test_a_denial_never_expires_with_a_new_version(no_ci):
+    """A no stays a no whatever consent version the package declares."""
+    consent.write_choice("mypkg", False)
+    for version in (None, "1", "2"):
+        assert decide(OPT_OUT, consent_version=version).state == "denied"
+
+
+def test_opt_out_notice_is_shown_again_for_a_new_consent_version(monkeypatch, no_ci):
+    """A version bump re-shows the notice (saying what changed); until then an opt-out package sends nothing."""
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert notice.ensure_shown("mypkg", "1") is True and "collects anonymous usage" in tty.text
+    tty.text = ""
+    assert notice.ensure_shown("mypkg", "1") is True and tty.text == ""
+    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="1").enabled
+    monkeypatch.setattr(sys, "stderr", type("N", (), {"isatty": lambda s: False, "closed": False})())
+    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2") == (
+        False, "unset", "policy:opt-out (notice not yet shown)")
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2").enabled
+    assert "has changed since you last saw this notice" in tty.text and "consent version 2" in tty.text
+    assert state.notice_shown("mypkg", "2") and not state.notice_shown("mypkg", "1")
+
+
+def test_a_notice_recorded_before_versions_existed_counts_only_without_a_version(no_ci):
+    """state.json from before consent versions (a bare timestamp) counts for an unversioned package only."""
+    state.save({"notices": {"mypkg": "2024-01-01T00:00:00Z"}})
+    assert state.notice_shown("mypkg") and not state.notice_shown("mypkg", "1")
+
+
+def test_instrument_records_the_declared_version(packages, monkeypatch, no_ci):
+    """instrument(consent_version=...) records it (cheaply) so `usagetrace enable` can grant that version."""
+    monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
+    packages.load("verpkg", {"__init__.py": "import usagetrace\nH = usagetrace.instrument(__name__, consent_version=3)\n"})
+    assert consent.declared_version("verpkg") == "3"
+    import verpkg
+
+    assert verpkg.H.consent_version == "3" and not verpkg.H.enabled
+
+
+def test_instrument_rejects_a_bad_consent_version(packages):
+    """A consent_version that is not an int or short string warns and keeps telemetry off."""
+    with pytest.warns(RuntimeWarning, match="consent_version"):
+        mod = packages.load("badverpkg", {"__init__.py": "import usagetrace\nH = usagetrace.instrument(__name__, consent='opt-out', consent_version=[1])\n"})
+    assert mod.H.policy == OPT_IN and not mod.H.enabled
 
 
 def test_project_search_stops_at_repository_root(tmp_path, monkeypatch, no_ci):
@@ -250,3 +494,80 @@ def test_withdrawal_reaches_a_running_process(packages, monkeypatch, no_ci):
         cap.flush()
     assert cap.calls("runpkg.f") == 0  # pending data is discarded on withdrawal, not sent
     assert not mod.H.recorder.enabled
+
+
+VERPKG = """
+def f():
+    return 1
+
+import usagetrace
+H = usagetrace.instrument(__name__, consent="opt-out", consent_version={version!r})
+"""
+
+
+def test_a_consent_version_bump_reshows_the_notice_and_sends_nothing_until_then(tmp_path):
+    """Opt-out, version 1 noticed and sending; version 2 sends nothing off a terminal, then notices again and sends."""
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import child_env, run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "verpkg").mkdir(parents=True)
+    init = pkgs / "verpkg" / "__init__.py"
+    code = ("import verpkg\nverpkg.f()\nassert verpkg.H.flush(10) or not verpkg.H.enabled\n"
+            "print('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(verpkg.f) else 'function')\n")
+    with OTLPReceiver() as rx:
+        env = {"USAGETRACE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(pkgs),
+               "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "USAGETRACE_DETACHED_SEND": "0"}
+        init.write_text(VERPKG.format(version=1))
+        proc, terminal = run_on_terminal(code, env)
+        assert proc.stdout.strip() == "wrapped" and "collects anonymous usage" in terminal
+        assert rx.calls("verpkg.f") == 1
+        proc, terminal = run_on_terminal(code, env)
+        assert proc.stdout.strip() == "wrapped" and "collects anonymous usage" not in terminal  # once
+
+        init.write_text(VERPKG.format(version=2))
+        sent = rx.connections
+        proc = subprocess.run([sys.executable, "-c", code], env=child_env(env), capture_output=True, text=True,
+                              timeout=60)  # no terminal: the new notice cannot be shown
+        assert proc.returncode == 0 and proc.stdout.strip() == "function"
+        assert rx.connections == sent
+        proc, terminal = run_on_terminal(code, env)
+        assert "What verpkg collects has changed" in terminal and "consent version 2" in terminal
+        assert proc.stdout.strip() == "wrapped" and rx.calls("verpkg.f") == 3
+
+
+def test_ask_consent_asks_again_when_the_grant_is_for_another_version(packages, monkeypatch, no_ci):
+    """A yes given for consent version 1 counts as not given under version 2: ask_consent asks and stores version 2."""
+    import io
+
+    import usagetrace
+    from usagetrace._internal import prompt
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
+    consent.write_choice("askvpkg", True, version="1")
+    mod = packages.load("askvpkg", {"__init__.py": "def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__, consent_version=2)\n"})
+    assert not mod.H.enabled and mod.H.consent.state == "unset"
+    err = TTY()
+    monkeypatch.setattr(sys, "stdin", TTY("y\n"))
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(prompt, "_read_answer", lambda timeout: sys.stdin.readline())
+    state_ = usagetrace.ask_consent("askvpkg")
+    assert "Share anonymous usage statistics of askvpkg?" in err.getvalue()
+    assert state_.enabled and mod.H.enabled
+    assert consent.read_file(paths.consent_file()).versions == {"askvpkg": "2"}
+
+
+@pytest.mark.parametrize("special", ["dangling-symlink", "symlink-loop"])
+def test_a_broken_link_is_refused_not_replaced(special):
+    """A consent.toml that is a dangling link or a loop is refused: the link is left exactly as it was."""
+    path = paths.consent_file()
+    place_broken(path, special=special)
+    before = os.readlink(path)
+    with pytest.raises(consent.BrokenSource, match="symbolic link"):
+        consent.write_choice("mypkg", False)
+    assert os.path.islink(path) and os.readlink(path) == before

@@ -92,7 +92,7 @@ def test_grpc_without_the_extra_sends_nothing_and_status_says_so():
         http = run_python(_WITHOUT_EXTRAS + USER_CODE, dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint))
         assert http.returncode == 0, http.stderr
         assert rx.attempts == 0 and rx.connections == 0 and rx.requests == []
-    assert "sends to:     nothing is sent (OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs gRPC" in proc.stdout
+    assert "sends to:       nothing is sent (OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs gRPC" in proc.stdout
     assert "pip install 'usagetrace[grpc]'" in proc.stdout
 
 
@@ -108,7 +108,7 @@ def test_signal_specific_grpc_without_the_extra(monkeypatch, capsys):
     assert config.GRPC_EXTRA in traces.describe()
     assert metrics.kind == "http" and metrics.url == "http://127.0.0.1:4317/v1/metrics"
     assert cli.main(["status", "p"]) == 0
-    assert f"sends to:     traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
+    assert f"sends to:       traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
     monkeypatch.delitem(sys.modules, "grpc")
     assert config.resolve("traces", None, "p").kind == "grpc"  # installed (dev extra): used
 
@@ -300,7 +300,7 @@ def test_spool_is_delivered_by_the_sender(tmp_path):
         proc = run_python("import tinystats\nfor _ in range(7): tinystats.mean([1])\n", env)
         assert proc.returncode == 0, proc.stderr
         assert rx.connections == 0  # nothing sent from the exiting process
-        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver()['delivered'])", env)
         assert sender.stdout.strip() == "1", sender.stderr
         assert rx.calls("tinystats.mean") == 7
     assert list((home / "cache" / "spool").glob("*.json")) == []
@@ -313,7 +313,7 @@ def test_spool_is_deleted_unsent_after_withdrawal(tmp_path):
         env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(home))
         run_python("import tinystats\ntinystats.mean([1])\n", env)
         env["TINYSTATS_TELEMETRY"] = "0"
-        sender = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        sender = run_python("from usagetrace._internal import spool; print(spool.deliver()['withdrawn'])", env)
         assert sender.stdout.strip() == "1"
         assert rx.connections == 0
     assert list((home / "cache" / "spool").glob("*.json")) == []
@@ -388,3 +388,22 @@ def test_denial_in_the_consent_file_sends_no_byte(tmp_path):
         assert f"SOURCE user:{home / 'config' / 'consent.toml'}" in proc.stdout, proc.stdout + proc.stderr
         time.sleep(0.5)
         assert rx.connections == 0
+
+
+@pytest.mark.parametrize("value", ["carrier-pigeon", "http/protobuff", "grpc-web"])
+def test_unknown_protocol_sends_nothing_and_status_says_why(tmp_path, value):
+    """An unknown OTEL_EXPORTER_OTLP_PROTOCOL sends nothing (no guessing) and `usagetrace status` says why."""
+    home = tmp_path / "home"
+    with OTLPReceiver() as rx:
+        env = _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=value,
+                   USAGETRACE_HOME=str(home))
+        proc = run_python(USER_CODE, env)
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert "FLUSHED False" in proc.stdout  # nothing could be delivered
+        flushed = run_python("from usagetrace._internal import spool; print(spool.deliver())", env)
+        status = subprocess.run([sys.executable, "-m", "usagetrace", "status", "tinystats"], capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=60)
+        assert rx.connections == 0
+    assert "'rejected': 1" in flushed.stdout  # the spooled batch is dropped, not kept forever
+    assert f"OTEL_EXPORTER_OTLP_PROTOCOL={value!r} is not one of http/protobuf, http/json, grpc: nothing is sent" \
+        in status.stdout

@@ -156,11 +156,14 @@ def test_instrument_twice_warns_and_does_not_double_wrap(ipkg):
 
 def test_uninstrument_restores_original_objects(ipkg):
     """uninstrument() puts back the exact original objects, in every module and class."""
+    from usagetrace._internal.wrappers import original_of
+
     originals = {
-        "helper": ipkg.helper.__wrapped__,
-        "area": ipkg.Square.__dict__["area"].__wrapped__,
-        "init": ipkg.Square.__dict__["__init__"].__wrapped__,
+        "helper": original_of(ipkg.helper),
+        "area": original_of(ipkg.Square.__dict__["area"]),
+        "init": original_of(ipkg.Square.__dict__["__init__"]),
     }
+    assert None not in originals.values()
     ipkg.HANDLE.uninstrument()
     assert ipkg.helper is originals["helper"]
     assert sys.modules["ipkg._impl"].helper is originals["helper"]

@@ -77,12 +77,15 @@ IMPORT_CHECK = """
 import json, sys
 import tinystats
 mods = list(sys.modules)
+wrappers = sys.modules.get("usagetrace._internal.wrappers")
+def kind(f):
+    return "trampoline" if wrappers is not None and wrappers.is_trampoline(f) else type(f).__name__
 print(json.dumps({
     "wrapt": [m for m in mods if m == "wrapt" or m.startswith("wrapt.")],
     "otel": [m for m in mods if m.startswith("opentelemetry")],
     "heavy": [m for m in mods if m.startswith(%r)],
-    "mean": type(tinystats.mean).__name__,
-    "table_add": type(tinystats.Table.__dict__["add"]).__name__,
+    "mean": kind(tinystats.mean),
+    "table_add": kind(tinystats.Table.__dict__["add"]),
 }))
 """ % (HEAVY_PREFIXES,)
 
@@ -101,10 +104,29 @@ def test_off_imports_no_wrapt_or_opentelemetry_and_wraps_nothing(tmp_path, switc
     assert r["table_add"] == "function"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"# usagetrace consent\n[consent]\n\"*\" = false\nnumpy = true  # by hand\n",
+        b"[consent]\ntinystats = false\nnumpy = maybe\n",  # a hand-edited bad line: broken, off
+        b"[consent]\ntinystats = false\nnumpy = true\n[consent_version]\nnumpy = \"2\"\n",
+    ],
+    ids=["denial", "broken", "versioned"],
+)
+def test_off_with_a_consent_file_parses_it_without_tomllib(tmp_path, content):
+    """Reading a consent file in usagetrace's own format (a denial, a broken line) imports no tomllib, wrapt or OTel."""
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "consent.toml").write_bytes(content)
+    r = run_python(IMPORT_CHECK.replace("print(json.dumps({", 'print(json.dumps({"tomllib": "tomllib" in mods or "tomli" in mods, '), tmp_path)
+    assert r["tomllib"] is False
+    assert r["wrapt"] == [] and r["otel"] == [] and r["mean"] == "function"
+
+
 def test_consented_import_path_does_not_import_the_sdk_or_exporter(tmp_path):
     """With consent the import path wraps the API but imports no OTel SDK, exporter, protobuf or gRPC module."""
     r = run_python(IMPORT_CHECK, tmp_path, TINYSTATS_TELEMETRY="1")
-    assert r["mean"] == "UsageWrapper"
+    assert r["mean"] == "trampoline"
     assert r["wrapt"], "wrapt is what wraps the API"
     assert r["heavy"] == []
 
@@ -246,13 +268,15 @@ def test_withdrawn_consent_records_nothing_more(tmp_path):
         for _ in range(100_000):
             benchpkg.f(1)
         stats = handle.recorder.functions["benchpkg.f"]
-        print(json.dumps({"wrapper": type(benchpkg.f).__name__, "ok": recorder.count_value(stats.ok),
+        from usagetrace._internal import wrappers
+
+        print(json.dumps({"wrapper": wrappers.is_trampoline(benchpkg.f), "ok": recorder.count_value(stats.ok),
                           "queued_before": queued, "queued_after": len(handle.recorder.samples)}))
         """,
         tmp_path,
         extra_path=[pkgs],
         BENCHPKG_TELEMETRY="1",
     )
-    assert r["wrapper"] == "UsageWrapper"
+    assert r["wrapper"] is True
     assert r["ok"] == 10
     assert r["queued_after"] == r["queued_before"]

@@ -120,12 +120,14 @@ def test_everything_public_is_wrapped(wpkg):
 
 
 def test_metadata_is_preserved(wpkg):
-    """Signature, docstring, name, qualname and __wrapped__ match the original."""
+    """Signature, docstring, name, qualname, type and attributes match the original (no __wrapped__ of ours)."""
     assert str(inspect.signature(wpkg.add)) == "(a, b=1, *rest, scale=1, **extra)"
     assert wpkg.add.__doc__ == "Add things."
     assert wpkg.add.__name__ == "add"
     assert wpkg.add.__qualname__ == "add"
-    assert inspect.isfunction(wpkg.add.__wrapped__)
+    assert type(wpkg.add) is type(lambda: None) and not hasattr(wpkg.add, "__wrapped__")
+    assert inspect.getfullargspec(wpkg.add).args == ["a", "b"] and wpkg.add.__defaults__ == (1,)
+    assert inspect.getsource(wpkg.add).startswith("def add(a, b=1, *rest, scale=1, **extra):")
     assert inspect.iscoroutinefunction(wpkg.aadd)
     assert inspect.isgeneratorfunction(wpkg.gen)
     assert str(inspect.signature(wpkg.Point)) == "(x: int, y: int = 0) -> None"

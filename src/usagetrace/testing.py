@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-__all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten"]
+__all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten", "is_wrapped", "original"]
 
 
 def _value(v: dict) -> Any:
@@ -106,6 +106,28 @@ def flatten(signal: str, request: dict) -> list[dict]:
                             }
                         )
     return out
+
+
+def is_wrapped(func) -> bool:
+    """True when ``func`` is a usagetrace wrapper (a function standing for a counted public callable).
+
+    Wrappers are real functions with the original's signature and attributes,
+    so ``type()`` and ``isinstance`` cannot tell; this can. Also true for a
+    bound method of a wrapped method.
+    """
+    import sys
+
+    wrappers = sys.modules.get("usagetrace._internal.wrappers")
+    return wrappers is not None and wrappers.is_trampoline(getattr(func, "__func__", func))
+
+
+def original(func):
+    """The function a usagetrace wrapper stands for; ``func`` itself when it is not wrapped."""
+    import sys
+
+    wrappers = sys.modules.get("usagetrace._internal.wrappers")
+    found = wrappers.original_of(getattr(func, "__func__", func)) if wrappers is not None else None
+    return found if found is not None else func
 
 
 class _Decoded:
@@ -271,6 +293,8 @@ class OTLPReceiver(_Decoded):
         self.blackhole = False
         self.requests: list = []
         self._raw: list[bytes] = []
+        #: Body size of each accepted request as it arrived (before gzip decoding), same order as ``requests``.
+        self.wire_sizes: list[int] = []
         self.connections = 0
         self.attempts = 0
         self._lock = threading.Lock()
@@ -312,10 +336,11 @@ class OTLPReceiver(_Decoded):
                     receiver._stopped.wait(receiver.delay)
                 status = receiver.status
                 if 200 <= status < 300:
+                    wire = len(body)
                     if self.headers.get("Content-Encoding") == "gzip":
                         body = gzip.decompress(body)
                     signal = "traces" if self.path.endswith("/v1/traces") else "metrics"
-                    receiver._accept(signal, body, self.headers.get("Content-Type", ""))
+                    receiver._accept(signal, body, self.headers.get("Content-Type", ""), wire)
                 self.send_response(status)
                 if receiver.retry_after is not None and status >= 400:
                     self.send_header("Retry-After", receiver.retry_after)
@@ -340,7 +365,7 @@ class OTLPReceiver(_Decoded):
             def export(request: bytes, context):
                 with receiver._lock:
                     receiver.attempts += 1
-                receiver._accept(signal, request, "application/x-protobuf")
+                receiver._accept(signal, request, "application/x-protobuf", len(request))
                 return b""
 
             return grpc.unary_unary_rpc_method_handler(export)
@@ -355,7 +380,7 @@ class OTLPReceiver(_Decoded):
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
 
-    def _accept(self, signal: str, body: bytes, content_type: str) -> None:
+    def _accept(self, signal: str, body: bytes, content_type: str, wire: int) -> None:
         import json
 
         from ._internal import otlp_json
@@ -367,6 +392,7 @@ class OTLPReceiver(_Decoded):
         with self._lock:
             self.requests.append((signal, decoded))
             self._raw.append(body)
+            self.wire_sizes.append(wire)
 
     def stop(self) -> None:
         """Stop listening and release any black-holed request."""

@@ -108,3 +108,73 @@ def test_proto3_omitted_defaults_and_numeric_int64(tmp_path):
     (row,) = e.execute("SELECT ts_ns, duration_ns, ci, is_error, kind FROM (SELECT *, 0 AS kind FROM ut_spans)")[1]
     assert row[:4] == (1763800000000000000, 2_000_000, 1, 0)
     assert Analytics(e, k=1).feature_usage()[0]["calls"] == 7
+
+
+# What a collector that cut a value inside a character stores: the first byte of "é" alone.
+_CUT = "é".encode()[:1]
+
+
+def _with_cut_character(line: str, key: str = "usagetrace.session.id") -> bytes:
+    """The line as bytes, with the value of ``key`` ending in half a UTF-8 character."""
+    marker = f'"key": "{key}", "value": {{"stringValue": "'.encode()
+    data = line.encode()
+    assert marker in data, key
+    start = data.index(marker) + len(marker)
+    end = data.index(b'"', start)
+    return data[:end] + _CUT + data[end:]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_invalid_utf8_in_values_keeps_every_line_and_warns_once(truth, tmp_path, compressed):
+    """Bytes that are not UTF-8 inside values cost nothing: every line loads, each bad byte reads as U+FFFD,
+    and the file gets exactly one warning (not one per line, and no skipped lines)."""
+    bad_lines = {0, 5, 9}
+    body = b"\n".join(
+        _with_cut_character(line) if i in bad_lines else line.encode() for i, line in enumerate(truth.lines)
+    ) + b"\n"
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    p = tmp_path / ("usage.jsonl.zst" if compressed else "usage.jsonl")
+    p.write_bytes(zstandard.ZstdCompressor().compress(body) if compressed else body)
+    e = DuckDBEngine.from_path(p)
+    assert e.skipped_lines == 0
+    assert e.counts()["spans"] == len(truth.spans)
+    assert len(e.warnings) == 1, e.warnings
+    assert str(p) in e.warnings[0] and "3 line(s)" in e.warnings[0] and "U+FFFD" in e.warnings[0]
+    sessions = {r[0] for r in e.execute("SELECT DISTINCT session_id FROM ut_spans")[1]}
+    assert any(s.endswith("\ufffd") for s in sessions)
+    good = DuckDBEngine.from_path(_write_plain(tmp_path / "clean", truth.lines))
+    assert Analytics(e, package=fixtures.PKG).feature_usage() == Analytics(good, package=fixtures.PKG).feature_usage()
+
+
+def _write_plain(directory, lines):
+    directory.mkdir()
+    path = directory / "usage.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_invalid_utf8_warning_names_only_the_bad_file_and_survives_the_cache(truth, tmp_path):
+    """In a directory, only the file with bad bytes is named; a cached second run reports the same warning."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_bytes(b"\n".join(_with_cut_character(x) for x in truth.lines[:50]) + b"\n")
+    (data / "b.jsonl").write_text("\n".join(truth.lines[50:]) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache.duckdb"
+    for _ in range(2):
+        e = DuckDBEngine.from_path(data, cache=cache)
+        assert e.skipped_lines == 0
+        assert [w for w in e.warnings if "U+FFFD" in w] == [w for w in e.warnings if "a.jsonl" in w]
+        assert len(e.warnings) == 1 and "50 line(s)" in e.warnings[0]
+        assert e.counts()["spans"] == len(truth.spans)
+        e.close()
+
+
+def test_scan_file_repairs_instead_of_stopping(tmp_path):
+    """The line-by-line reader keeps going past a bad byte; it stops only on a file it cannot decompress."""
+    p = tmp_path / "x.jsonl"
+    ok = json.dumps({"resourceSpans": []}).encode()
+    p.write_bytes(b"\n".join([ok, b'{"resourceSpans": [], "x": "\xff"}', ok]) + b"\n")
+    result = otlp_json.scan_file(p)
+    assert (result.good_lines, result.repaired_lines, result.problems) == (3, 1, [])
+    assert len(result.notes(p)) == 1

@@ -14,7 +14,9 @@ from usagetrace._internal import config, consent, env
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 text = st.text(st.characters(codec="utf-8"), max_size=300)
 lines = st.lists(st.sampled_from(["[consent]", "[other]", "tinystats = true", '"*" = false', "x = 1", "# c",
-                                  "a = true # c", "[", "=", "'q' = false", '"a.b" = true', "k=", ""]) | text,
+                                  "a = true # c", "[", "=", "'q' = false", '"a.b" = true', "k=", "",
+                                  "[consent_version]", 'mypkg = "2"', "numpy = 3", "mypkg = true", "numpy = false",
+                                  'x = """', "\r"]) | text,
                  max_size=12).map(lambda xs: "\n".join(x if isinstance(x, str) else "" for x in xs))
 
 
@@ -32,12 +34,47 @@ def test_parse_choices_only_returns_or_raises_valueerror(data):
 
 @FUZZ
 @given(st.binary(max_size=2000))
-def test_read_choices_never_raises(tmp_path_factory, data):
-    """consent.read_choices on arbitrary bytes returns None or a dict of bools."""
+def test_read_choices_returns_choices_or_names_the_problem(tmp_path_factory, data):
+    """consent.read_choices on arbitrary bytes returns a dict of bools or raises BrokenSource, nothing else."""
     path = tmp_path_factory.mktemp("c") / "consent.toml"
     path.write_bytes(data)
-    out = consent.read_choices(str(path))
-    assert out is None or all(isinstance(v, bool) for v in out.values())
+    try:
+        out = consent.read_choices(str(path))
+    except consent.BrokenSource as exc:
+        assert exc.path == str(path) and exc.problem and exc.fix
+        return
+    assert all(isinstance(k, str) and isinstance(v, bool) for k, v in out.items())
+
+
+@FUZZ
+@given(st.one_of(text, lines), st.sampled_from(["mypkg", "*", "numpy"]), st.sampled_from([True, False, None]),
+       st.sampled_from([None, "2"]))
+def test_edit_changes_exactly_one_choice_or_refuses(data, package, granted, version):
+    """An edit in place of any parseable text changes exactly the one choice (and its version) asked for, or refuses."""
+    try:
+        before = consent._parse(data)
+    except consent._Bad:
+        return
+    try:
+        new_text, _ = consent.edit(data, before, package, granted, version)
+    except ValueError:
+        assert not before.editable  # only TOML outside what usagetrace can edit safely is refused
+        return
+    after = consent._parse(new_text)
+    expected = dict(before.choices)
+    removed = set()
+    if package == "*" and granted is False:
+        removed = {k for k, v in expected.items() if v and k != "*"}
+    expected = {k: v for k, v in expected.items() if k not in removed}
+    if granted is None:
+        expected.pop(package, None)
+    else:
+        expected[package] = granted
+    assert after.choices == expected
+    versions = {k: v for k, v in before.versions.items() if k not in removed and k != package}
+    if granted and package != "*" and version:
+        versions[package] = version
+    assert after.versions == versions
 
 
 @FUZZ

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -9,7 +10,8 @@ import pytest
 
 from usagetrace.testing import capture
 
-from .conftest import WORKLOAD, clean_env, run_py
+from ..conftest import BROKEN_CONTENT, SPECIAL, place_broken
+from .conftest import SRC, WORKLOAD, clean_env, run_py
 
 HOST = WORKLOAD.format(n=20) + "\nprint(json.dumps(out))\n"
 
@@ -42,7 +44,7 @@ CORRUPT = [
 
 @pytest.mark.parametrize("content", CORRUPT, ids=range(len(CORRUPT)))
 def test_corrupt_user_consent_file(home, expected, content):
-    """A corrupt or truncated consent.toml is treated as unset: no error, same output."""
+    """A corrupt or truncated consent.toml turns telemetry off: no error, same output."""
     path = home / "config" / "consent.toml"
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
@@ -265,3 +267,70 @@ def test_huge_arguments_are_not_inspected(packages):
             assert pkg.f(big, [big], **{"a": {}, "b": big}) == (2, ["a", "b"])
     assert b"xxxxxxxxxxxxxxxx" not in cap.raw_bytes()
     assert cap.calls("rel_big_pkg.f") == 10
+
+
+# ---------------------------------------------------- broken consent sources send nothing
+
+BROKEN_PKG = """
+def f():
+    return 1
+
+import usagetrace
+H = usagetrace.instrument(__name__, consent={policy!r})
+"""
+BROKEN_RUN = """
+import json, mypkg
+for _ in range(5):
+    mypkg.f()
+print(json.dumps({"enabled": mypkg.H.enabled, "wrapped": "wrapped" if __import__("usagetrace.testing", fromlist=["x"]).is_wrapped(mypkg.f) else "function", "flushed": mypkg.H.flush(5)}))
+"""
+VALID_GRANT = b"[consent]\nmypkg = true\n"
+BAD_VARIABLE = ["maybe", "2", "yes please", "x" * 100_000, "\udcff"]  # the last one is the byte 0xff
+SOURCES = ([("user", c) for c in [*BROKEN_CONTENT, *SPECIAL, "unreadable"]]
+           + [("project", c) for c in [*BROKEN_CONTENT, *SPECIAL, "unreadable"]]
+           + [("env", i) for i in range(len(BAD_VARIABLE))]
+           + [("valid", None)])
+
+
+@pytest.mark.parametrize("policy", ["opt-in", "opt-out"])
+@pytest.mark.parametrize("where,case", SOURCES, ids=lambda x: str(x)[:24])
+def test_broken_consent_source_opens_no_connection(tmp_path, where, case, policy):
+    """Every consent source broken every way, under either policy, while a grant exists elsewhere: 0 connections
+    to a listening receiver, nothing wrapped, nothing spooled. The "valid" control proves the setup would send."""
+    from usagetrace.testing import OTLPReceiver
+
+    if case == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root ignores permission bits")
+    home = tmp_path / "home"
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "mypkg").mkdir()
+    (project / "mypkg" / "__init__.py").write_text(BROKEN_PKG.format(policy=policy))
+    user_file = home / "config" / "consent.toml"
+    target = user_file if where == "user" else project / ".usagetrace"
+    if where != "user":
+        place_broken(str(user_file), VALID_GRANT)  # a grant that the broken source must override
+    if where in ("user", "project"):
+        if case == "unreadable":
+            place_broken(str(target), VALID_GRANT)
+            target.chmod(0)
+        else:
+            place_broken(str(target), BROKEN_CONTENT.get(case), None if case in BROKEN_CONTENT else case)
+    (home / "state").mkdir(parents=True)
+    (home / "state" / "state.json").write_text(json.dumps({"notices": {"mypkg": "2025-01-01T00:00:00Z"}}))
+    with OTLPReceiver() as rx:
+        env = clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_EXPORT_INTERVAL="0.05",
+                        PYTHONPATH=os.pathsep.join([SRC, str(project)]))
+        del env["TINYSTATS_TELEMETRY"]
+        if where == "env":
+            env["MYPKG_TELEMETRY"] = BAD_VARIABLE[case]
+        proc = run_py(BROKEN_RUN, env, cwd=str(project))
+        connections = rx.connections
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    result = json.loads(proc.stdout)
+    spooled = list((home / "cache" / "spool").glob("*.json")) if (home / "cache" / "spool").exists() else []
+    if where == "valid":
+        assert result == {"enabled": True, "wrapped": "wrapped", "flushed": True} and connections > 0
+        return
+    assert result == {"enabled": False, "wrapped": "function", "flushed": True}
+    assert connections == 0 and spooled == []

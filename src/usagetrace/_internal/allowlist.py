@@ -20,12 +20,14 @@ __all__ = [
     "FEATURES",
     "MAX_ARRAY_ITEMS",
     "MAX_ATTRIBUTES",
+    "MAX_EVENTS",
     "MAX_VALUE_LENGTH",
     "MEASURE_PREFIX",
     "METRICS",
     "NEVER_SENT",
     "SCOPE_NAME",
     "SPAN_NAMES",
+    "VERSION_KEYS",
     "Attr",
     "Metric",
     "allowed_keys",
@@ -39,6 +41,8 @@ SCOPE_NAME = "usagetrace"
 MAX_VALUE_LENGTH = 256
 MAX_ARRAY_ITEMS = 32
 MAX_ATTRIBUTES = 32
+#: Span events per span (only ``exception`` events are sent; a span records one).
+MAX_EVENTS = 4
 
 #: Prefix under which a maintainer's *declared* command/event measurements
 #: travel (``usagetrace.command(..., measures={"flowgroups": int})``). Only
@@ -215,6 +219,11 @@ SPAN_NAMES = (
 )
 
 EVENT_NAMES = ("exception",)
+
+#: Keys whose values are version strings. Their values are checked against a
+#: version pattern instead of the e-mail/IP patterns, which cannot tell
+#: ``1.2.3.4`` the version from ``1.2.3.4`` the address.
+VERSION_KEYS = ("service.version", "process.runtime.version", "telemetry.sdk.version", "telemetry.distro.version")
 
 #: What is never sent, by construction. Rendered into the docs next to the table.
 NEVER_SENT = (

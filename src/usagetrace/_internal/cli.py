@@ -28,6 +28,16 @@ def _validate_package(name: str) -> str:
     return top
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 # ---------------------------------------------------------------- discovery
 
 
@@ -35,9 +45,11 @@ def known_packages() -> dict[str, dict]:
     """Return instrumented packages known on this machine, with what is recorded about each.
 
     Sources: installed distributions that depend on usagetrace, packages seen
-    with telemetry on (state file), packages with an install id, and packages
-    named in the consent file.
+    with telemetry on (state file), packages with an install id, a declared
+    consent version or receipts, and packages named in the consent file.
     """
+    from . import receipts
+
     found: dict[str, dict] = {}
     try:
         from importlib import metadata
@@ -51,76 +63,159 @@ def known_packages() -> dict[str, dict]:
                     found.setdefault(name, {})["distribution"] = dist.metadata["Name"]
     except Exception:
         pass
-    for name, settings in state.load().get("packages", {}).items():
+    known = state.load().get("packages", {})
+    for name, settings in (known.items() if isinstance(known, dict) else ()):
         if isinstance(settings, dict):
             found.setdefault(name, {}).update(settings)
+    for directory, suffix in ((paths.ids_dir(), ".id"), (paths.state_path("consent-versions"), "")):
+        try:
+            for entry in os.listdir(directory):
+                if entry.endswith(suffix) and "." not in entry[: len(entry) - len(suffix)]:
+                    found.setdefault(entry[: len(entry) - len(suffix)], {})
+        except OSError:
+            pass
+    for name in receipts.packages():
+        found.setdefault(name, {})
     try:
-        for entry in os.listdir(paths.ids_dir()):
-            if entry.endswith(".id"):
-                found.setdefault(entry[:-3], {})
-    except OSError:
-        pass
-    for name in consent.read_choices(paths.consent_file()) or {}:
+        names = consent.read_choices(paths.consent_file()) or {}
+    except consent.BrokenSource:
+        names = {}
+    for name in names:
         if name != consent.ALL:
             found.setdefault(name, {})
     return dict(sorted(found.items()))
 
 
-def _stored_install_id(package: str) -> str | None:
-    try:
-        with open(os.path.join(paths.ids_dir(), f"{package}.id"), encoding="ascii") as fh:
-            return fh.read(64).strip() or None
-    except OSError:
-        return None
+_STATE_TEXT = {
+    consent.GRANTED: "yes (granted)",
+    consent.DENIED: "no (denied)",
+    consent.UNSET: "not given",
+    consent.INVALID: "cannot be read: telemetry is off until it can",
+}
+
+
+def _declared_version(package: str, info: dict | None = None) -> str | None:
+    """The consent version ``package`` declared when it last ran here, if any."""
+    if info is None:
+        known = state.load().get("packages")
+        info = known.get(package) if isinstance(known, dict) else None
+    recorded = info.get("consent_version") if isinstance(info, dict) else None
+    return consent.declared_version(package) or recorded
 
 
 def _status_row(package: str, info: dict) -> dict:
-    from . import config
+    from . import config, receipts
 
-    policy = info.get("policy", consent.OPT_IN)
-    decision = consent.resolve(package, policy, ci=info.get("ci", "off"), under_pytest=False, notice_shown=True)
+    policy = info.get("policy")
+    version = _declared_version(package, info)
+    notice = state.notice_shown(package, version) if policy == consent.OPT_OUT else True
+    decision = consent.resolve(package, policy or consent.OPT_IN, ci=info.get("ci", "off"), under_pytest=False,
+                               notice_shown=notice, consent_version=version)
     traces, metrics = (config.resolve(signal, info.get("endpoint"), package) for signal in config.SIGNALS)
     endpoint = traces.describe()
     if (metrics.kind, metrics.protocol) != (traces.kind, traces.protocol):  # e.g. ..._TRACES_PROTOCOL=grpc only
         endpoint = f"traces: {endpoint}; metrics: {metrics.describe()}"
+    history = receipts.last(package)
     return {
         "package": package,
         "enabled": decision.enabled,
         "state": decision.state,
         "decided_by": decision.source,
-        "policy": policy if "policy" in info else "unknown (not yet run with telemetry on)",
+        "policy": policy,
+        "consent_version": version,
+        "stale_grants": consent.stale_grants(package, version),
         "endpoint": endpoint,
-        "install_id": _stored_install_id(package),
+        "last_run_target": info.get("target"),
+        "network": traces.kind in ("http", "grpc"),
+        "install_id": resource.stored_install_id(package),
+        "ran_with_telemetry_on": bool(info.get("last_on")) or bool(history),
+        "first_on": info.get("first_on"),
+        "last_on": info.get("last_on"),
+        "last_attempt": history.get("attempt"),
+        "last_delivered": history.get("delivered"),
+        "receipts": receipts.count(package),
+        "problems": [p.as_dict() for p in consent.problems(package) if p.kind == "env"],
     }
+
+
+def _print_problem(problem: dict, indent: str = "") -> None:
+    where = f"{problem['path']}, line {problem['line']}" if problem["line"] else problem["path"]
+    print(f"{indent}PROBLEM: {where}: {problem['problem']}.")
+    print(f"{indent}  While it cannot be read, telemetry is off for {problem['off_for']}.")
+    print(f"{indent}  To fix it: {problem['fix']}")
+
+
+def _print_row(row: dict) -> None:
+    package = row["package"]
+    print(f"\n{package}: {'ON' if row['enabled'] else 'off'}")
+    for problem in row["problems"]:
+        _print_problem(problem, "  ")
+    print(f"  your choice:    {_STATE_TEXT.get(row['state'], row['state'])} (decided by {row['decided_by']})")
+    if row["policy"]:
+        print(f"  policy:         {row['policy']}")
+    else:
+        print(f"  policy:         unknown: {package} never ran here with telemetry on (opt-in assumed above)")
+    if row["consent_version"]:
+        print(f"  consent version: {row['consent_version']} (what {package} declares it collects)")
+    for source in row["stale_grants"]:
+        print(f"  note:           your grant in {source.split(':', 1)[1]} was not given for consent version "
+              f"{row['consent_version']}, so it counts as not given; `usagetrace enable {package}` agrees to it")
+    print(f"  sends to:       {row['endpoint']}")
+    if row["last_run_target"] and row["last_run_target"] != row["endpoint"]:
+        print(f"  last run sent to: {row['last_run_target']} (its environment differed from this shell's)")
+    if row["ran_with_telemetry_on"]:
+        span = f"last {row['last_on']}, first {row['first_on']}" if row["last_on"] else "yes"
+        print(f"  ran with telemetry on: {span}")
+    else:
+        print("  ran with telemetry on: never (on this machine, as far as usagetrace recorded)")
+    attempt, delivered = row["last_attempt"], row["last_delivered"]
+    if attempt:
+        print(f"  last export:    {attempt['time']} {attempt['signal']} to {attempt['endpoint']}: {attempt['outcome']}")
+    if delivered and delivered != attempt:
+        print(f"  last delivered: {delivered['time']} to {delivered['endpoint']}")
+    if not attempt:
+        where = "" if row["network"] else " (nothing is sent over the network to the target above)"
+        print(f"  last export:    none recorded{where}")
+    receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
+    print(f"  receipts:       {receipts_text}")
+    print(f"  install id:     {row['install_id'] or '(none)'}")
 
 
 # ----------------------------------------------------------------- commands
 
 
 def cmd_status(args) -> int:
+    from . import env
+
     packages = known_packages()
     if args.package:
         packages = {args.package: packages.get(args.package, {})}
     rows = [_status_row(name, info) for name, info in packages.items()]
-    from . import env
-
+    problems = [p.as_dict() for p in consent.problems() if p.kind != "env"]
     switch = env.do_not_track()
     if args.json:
-        _print_json({"global_switch": switch, "consent_file": paths.consent_file(), "packages": rows})
+        _print_json({"global_switch": switch, "consent_file": paths.consent_file(), "problems": problems,
+                     "packages": rows})
         return 0
     print(f"consent file: {paths.consent_file()}")
+    for problem in problems:
+        _print_problem(problem)
     if switch:
         print(f"{switch} is set: telemetry is off for every package.")
     if not rows:
         print("No usagetrace-instrumented packages known on this machine yet.")
         return 0
     for row in rows:
-        print(f"\n{row['package']}: {'ON' if row['enabled'] else 'off'}")
-        print(f"  your choice:  {row['state']} (decided by {row['decided_by']})")
-        print(f"  policy:       {row['policy']}")
-        print(f"  sends to:     {row['endpoint']}")
-        print(f"  install id:   {row['install_id'] or '(none yet)'}")
+        _print_row(row)
     return 0
+
+
+def _refuse(exc: consent.BrokenSource) -> int:
+    print(f"{PROG}: nothing was changed: {exc.where}: {exc.problem}.", file=sys.stderr)
+    print(f"  Every choice in that file is kept as it is. While it cannot be read, telemetry is off for "
+          f"{exc.scope}.", file=sys.stderr)
+    print(f"  To fix it: {exc.fix}", file=sys.stderr)
+    return 1
 
 
 def _set_choice(args, granted: bool | None) -> int:
@@ -128,25 +223,70 @@ def _set_choice(args, granted: bool | None) -> int:
     if target is None:
         print(f"{PROG}: name a package or use --all", file=sys.stderr)
         return 2
+    version = _declared_version(target) if granted and target != consent.ALL else None
     try:
-        path = consent.write_choice(target, granted)
+        report = consent.write_choice(target, granted, version=version)
+    except consent.BrokenSource as exc:
+        return _refuse(exc)
+    except paths.LockTimeout:
+        print(f"{PROG}: another usagetrace command is changing {paths.consent_file()}; nothing was changed, "
+              "try again.", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"{PROG}: cannot write {paths.consent_file()}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    forgotten = {}
+    if granted is False:
+        from .forget import forget
+
+        names = list(known_packages()) if target == consent.ALL else [target]
+        forgotten = {name: forget(name) for name in names}
+    if args.json:
+        _print_json({"package": target, "granted": granted, "file": report["path"], "changed": report["changed"],
+                     "consent_version": version, "removed_grants": report["removed_grants"],
+                     "kept_denials": report["kept_denials"], "forgotten": forgotten})
+        return 0
     what = "every package" if target == consent.ALL else target
     verb = {True: "enabled", False: "disabled", None: "reset to the package's default"}[granted]
-    if args.json:
-        _print_json({"package": target, "granted": granted, "file": path})
+    if report["changed"]:
+        print(f"Telemetry {verb} for {what} (saved in {report['path']}).")
     else:
-        print(f"Telemetry {verb} for {what} (saved in {path}).")
-        if granted is False:
-            print("Running processes stop sending within a few seconds.")
-        from . import env
+        print(f"Telemetry was already {verb} for {what} ({report['path']} unchanged).")
+    if version is not None:
+        print(f"Your yes is for consent version {version}, what {target} declares it collects now; "
+              "if that changes, you will be asked again.")
+    if report["removed_grants"]:
+        print(f"Removed your earlier yes for: {', '.join(report['removed_grants'])}.")
+    if report["kept_denials"]:
+        print(f"Kept your earlier no for: {', '.join(report['kept_denials'])} (`usagetrace enable PACKAGE` "
+              "changes one).")
+    for name, done in forgotten.items():
+        _print_forgotten(name, done)
+    if granted is False:
+        print("Running processes stop sending within a few seconds.")
+    from . import env
 
-        switch = env.do_not_track()
-        if granted and switch:
-            print(f"Note: {switch} is set in this environment and still turns everything off.")
+    switch = env.do_not_track()
+    if granted and switch:
+        print(f"Note: {switch} is set in this environment and still turns everything off.")
+    elif granted and target != consent.ALL:
+        decision = consent.resolve(target, under_pytest=False, notice_shown=True, consent_version=version)
+        if not decision.enabled:
+            print(f"Note: telemetry for {target} stays off here: decided by {decision.source}.")
     return 0
+
+
+def _print_forgotten(name: str, done: dict) -> None:
+    parts = []
+    if done["spooled_batches"]:
+        parts.append(f"{done['spooled_batches']} spooled batch(es) not yet sent")
+    if done["install_id"]:
+        parts.append(f"install id {done['install_id']} (a later re-enable gets a new one; quote this id to "
+                     f"{name}'s maintainers to have the data sent under it deleted)")
+    if parts:
+        print(f"Deleted for {name}: {'; '.join(parts)}.")
+    for error in done["errors"]:
+        print(f"{PROG}: could not delete for {name}: {error}", file=sys.stderr)
 
 
 def cmd_enable(args) -> int:
@@ -172,6 +312,44 @@ def cmd_reset_id(args) -> int:
     else:
         print(f"New install id for {args.package}: {value}")
     return 0
+
+
+def cmd_history(args) -> int:
+    from . import receipts
+
+    names = [args.package] if args.package else receipts.packages()
+    found = {}
+    unreadable = 0
+    for name in names:
+        items, bad = receipts.load(name)
+        unreadable += bad
+        if args.limit:
+            items = items[-args.limit:]
+        found[name] = items
+    if args.json:
+        _print_json({"packages": found, "unreadable_lines": unreadable})
+        return 0
+    if not any(found.values()):
+        who = args.package or "any package"
+        print(f"No receipts: nothing has left this machine for {who} since usagetrace started keeping them.")
+    for name, items in found.items():
+        if not items:
+            continue
+        print(f"{name}: {len(items)} request(s) left this machine (oldest first)")
+        for item in items:
+            print(f"\n=== {item.get('time')}  {item.get('signal')}  {item.get('bytes')} bytes  "
+                  f"{item.get('protocol')} to {item.get('endpoint')}: {item.get('outcome')}")
+            if item.get("request") is not None:
+                sys.stdout.write(_indent(render_preview([item["request"]])))
+            else:
+                print(f"  ({item.get('omitted')})\n  {json.dumps(item.get('summary'))}")
+    if unreadable:
+        print(f"\n({unreadable} unreadable receipt line(s) skipped)")
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "".join("  " + line if line.strip() else line for line in text.splitlines(True))
 
 
 def cmd_inventory(args) -> int:
@@ -285,12 +463,26 @@ def _service(request: dict) -> str | None:
 def cmd_flush(args) -> int:
     from . import spool
 
-    delivered = spool.deliver(deadline=None)
+    counts = spool.deliver(deadline=None)
     if args.json:
-        _print_json({"delivered_files": delivered})
+        _print_json(counts)
+    elif counts["busy"]:
+        print("Another usagetrace sender is delivering the spool right now; nothing was done here.")
+    elif not any(counts[k] for k in (*spool.OUTCOMES, "left")):
+        print("Nothing was waiting in the spool.")
     else:
-        print(f"Delivered {delivered} spooled batch(es).")
-    return 0
+        print(f"Delivered {counts['delivered']} spooled batch(es) ({counts['requests']} request(s) accepted).")
+        for key, text in (
+            ("withdrawn", "deleted unsent: consent was withdrawn or cannot be read"),
+            ("expired", f"deleted unsent: older than {spool.MAX_AGE // 86400} days"),
+            ("rejected", "deleted: the collector rejected them (they would never be accepted)"),
+            ("unreadable", "deleted: unreadable"),
+            ("failed", "kept for a later attempt: the collector could not be reached or asked to retry"),
+            ("left", "not tried: out of time; run `usagetrace flush` again"),
+        ):
+            if counts[key]:
+                print(f"  {counts[key]} {text}")
+    return 1 if counts["busy"] or counts["failed"] or counts["left"] else 0
 
 
 def cmd_report(args) -> int:
@@ -323,7 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", cmd_disable, "Stop"),
         ("reset", cmd_reset, "Forget your choice for"),
     ):
-        p = add(name, func, f"{verb} anonymous usage telemetry of a package (or --all).")
+        help_text = f"{verb} anonymous usage telemetry of a package (or --all)."
+        if name == "disable":
+            help_text += " Also deletes its unsent data and install id."
+        if name == "reset":
+            help_text = "Forget your choice for a package (or, with --all, your choice for \"*\"): its default applies."
+        p = add(name, func, help_text)
         group = p.add_mutually_exclusive_group(required=True)
         group.add_argument("package", nargs="?", type=_validate_package, help="package import name")
         group.add_argument("--all", action="store_true", help="every package")
@@ -355,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also list which public callables are counted and which are left unwrapped, and why "
                         "(imports the package in a child process, telemetry kept local)")
     add("flush", cmd_flush, "Send telemetry waiting in the spool now (it is otherwise sent in the background).")
+    p = add("history", cmd_history, "Show every request that left this machine (receipts), decoded.")
+    p.add_argument("package", nargs="?", type=_validate_package, help="only this package")
+    p.add_argument("--limit", type=_positive_int, default=0, help="only the newest N receipts per package")
     from .analytics import cli as report_cli
 
     p = sub.add_parser(

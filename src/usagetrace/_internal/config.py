@@ -131,8 +131,10 @@ def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_fil
     chosen = _signal_setting(signal, "PROTOCOL")
     protocol = (chosen[1] if chosen else "http/protobuf").lower()
     if protocol not in PROTOCOLS:
-        log.debug("ignoring OTEL_EXPORTER_OTLP_PROTOCOL=%r: not one of %s", protocol[:40], PROTOCOLS)
-        protocol = "http/protobuf"
+        # Guessing a protocol could send somewhere, or in a way, the person did not intend.
+        log.debug("OTEL_EXPORTER_OTLP_PROTOCOL=%r is not one of %s; not sending %s", protocol[:40], PROTOCOLS, signal)
+        return Target("none", f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol[:40]!r} is not one of "
+                              f"{', '.join(PROTOCOLS)}: nothing is sent", "")
     specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
     generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if specific and specific.strip():

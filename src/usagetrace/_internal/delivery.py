@@ -16,6 +16,10 @@ At exit nothing is sent from the exiting process, so exit is never delayed by
 the network: whatever is pending is written to a bounded spool directory in
 about a millisecond, and a detached ``python -m usagetrace._internal.spool``
 process (or, with ``USAGETRACE_DETACHED_SEND=0``, the next run) delivers it.
+Also at exit, each package that ran with telemetry on is recorded for
+``usagetrace status`` (policy, endpoint), however short the run was.
+
+Every request goes out through ``receipts.send``, which keeps a receipt.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -122,6 +127,12 @@ class Channel:
             for _ in range(max(n, 0)):
                 next(counter)
 
+    def settings(self) -> dict:
+        """What ``usagetrace status`` shows about this package, recorded off the import path."""
+        h = self.handle
+        return {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint, "consent_version": h.consent_version,
+                "target": self.target("traces").describe()}
+
     def discard(self) -> None:
         """Forget everything pending (consent was withdrawn)."""
         rec = self.handle.recorder
@@ -132,6 +143,10 @@ class Channel:
         self.last_counts = rec.counts()
         self.last_time_ns = time.time_ns()
         self.count_drop("consent_withdrawn", n)
+        # A later re-enable starts afresh: `usagetrace disable` deleted the install id, and
+        # data from before and after the withdrawal must not be joinable.
+        self.resource = None
+        self.pipeline = None
 
 
 class Delivery:
@@ -165,6 +180,10 @@ class Delivery:
         with self._lock:
             if handle.package not in self.channels or self.channels[handle.package].handle is not handle:
                 self.channels[handle.package] = Channel(handle)
+            if not self._exit_registered:
+                # Even a run that records nothing is recorded as "ran with telemetry on".
+                atexit.register(self._at_exit)
+                self._exit_registered = True
             if start:
                 self._ensure_thread()
 
@@ -175,9 +194,6 @@ class Delivery:
                 del self.channels[handle.package]
 
     def _ensure_thread(self) -> None:
-        if not self._exit_registered:
-            atexit.register(self._at_exit)
-            self._exit_registered = True
         if self._thread is None or not self._thread.is_alive():
             self._stopping = False
             thread = threading.Thread(target=self._run, name="usagetrace-delivery", daemon=True)
@@ -203,7 +219,7 @@ class Delivery:
                     for ch in list(self.channels.values()):
                         if ch.handle.recorder is not None:
                             ch.handle.recorder.reset_budgets()
-                if now >= next_export:
+                if now >= next_export and not host_traces_memory():
                     next_export = now + self.export_interval
                     with self._lock:
                         self._export_all(deadline=None, force=False)
@@ -254,7 +270,7 @@ class Delivery:
             from . import state
 
             # For `usagetrace status`; here, off the import path.
-            state.remember_package(h.package, {"policy": h.policy, "ci": h.ci, "endpoint": h.endpoint})
+            state.remember_package(h.package, ch.settings())
         pipe = ch.get_pipeline()
         if samples:
             spans = pipe.spans(samples)
@@ -266,6 +282,8 @@ class Delivery:
         ch.inflight = []
 
     def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
+        """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
+        delivered = True
         while ch.retry:
             now = _monotonic()
             if not force and now < ch.next_attempt:
@@ -275,12 +293,16 @@ class Delivery:
             signal, payload, items = ch.retry[0]
             target = ch.target(signal)
             timeout = target.timeout if deadline is None else min(target.timeout, deadline - now)
-            result = ch.transport(signal, self.override).send(signal, payload, timeout)
+            from . import receipts
+
+            result = receipts.send(ch.transport(signal, self.override), target, ch.handle.package, signal, payload,
+                                   timeout)
             if result == _transport.OK or result == _transport.DROP:
                 ch.retry.popleft()
                 ch.retry_bytes -= len(payload)
                 if result == _transport.DROP:
                     ch.count_drop("export_failed", items)
+                    delivered = False
                 else:
                     ch.sent_requests += 1
                 ch.failures = 0
@@ -289,7 +311,7 @@ class Delivery:
             backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
             ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _RNG.random())
             return False
-        return True
+        return delivered
 
     def flush(self, timeout: float, only=None) -> bool:
         """Export now from the calling thread; True when everything pending was delivered in time."""
@@ -310,20 +332,20 @@ class Delivery:
             if self.preview_file:
                 self.flush(5.0)  # a local file: bounded, and the person asked to see it
                 return
-            from . import spool
+            from . import spool, state
 
             written = 0
-            for ch in list(self.channels.values()):
-                h = ch.handle
-                if h.recorder is None or not h.consent.enabled:
-                    continue
-                samples = list(ch.inflight) + h.recorder.drain()
+            active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
+            for ch in active:
+                samples = list(ch.inflight) + ch.handle.recorder.drain()
                 deltas, start, end = ch.take_deltas()
                 payloads = [(s, p) for s, p, _ in list(ch.retry)]
                 if not samples and not deltas and not payloads:
                     continue
                 if spool.write(ch, samples, deltas, start, end, payloads):
                     written += 1
+            for ch in active if self.override is None else ():
+                state.remember_package(ch.handle.package, ch.settings())  # after the data is safe
             if written and env.flag("USAGETRACE_DETACHED_SEND") is not False and self.override is None:
                 spool.spawn_sender()
         except Exception:
@@ -355,6 +377,21 @@ class Delivery:
 
         packages = {p: ch.handle for p, ch in self.channels.items()}
         spool.deliver(packages=set(packages), deadline=deadline, override=self.override)
+
+
+def host_traces_memory() -> bool:
+    """True while the host traces allocations with ``tracemalloc``: exports wait until it stops.
+
+    tracemalloc sees every thread. An export in the background (first of all
+    its lazy imports) would show up in a measurement the host is taking of
+    its own memory. Nothing is lost by waiting: counts are exact, samples
+    bounded, and whatever is pending at exit is spooled as usual.
+    """
+    module = sys.modules.get("tracemalloc")
+    try:
+        return module is not None and module.is_tracing()
+    except Exception:
+        return False
 
 
 def _sdk_version() -> str:

@@ -37,16 +37,41 @@ def get(name: str) -> str | None:
 
 def flag(name: str) -> bool | None:
     """Return True/False for a boolean-ish variable, None when unset or not boolean."""
+    value = choice(name)
+    return None if value is INVALID else value
+
+
+#: What :func:`choice` returns for a variable that is set to something unusable.
+INVALID = "invalid"
+
+
+def choice(name: str) -> bool | None | str:
+    """Like :func:`flag`, but tells "unset" (None) from "set to something unusable" (:data:`INVALID`).
+
+    Consent needs the difference: an unusable value is a choice that cannot be
+    read, so it must turn telemetry off rather than fall through to a default.
+    Empty or blank counts as unset.
+    """
     value = get(name)
-    if value is None or not value.strip():
+    if value is None:
+        return INVALID if _present(name) else None
+    if not value.strip():
         return None
     v = value.strip().lower()
     if v in _TRUE:
         return True
     if v in _FALSE:
         return False
-    log.debug("ignoring %s=%r: not a boolean", name, value[:40])
-    return None
+    log.debug("%s=%r is not a boolean", name, value[:40])
+    return INVALID
+
+
+def _present(name: str) -> bool:
+    """True when the variable exists at all (get() hides over-long and non-UTF-8 values)."""
+    try:
+        return name in os.environ
+    except Exception:  # pragma: no cover
+        return False
 
 
 def do_not_track() -> str | None:
@@ -57,13 +82,13 @@ def do_not_track() -> str | None:
     OpenTelemetry spec: only ``true`` (case-insensitive) disables.
     """
     dnt = get("DO_NOT_TRACK")
+    if dnt is None and _present("DO_NOT_TRACK"):
+        return "DO_NOT_TRACK"  # set, but too long or not UTF-8: still not "0" or "false"
     if dnt is not None and dnt.strip().lower() not in ("", "0", "false", "no", "off"):
         return "DO_NOT_TRACK"
     if (get("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
         return "OTEL_SDK_DISABLED"
     return None
-
-
 
 
 def package_var(package: str) -> str:

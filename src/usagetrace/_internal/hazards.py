@@ -1,8 +1,9 @@
 """What a wrapper would change that the host can observe, found before anything is wrapped.
 
-A wrapt proxy hides almost everything (see :mod:`.wrappers`), but not three
-things. A public callable exposed to any of them is left unwrapped and listed
-in ``Instrumentation.skipped`` with the reason: behaviour first, counts second.
+A trampoline (see :mod:`.wrappers`) is a real function with the original's
+signature and attributes, but three things still tell it apart. A public
+callable exposed to any of them is left unwrapped and listed in
+``Instrumentation.skipped`` with the reason: behaviour first, counts second.
 
 * **Identity.** Something besides the module and class namespaces usagetrace
   rewrites holds the function: a default argument (``def memoize(f,
@@ -12,24 +13,25 @@ in ``Instrumentation.skipped`` with the reason: behaviour first, counts second.
   the function must be one of the namespace slots that will hold the wrapper.
 * **Frames.** The call would reach code that looks further up the stack than
   the package's own frames: ``warn(..., stacklevel=k)``, ``sys._getframe(n)``,
-  ``inspect.currentframe().f_back``, ``inspect.stack()``. The wrapper's frame
-  (one, at the entry into the package: calls inside a usage bypass the wrapper
-  in C) would be what it finds. Every code object of the package is indexed
-  with the names it uses; a code object that looks ``r`` frames up makes every
-  callable that can reach it in fewer than ``r`` calls hazardous. Calls are
-  followed by name (over-approximating: any callable with that name), code
-  run implicitly (``__getitem__``, ``__enter__``...) counts as reachable from
-  anywhere, one call down.
-* **Exact type.** The package compares ``type(x)`` with ``FunctionType``: a
-  wrapper passes ``isinstance`` but is not of that exact type. Any of the
-  package's functions could be handed to that check, so nothing is wrapped.
+  ``inspect.currentframe().f_back``, ``traceback.extract_stack()``. The
+  wrapper's frames (at the entry into the package only: calls inside a usage
+  bypass the wrapper) would be what it finds. Every code object of the
+  package is indexed with the names it uses; a code object that looks ``r``
+  frames up makes every callable that can reach it in fewer than ``r`` calls
+  hazardous. Calls are followed by name (over-approximating: any callable with
+  that name); code run implicitly (``__getitem__``, ``__enter__``...) counts as
+  reachable from anywhere, one call down.
+* **Recursion.** A function that calls itself, directly or through other
+  functions of the package: each level would pass through the wrapper and use
+  more of the recursion limit.
 
 Limits (also in the README): calls through containers or ``getattr`` by a
 computed name are not followed; references taken by other code before
 ``instrument()`` ran are found (reference counts) but a frame inspection in a
 module imported after a function was wrapped is only found then, and that
-function keeps its wrapper; on a free-threaded build reference counts are not
-exact, so identity cannot be proven and nothing is wrapped.
+function keeps its (pass-through) trampoline; on a free-threaded build
+reference counts are not exact, so identity cannot be proven and nothing is
+wrapped.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ REASON_IMPLICIT = (
     "the package's {target} runs implicitly and looks {reach} frame(s) up the stack ({how}): "
     "any wrapper frame could be what it sees"
 )
-REASON_EXACT_TYPE = "the package compares exact function types in {where}: a wrapper is not a FunctionType"
 REASON_RECURSIVE = (
     "calls itself (directly or through the package): each level would pass through the wrapper, "
     "halving the recursion depth available"
@@ -61,9 +62,9 @@ REASON_NO_REFCOUNT = "reference counts are not exact on this interpreter (free-t
 #: Names that walk the stack to an unknown depth.
 _WALKERS = frozenset({"extract_stack", "walk_stack", "getouterframes", "format_stack", "print_stack",
                       "_getframemodulename", "stack_trace"})
+_BOUNDED_WALKERS = frozenset({"extract_stack", "format_stack", "print_stack"})  # these take limit=
 _FRAME_GETTERS = frozenset({"_getframe", "currentframe"})
 _WARN_NAMES = frozenset({"warn"})
-_FUNCTION_TYPE_NAMES = frozenset({"FunctionType", "LambdaType"})
 #: Methods reached by a call of the class or by name (``super().__init__``), not implicitly.
 _CONSTRUCTORS = frozenset({"__init__", "__new__", "__post_init__", "__attrs_post_init__", "__attrs_pre_init__",
                            "__init_subclass__", "__class_getitem__"})
@@ -208,21 +209,25 @@ def _simple(ins) -> bool:
                           "LOAD_SMALL_INT", "LOAD_FAST_BORROW")
 
 
-def _stacklevel_reach(code) -> int:
-    """Frames above the warning call a ``stacklevel=`` keyword in ``code`` reaches (INF when not constant)."""
-    reach = 0
+def _stacklevel_reach(code, keyword: str = "stacklevel", missing: int = 0) -> int:
+    """Frames above its own a ``stacklevel=k`` (or ``limit=k``) keyword in ``code`` reaches: ``k - 1``.
+
+    INF when the value is not a constant; ``missing`` when the keyword is never given.
+    """
+    reach, found = 0, False
     instructions = _instructions(code)
     for i, ins in enumerate(instructions):
         value = ins.argval
         if ins.opname == "KW_NAMES":  # 3.11, 3.12: the argument is an index into co_consts
             value = code.co_consts[ins.arg]
-        if not (isinstance(value, tuple) and "stacklevel" in value and all(isinstance(v, str) for v in value)):
+        if not (isinstance(value, tuple) and keyword in value and all(isinstance(v, str) for v in value)):
             continue
         if ins.opname != "KW_NAMES":
             nxt = instructions[i + 1].opname if i + 1 < len(instructions) else ""
             if ins.opname != "LOAD_CONST" or nxt not in ("CALL_FUNCTION_KW", "CALL_KW"):
                 continue
-        back = len(value) - value.index("stacklevel")
+        found = True
+        back = len(value) - value.index(keyword)
         values = instructions[i - back : i]
         if len(values) != back or not all(_simple(v) for v in values):
             return INF
@@ -230,7 +235,7 @@ def _stacklevel_reach(code) -> int:
         if values[0].opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(level) is not int:
             return INF
         reach = max(reach, level - 1)
-    return reach
+    return reach if found else missing
 
 
 def _positional_stacklevel_reach(code) -> int:
@@ -294,7 +299,13 @@ def frame_reach(code) -> tuple[int, str]:
         consts = c.co_consts
         try:
             if not _WALKERS.isdisjoint(names) or ("inspect" in names and "stack" in names):
-                return INF, "walks the stack"
+                # extract_stack(limit=2) and the like see a bounded number of frames.
+                bounded = _BOUNDED_WALKERS.issuperset(_WALKERS.intersection(names)) and "inspect" not in names
+                r = _stacklevel_reach(c, "limit", INF) if bounded else INF
+                if r >= INF:
+                    return INF, "walks the stack"
+                if r > reach:
+                    reach, how = r, "walks the stack"
             has_kw = "stacklevel" in consts or any(isinstance(k, tuple) and "stacklevel" in k for k in consts)
             if has_kw:
                 r = _stacklevel_reach(c)
@@ -312,20 +323,6 @@ def frame_reach(code) -> tuple[int, str]:
             log.debug("cannot analyse %r; treating it as reading the stack", c, exc_info=True)
             return INF, "unanalysable"
     return reach, how
-
-
-def _compares_type(code, type_names) -> bool:
-    """True when ``code`` compares ``type(x)`` with a function type (``is``, ``==``, ``in``)."""
-    for c in _all_codes(code):
-        if "type" not in c.co_names or type_names.isdisjoint(c.co_names):
-            continue
-        instructions = _instructions(c)
-        for i, op in enumerate(instructions):
-            if op.opname in ("IS_OP", "COMPARE_OP", "CONTAINS_OP"):
-                loads = {w.argval for w in instructions[max(0, i - 12) : i] if w.opname.startswith("LOAD")}
-                if "type" in loads and not type_names.isdisjoint(loads):
-                    return True
-    return False
 
 
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -405,8 +402,6 @@ class Analysis:
         self.nodes: dict[int, _Node] = {}  # id(code) -> node
         self.codes: dict[int, object] = {}  # id(code) -> code (kept alive so ids stay unique)
         self.referrers: dict[str, set[int]] = {}  # name -> nodes that use it
-        self.function_type_names = set(_FUNCTION_TYPE_NAMES)
-        self.exact_type_sites: list[str] = []
         self.subclasses: dict[int, set[str]] = {}  # id(class) -> names of its subclasses in the package
         self._classes: dict[int, type] = {}
         self._modules: set[str] = set()
@@ -426,11 +421,6 @@ class Analysis:
             return
         for key, value in namespace.items():
             try:
-                if value is types.FunctionType or value is types.LambdaType:
-                    self.function_type_names.add(key)
-                elif isinstance(value, (tuple, frozenset, set)) and len(value) < 32 and \
-                        any(v is types.FunctionType for v in value):
-                    self.function_type_names.add(key)
                 if type(value) is types.FunctionType:
                     self.add_function(value, f"{name}.{key}", alias=key)
                 elif isinstance(value, type) and _defined_in(value, self.package):
@@ -489,8 +479,9 @@ class Analysis:
             namespace = func.__globals__
             for n in node.names:
                 target = namespace.get(n)
-                if type(target) is types.FunctionType or type(target).__name__ == "UsageWrapper":
-                    node.edges.add(id(getattr(target, "__code__", None)))
+                if type(target) is types.FunctionType:
+                    wrapped = _original_of(target)
+                    node.edges.add(id((wrapped or target).__code__))
         except Exception:
             pass
         self.nodes[id(code)] = node
@@ -499,17 +490,6 @@ class Analysis:
             self.referrers.setdefault(n, set()).add(id(code))
         self._hazards = None
         self._recursive = None
-
-    def _find_exact_type_checks(self) -> None:
-        sites = []
-        for cid, node in self.nodes.items():
-            if "type" in node.names and not self.function_type_names.isdisjoint(node.names):
-                try:
-                    if _compares_type(self.codes[cid], self.function_type_names):
-                        sites.append(node.label)
-                except Exception:
-                    sites.append(node.label)  # cannot tell: assume it does
-        self.exact_type_sites = sorted(set(sites))[:3]
 
     # -- answers --------------------------------------------------------------
     def frame_hazards(self) -> dict[int, str]:
@@ -648,12 +628,10 @@ class Analysis:
                 return False
         return True
 
-    def exact_type_hazard(self) -> str | None:
-        if self._hazards is None:
-            self._find_exact_type_checks()
-        if self.exact_type_sites:
-            return REASON_EXACT_TYPE.format(where=", ".join(self.exact_type_sites))
-        return None
+
+def _original_of(func):
+    module = sys.modules.get("usagetrace._internal.wrappers")
+    return module.original_of(func) if module is not None else None
 
 
 def _defined_in(obj, package: str) -> bool:

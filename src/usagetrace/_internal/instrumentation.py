@@ -49,9 +49,11 @@ class Instrumentation:
         exclude,
         ci: str,
         options: dict,
+        consent_version: str | None = None,
     ) -> None:
         self.package = package
         self.policy = policy
+        self.consent_version = consent_version
         self.endpoint = endpoint
         self.ci = ci
         self.include = tuple(include or ())
@@ -217,7 +219,6 @@ class Instrumentation:
         """
         from . import discovery
 
-        ours = _wrapper_type()
         slots: dict[int, list] = {}
         classes: dict[int, type] = {}
         for module in list(self._scanned.values()):
@@ -225,7 +226,7 @@ class Instrumentation:
             for key in list(namespace):
                 value = namespace.get(key)
                 kind = type(value)
-                if kind is FunctionType or kind is ours:
+                if kind is FunctionType:
                     slots.setdefault(id(value), []).append((namespace, key))
                 elif issubclass(kind, type) and discovery.defined_in(value, self.package):
                     classes[id(value)] = value
@@ -242,7 +243,7 @@ class Instrumentation:
             for key in list(namespace):
                 value = namespace.get(key)
                 kind = type(value)
-                if kind is FunctionType or kind is ours:
+                if kind is FunctionType:
                     slots.setdefault(id(value), []).append((cls, key))
                 elif kind is staticmethod or kind is classmethod:
                     slots.setdefault(id(value), []).append((cls, key))
@@ -263,11 +264,11 @@ class Instrumentation:
                 if obj is None:
                     continue
                 qualname = f"{name}.{attr}"
+                if _is_our_wrapper(obj):
+                    continue  # ours already (this package under another name, or another package)
                 if discovery.is_function(obj):
                     obj = None  # measured by reference count next: hold no reference
                     self._consider(namespace, attr, qualname, name, "function", slots)
-                elif _is_our_wrapper(obj):
-                    continue
                 elif isinstance(obj, type):
                     self._wrap_class(obj, qualname, slots)
                 elif callable(obj) and not isinstance(obj, ModuleType) and discovery.defined_in(obj, self.package):
@@ -287,6 +288,8 @@ class Instrumentation:
         namespace = owner if isinstance(owner, dict) else owner.__dict__
         descriptor = struct_kind in ("staticmethod", "classmethod")
         target = namespace[key].__func__ if descriptor else namespace[key]
+        if wrappers.is_trampoline(target):
+            return  # ours already
         target_id = id(target)
         if target_id in self._wrappers:
             target = None
@@ -308,8 +311,7 @@ class Instrumentation:
             if self.include != (NOTHING,):
                 self._skip(qualname, "left out by instrument(include=..., exclude=...)")
             return
-        reason = (self._analysis.exact_type_hazard() or self._analysis.frame_hazard(target)
-                  or self._analysis.recursion_hazard(target))
+        reason = self._analysis.frame_hazard(target) or self._analysis.recursion_hazard(target)
         kind = discovery.call_kind(target)
         target = None  # from here on, hold no reference until the count is taken
         if reason is None:
@@ -329,6 +331,7 @@ class Instrumentation:
         old = namespace[key]
         target = old.__func__ if descriptor else old
         stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
+        stats.signature_from(target, bound=struct_kind in ("method", "constructor", "classmethod"))
         wrapper = wrappers.make(self.recorder, stats, target, kind)
         self._wrappers[target_id] = wrapper
         self._stats[target_id] = stats
@@ -341,8 +344,10 @@ class Instrumentation:
 
     def _patch_slots(self, target_id: int, slots: dict) -> None:
         """Put the wrapper in every namespace slot of the package that holds the original."""
+        from . import wrappers
+
         wrapper = self._wrappers[target_id]
-        original = wrapper.__wrapped__
+        original = wrappers.original_of(wrapper)
         for owner, key in slots.get(target_id, ()):
             if owner is None:
                 continue  # inside a descriptor: the descriptor was replaced
@@ -399,12 +404,14 @@ class Instrumentation:
         Its wrapper stays in place (references to it may have been handed out,
         and replacing it would change identity) but calls pass straight through.
         """
+        from . import wrappers
+
         names = ", ".join(m.__name__ for m in new_modules)
         for target_id, wrapper in list(self._wrappers.items()):
             stats = self._stats.get(target_id)
             if stats is None or stats.exempt:
                 continue
-            reason = self._analysis.exact_type_hazard() or self._analysis.frame_hazard(wrapper.__wrapped__)
+            reason = self._analysis.frame_hazard(wrappers.original_of(wrapper))
             if reason is not None:
                 self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
                                      "pass straight through its wrapper)")
@@ -440,10 +447,13 @@ class Instrumentation:
     def exempt(self, func, reason: str) -> bool:
         """Stop counting a wrapped callable (calls pass straight through); record why. Never raises."""
         try:
+            from . import wrappers
+
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
-            if not _is_our_wrapper(target):
+            original = wrappers.original_of(target)
+            if original is None:
                 return False
-            stats = self._stats.get(id(target.__wrapped__))
+            stats = self._stats.get(id(original))
             if stats is None:
                 return False
             stats.exempt = True
@@ -512,7 +522,9 @@ class Instrumentation:
             fingerprint = _consent.fingerprint(self.package)
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
-                self.consent = _consent.resolve(self.package, self.policy, ci=self.ci, notice_shown=True)
+                self.consent = _consent.resolve(
+                    self.package, self.policy, ci=self.ci, notice_shown=True, consent_version=self.consent_version
+                )
                 if self.recorder is not None:
                     self.recorder.enabled = self.consent.enabled and self.instrumented
         except Exception:
@@ -520,15 +532,9 @@ class Instrumentation:
         return self.consent.enabled
 
 
-def _wrapper_type():
-    module = sys.modules.get("usagetrace._internal.wrappers")
-    return module.UsageWrapper if module is not None else None
-
-
 def _is_our_wrapper(obj) -> bool:
-    # type(), not isinstance(): a wrapt proxy reports the wrapped object's class.
-    kind = _wrapper_type()
-    return kind is not None and type(obj) is kind
+    module = sys.modules.get("usagetrace._internal.wrappers")
+    return module is not None and module.is_trampoline(obj)
 
 
 def _distribution_version(package: str) -> str:
@@ -574,6 +580,7 @@ def instrument(
     include=None,
     exclude=None,
     ci: str = "off",
+    consent_version=None,
     **options,
 ) -> Instrumentation:
     """Record usage of a package's public API, if the person running it agrees.
@@ -590,6 +597,11 @@ def instrument(
         exclude: Glob patterns of qualified names never to wrap.
         ci: ``"off"`` (default: no data from CI unless explicitly granted) or
             ``"policy"`` (CI follows the same policy as everywhere else).
+        consent_version: Declare it (an int or a short string, e.g. ``2``) and
+            change it whenever what the package collects changes: opt-out
+            packages then show their notice again and send nothing until it
+            was shown; a stored grant for another version counts as not given
+            (``ask_consent`` asks again). Denials always stay.
         **options: Advanced settings: ``span_budget`` (spans per function per
             minute, default 5), ``error_budget`` (default 50), ``max_queue``
             (default 2048), ``dev_file`` (development-mode output path).
@@ -635,6 +647,15 @@ def instrument(
             stacklevel=2,
         )
         ci = "off"
+    try:
+        consent_version = _consent.normalize_version(consent_version)
+    except ValueError as exc:
+        warnings.warn(
+            f"usagetrace.instrument({name!r}): {exc}; using 'opt-in' (nothing is sent without consent).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        consent, consent_version = _consent.OPT_IN, "invalid"
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None:
@@ -646,13 +667,15 @@ def instrument(
             return existing
         handle = Instrumentation(
             name, version=version, endpoint=endpoint, policy=consent, include=include,
-            exclude=exclude, ci=ci, options=options,
+            exclude=exclude, ci=ci, options=options, consent_version=consent_version,
         )
         _REGISTRY[name] = handle
     try:
         # No fingerprint here: only the background refresher uses it, and it treats
         # "none yet" as changed, so the project-directory walk is not done twice at import.
-        handle.consent = _consent.resolve(name, consent, ci=ci)
+        handle.consent = _consent.resolve(name, consent, ci=ci, consent_version=consent_version)
+        if consent_version is not None and not handle.consent.source.startswith(("env:", "pytest")):
+            _consent.remember_version(name.split(".", 1)[0], consent_version)
         if handle.consent.enabled or options.get("_force"):
             handle._start()
     except Exception:

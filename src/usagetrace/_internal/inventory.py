@@ -365,6 +365,22 @@ def markdown(profile: Profile | None = None) -> str:
                   "(numbers, booleans or values from a declared list only)."]
     lines += ["", "Never sent:", ""]
     lines += [f"- {item}" for item in allowlist.NEVER_SENT]
+    package = profile.package if profile is not None else _GENERIC_PACKAGE
+    lines += [
+        "",
+        "What you can check and change:",
+        "",
+        f"- `usagetrace history {package}` shows every request that left this machine, decoded, with when, "
+        "where (scheme://host:port) and how many bytes: a receipt kept locally per package (the newest 2 MiB).",
+        f"- `usagetrace disable {package}` stops sending and deletes what was waiting to be sent and the install "
+        "id; a later re-enable gets a new id, so data from before and after cannot be joined. To have data "
+        "already sent deleted, quote the install id (`usagetrace status`) to the maintainers.",
+        "- When the maintainers change what is collected (a new consent version), an opt-out package shows "
+        "its notice again and sends nothing until it was shown, and an earlier yes stops counting: you are "
+        "asked again. A no always stays a no.",
+        "- A consent file or variable that cannot be read turns telemetry off until it is fixed; "
+        "`usagetrace status` says where and how.",
+    ]
     return "\n".join(lines) + "\n"
 
 

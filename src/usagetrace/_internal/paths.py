@@ -81,11 +81,118 @@ def spool_dir() -> str:
     return os.path.join(user_dir("cache"), "spool")
 
 
-def atomic_write(path: str, data: str) -> None:
-    """Write a text file atomically (temp file + rename), creating parent directories."""
+def state_path(*parts: str) -> str:
+    """Return a path under the per-user state directory (receipts, consent versions)."""
+    return os.path.join(user_dir("state"), *parts)
+
+
+_counter = [0]
+
+
+def atomic_write(path: str, data: str, *, durable: bool = False) -> None:
+    """Write a text file atomically (temp file + rename), creating parent directories.
+
+    The temporary name is unique per call, so two threads or processes writing
+    the same file never interleave; readers see the old or the new content,
+    never a mix. ``durable=True`` also fsyncs before the rename (for files a
+    crash must not empty, like the consent file) and keeps an existing file's
+    permission bits. New files are private to the user (0600).
+    """
+    import _thread
+
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    # Unique without ``tempfile`` (whose import costs milliseconds, paid at exit by the spool).
+    _counter[0] += 1
+    tmp = f"{path}.{os.getpid()}-{_thread.get_ident()}-{_counter[0]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if durable:
+            try:
+                os.chmod(tmp, os.stat(path).st_mode & 0o777)
+            except OSError:
+                pass  # no previous file: 0600 it is
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class LockTimeout(OSError):
+    """Another process held a lock for longer than the caller was willing to wait."""
+
+
+class locked:
+    """Hold an exclusive lock on ``path`` (a separate ``.lock`` file) for a ``with`` block.
+
+    Serialises read-modify-write cycles between processes (two ``usagetrace``
+    commands at once, a send recording a receipt while another trims the log).
+    The lock is the operating system's (``flock``/``msvcrt.locking``), so a
+    crashed holder never leaves it stuck. Entering raises :class:`LockTimeout`
+    after ``timeout`` seconds, OSError when the lock file cannot be created.
+    (A class, not ``contextlib``: this module is on the import path.)
+    """
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> locked:
+        import time
+
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise LockTimeout(f"{self.path} is held by another process")
+            time.sleep(0.005)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            _unlock(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _unlock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        os.lseek(fd, 0, 0)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)

@@ -36,7 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import allowlist, sanitize
-from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_VALUE_LENGTH, SCOPE_NAME
+from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_VALUE_LENGTH, SCOPE_NAME
 
 _METRIC_META = {m.name: m for m in allowlist.METRICS}
 _EMPTY_CONTEXT = Context()
@@ -146,7 +146,7 @@ class Pipeline:
                 max_span_attributes=MAX_ATTRIBUTES,
                 max_event_attributes=MAX_ATTRIBUTES,
                 max_attribute_length=MAX_VALUE_LENGTH,
-                max_events=4,
+                max_events=MAX_EVENTS,
                 max_links=0,
             ),
         )

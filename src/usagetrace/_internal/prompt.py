@@ -42,10 +42,20 @@ def _read_answer(timeout: float) -> str | None:
 
 
 def ask(package: str, *, question: str | None = None, timeout: float = 30.0, policy: str = consent.OPT_IN):
-    """Ask once whether ``package`` may send telemetry; return the resulting :class:`ConsentState`."""
+    """Ask once whether ``package`` may send telemetry; return the resulting :class:`ConsentState`.
+
+    When the package is instrumented in this process, its policy and consent
+    version apply: a stored grant for another consent version counts as not
+    given, so the question is asked again and the answer stored for this version.
+    """
     top = package.split(".", 1)[0]
     try:
-        current = consent.resolve(top, policy, notice_shown=True)
+        from . import instrumentation
+
+        handle = instrumentation.get(top)
+        version = handle.consent_version if handle is not None else None
+        policy = handle.policy if handle is not None else policy
+        current = consent.resolve(top, policy, notice_shown=True, consent_version=version)
         if current.state != consent.UNSET or current.source in ("pytest", "ci") or not _can_ask():
             return current
         sys.stderr.write((question or DEFAULT_QUESTION).format(package=top))
@@ -56,11 +66,11 @@ def ask(package: str, *, question: str | None = None, timeout: float = 30.0, pol
             return current
         granted = answer.strip().lower() in ("y", "yes")
         try:
-            consent.write_choice(top, granted)
-        except OSError:
+            consent.write_choice(top, granted, version=version)
+        except (OSError, consent.BrokenSource):
             log.debug("cannot store the consent answer", exc_info=True)
             return consent.ConsentState(granted, consent.GRANTED if granted else consent.DENIED, "prompt")
-        decision = consent.resolve(top, policy, notice_shown=True)
+        decision = consent.resolve(top, policy, notice_shown=True, consent_version=version)
         _apply(top, decision)
         return decision
     except Exception:

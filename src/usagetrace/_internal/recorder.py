@@ -79,7 +79,7 @@ class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
     __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "_exempt",
-                 "launcher", "marker", "off")
+                 "launcher", "marker", "off", "params", "defaults", "kwdefaults", "skip")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -99,6 +99,16 @@ class FunctionStats:
         self.launcher = False
         self.marker = _Usage()
         self.marker.stats = self
+        #: The original's signature facts, to tell which arguments a caller gave (see ``call_attributes``).
+        self.params, self.defaults, self.kwdefaults, self.skip = 0, None, None, 0
+
+    def signature_from(self, func, bound: bool) -> None:
+        """Remember what ``call_attributes`` needs of ``func``; ``bound``: its first argument is self or cls."""
+        code = getattr(func, "__code__", None)
+        self.params = code.co_argcount if code is not None else 0
+        self.defaults = getattr(func, "__defaults__", None)
+        self.kwdefaults = getattr(func, "__kwdefaults__", None)
+        self.skip = 1 if bound else 0
 
 
     @property
@@ -185,13 +195,26 @@ class Recorder:
                 log.internal_error("recorder.start_delivery")
 
     def call_attributes(self, stats: FunctionStats, args: tuple, kwargs: dict) -> dict:
-        """Return a usage span's attributes: names and counts only, never values."""
+        """Return a usage span's attributes: names and counts only, never values.
+
+        The trampoline passes every bound parameter on; a parameter still holding
+        its default object counts as not given (positional ones from the end).
+        """
+        given = len(args)
+        defaults = stats.defaults
+        if defaults:
+            first = stats.params - len(defaults)
+            while given > max(first, 0) and given <= stats.params and args[given - 1] is defaults[given - 1 - first]:
+                given -= 1
+        kwdefaults = stats.kwdefaults or {}
+        names = sorted(k for k, v in kwargs.items()
+                       if isinstance(k, str) and not (k in kwdefaults and v is kwdefaults[k]))
         return {
             "code.function.name": stats.name,
             "usagetrace.module": stats.module,
             "usagetrace.callable.kind": stats.kind,
-            "usagetrace.args.count": len(args),
-            "usagetrace.kwargs.names": sorted(k for k in kwargs if isinstance(k, str)),
+            "usagetrace.args.count": max(given - stats.skip, 0),
+            "usagetrace.kwargs.names": names,
         }
 
     def sampled(self, stats: FunctionStats, args: tuple, kwargs: dict, start_ns: int) -> None:

@@ -74,7 +74,7 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     cannot be stored, a salted hash of the machine id; failing that a random
     id for this process only.
     """
-    path = os.path.join(paths.ids_dir(), f"{package}.id")
+    path = _id_file(package)
     try:
         with open(path, encoding="ascii") as fh:
             value = fh.read(64).strip()
@@ -96,10 +96,33 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     return str(uuid.uuid4()), "ephemeral"
 
 
+def stored_install_id(package: str) -> str | None:
+    """The install id stored for ``package``, or None (never creates one)."""
+    try:
+        with open(_id_file(package), encoding="ascii") as fh:
+            return str(uuid.UUID(fh.read(64).strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def delete_install_id(package: str) -> str | None:
+    """Delete the stored install id; return it (None when there was none). Raises OSError."""
+    value = stored_install_id(package)
+    try:
+        os.unlink(_id_file(package))
+    except FileNotFoundError:
+        pass
+    return value
+
+
+def _id_file(package: str) -> str:
+    return os.path.join(paths.ids_dir(), f"{package}.id")
+
+
 def reset_install_id(package: str) -> str:
     """Replace the stored install id with a new random one and return it. Raises OSError."""
     value = str(uuid.uuid4())
-    paths.atomic_write(os.path.join(paths.ids_dir(), f"{package}.id"), value + "\n")
+    paths.atomic_write(_id_file(package), value + "\n")
     return value
 
 

@@ -6,7 +6,9 @@ sends it, with their original timestamps) and already-encoded OTLP requests.
 
 Bounds: at most ``MAX_FILES`` files and ``MAX_BYTES`` bytes; files older than
 ``MAX_AGE`` are deleted unsent. Consent is checked again before sending, so a
-withdrawal in between means the file is deleted, not sent.
+withdrawal in between means the file is deleted, not sent. :func:`deliver`
+reports what happened to each file (delivered, withdrawn, expired, rejected,
+failed and kept, unreadable) for ``usagetrace flush``.
 
 ``python -m usagetrace._internal.spool`` is the detached sender a process
 starts at exit: it delivers the spool within ``SENDER_BUDGET`` seconds and exits.
@@ -70,6 +72,7 @@ def write(channel, samples, deltas, start_ns, end_ns, payloads) -> bool:
             "package": h.package,
             "policy": h.policy,
             "ci": h.ci,
+            "consent_version": h.consent_version,
             "endpoint": h.endpoint,
             "dev_file": h.options.get("dev_file"),
             "extra_keys": sorted(h.options.get("_extra_keys", ())),
@@ -114,20 +117,30 @@ def spawn_sender() -> bool:
         return False
 
 
-def _send_file(path: str, deadline: float, override=None) -> bool:
-    """Deliver one spool file; return True when it can be deleted."""
-    from . import config, consent, pipeline
+#: What :func:`deliver` reports, per file.
+OUTCOMES = ("delivered", "withdrawn", "expired", "rejected", "failed", "unreadable")
+
+
+def _package_of(name: str) -> str:
+    return name.split("-", 2)[-1][: -len(".json")] if name.count("-") >= 2 else ""
+
+
+def _send_file(path: str, deadline: float, override=None) -> tuple[str, int]:
+    """Deliver one spool file; return (outcome, requests accepted). Every outcome but "failed" deletes it."""
+    from . import config, consent, pipeline, receipts, state
     from . import transport as _transport
 
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
-        return True  # unknown format: nothing we can send
+        return "unreadable", 0  # unknown format: nothing we can send
     package = str(doc["package"])
-    state = consent.resolve(package, doc.get("policy", consent.OPT_IN), ci=doc.get("ci", "off"),
-                            under_pytest=False, notice_shown=True)
-    if not state.enabled:
-        return True  # withdrawn since: delete unsent
+    version = doc.get("consent_version")
+    decision = consent.resolve(package, doc.get("policy", consent.OPT_IN), ci=doc.get("ci", "off"),
+                               under_pytest=False, notice_shown=True,
+                               consent_version=None if version is None else str(version))
+    if not decision.enabled:
+        return "withdrawn", 0  # withdrawn since (or no longer readable): delete unsent
     payloads = [(signal, base64.b64decode(data)) for signal, data in doc.get("payloads", [])]
     samples = [tuple(s) for s in doc.get("samples", [])]
     counts = {tuple(k): int(v) for k, v in doc.get("counts", [])}
@@ -146,6 +159,7 @@ def _send_file(path: str, deadline: float, override=None) -> bool:
         if data is not None:
             payloads.append(("metrics", pipeline.encode_metric_request(data)))
     remaining = []
+    accepted = rejected = 0
     for signal, payload in payloads:
         now = time.monotonic()
         if now >= deadline:
@@ -153,20 +167,36 @@ def _send_file(path: str, deadline: float, override=None) -> bool:
             continue
         target = config.resolve(signal, doc.get("endpoint"), package, doc.get("dev_file"))
         transport = override if override is not None else _transport.for_target(target)
-        result = transport.send(signal, payload, min(target.timeout, deadline - now))
-        if result not in (_transport.OK, _transport.DROP):
+        result = receipts.send(transport, target, package, signal, payload, min(target.timeout, deadline - now))
+        if result == _transport.OK:
+            accepted += 1
+        elif result == _transport.DROP:
+            rejected += 1
+        else:
             remaining.append((signal, payload))
+    if accepted and override is None:
+        settings = {k: doc.get(k) for k in ("policy", "ci", "endpoint", "consent_version")}
+        settings["target"] = config.resolve("traces", doc.get("endpoint"), package, doc.get("dev_file")).describe()
+        state.remember_package(package, settings)
     if not remaining:
-        return True
+        return ("rejected" if rejected else "delivered"), accepted
     # Keep what failed, already encoded, for the next attempt.
     doc["samples"], doc["counts"] = [], []
     doc["payloads"] = [[s, base64.b64encode(p).decode("ascii")] for s, p in remaining]
     paths.atomic_write(path, json.dumps(doc, separators=(",", ":")))
-    return False
+    return "failed", accepted
 
 
-def deliver(packages: set | None = None, deadline: float | None = None, override=None) -> int:
-    """Send spooled files (of ``packages`` only, if given); return how many were delivered."""
+def deliver(packages: set | None = None, deadline: float | None = None, override=None) -> dict:
+    """Send spooled files (of ``packages`` only, if given); return what happened to them.
+
+    ``{outcome: number of files}`` for each of :data:`OUTCOMES`, plus
+    ``requests`` (requests the collector accepted), ``left`` (files not
+    reached before the deadline) and ``busy`` (True when another sender held
+    the spool, so nothing was looked at).
+    """
+    counts: dict = dict.fromkeys(OUTCOMES, 0)
+    counts.update(requests=0, left=0, busy=False)
     directory = paths.spool_dir()
     deadline = deadline if deadline is not None else time.monotonic() + SENDER_BUDGET
     lock = os.path.join(directory, ".lock")
@@ -178,25 +208,31 @@ def deliver(packages: set | None = None, deadline: float | None = None, override
         except OSError:
             pass
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        counts["busy"] = True  # another sender is at work
+        return counts
     except OSError:
-        return 0  # another sender is at work
-    delivered = 0
+        return counts  # no spool directory can exist here: nothing is spooled
     try:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         for mtime, path, _ in _files(directory):
+            if packages is not None and _package_of(os.path.basename(path)) not in packages:
+                continue
             if time.monotonic() >= deadline:
-                break
-            name = os.path.basename(path)
-            package = name.split("-", 2)[-1][: -len(".json")] if name.count("-") >= 2 else ""
-            if packages is not None and package not in packages:
+                counts["left"] += 1
                 continue
             try:
-                if time.time() - mtime > MAX_AGE or _send_file(path, deadline, override):
-                    os.unlink(path)
-                    delivered += 1
+                if time.time() - mtime > MAX_AGE:
+                    outcome, accepted = "expired", 0
+                else:
+                    outcome, accepted = _send_file(path, deadline, override)
             except Exception:
                 log.debug("spool file %s unusable; deleting it", path, exc_info=True)
+                outcome, accepted = "unreadable", 0
+            counts[outcome] += 1
+            counts["requests"] += accepted
+            if outcome != "failed":
                 try:
                     os.unlink(path)
                 except OSError:
@@ -206,7 +242,20 @@ def deliver(packages: set | None = None, deadline: float | None = None, override
             os.unlink(lock)
         except OSError:
             pass
-    return delivered
+    return counts
+
+
+def discard(package: str) -> int:
+    """Delete every spooled file of ``package`` unsent; return how many were deleted."""
+    deleted = 0
+    for _, path, _ in _files(paths.spool_dir()):
+        if _package_of(os.path.basename(path)) == package:
+            try:
+                os.unlink(path)
+                deleted += 1
+            except OSError:
+                pass
+    return deleted
 
 
 PARENT_WAIT = 2.0

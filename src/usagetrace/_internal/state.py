@@ -1,8 +1,11 @@
-"""The per-user state file: which notices were shown and which packages were seen.
+"""The per-user state file: which notices were shown and what is known about each package.
 
-Written rarely (a notice shown, a package's settings changed), read by the
-``usagetrace status`` command. Any problem reading or writing it is logged at
-debug level and otherwise ignored.
+Written rarely (a notice shown, a package's settings recorded at exit or by a
+sender, at most once a day per package), read by ``usagetrace status``.
+Updates hold a lock across read-modify-write, so two processes never drop
+each other's entries. Any problem reading or writing it is logged at debug
+level and otherwise ignored: nothing here decides whether data is sent,
+except the notice record, where "unknown" means "not shown" (nothing sent).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import json
 import time
 
 from . import log, paths
+
+#: Bounded: the notice path runs at import and this also runs at exit.
+LOCK_TIMEOUT = 0.5
 
 
 def load() -> dict:
@@ -37,23 +43,81 @@ def save(data: dict) -> bool:
         return False
 
 
-def notice_shown(package: str) -> bool:
-    """Return True when the first-run notice for ``package`` was already shown."""
-    return package in load().get("notices", {})
+def update(change) -> bool:
+    """Apply ``change(data)`` under the state lock and save when it returns True; False on any failure."""
+    try:
+        with paths.locked(paths.state_file() + ".lock", timeout=LOCK_TIMEOUT):
+            data = load()
+            if not change(data):
+                return True
+            return save(data)
+    except Exception:
+        log.debug("state file not updated", exc_info=True)
+        return False
 
 
-def mark_notice_shown(package: str) -> bool:
-    """Record that the notice was shown; return False when that could not be stored."""
-    data = load()
-    data.setdefault("notices", {})[package] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return save(data)
+def _section(data: dict, name: str) -> dict:
+    section = data.get(name)
+    if not isinstance(section, dict):
+        section = data[name] = {}
+    return section
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def notice_entry(package: str) -> dict | None:
+    """The record of the notice shown for ``package``: ``{"shown", "consent_version"}``, or None."""
+    notices = load().get("notices")
+    entry = notices.get(package) if isinstance(notices, dict) else None
+    if entry is None:
+        return None
+    if isinstance(entry, str):  # written before consent versions existed
+        return {"shown": entry, "consent_version": None}
+    return entry if isinstance(entry, dict) else None
+
+
+def notice_shown(package: str, version: str | None = None) -> bool:
+    """Return True when the first-run notice for ``package`` was shown for this consent version."""
+    entry = notice_entry(package)
+    return entry is not None and entry.get("consent_version") == version
+
+
+def mark_notice_shown(package: str, version: str | None = None, policy: str | None = None) -> bool:
+    """Record that the notice was shown (for ``version``); False when that could not be stored."""
+
+    def change(data: dict) -> bool:
+        _section(data, "notices")[package] = {"shown": _now(), "consent_version": version}
+        if policy is not None:
+            known = _section(data, "packages")
+            settings = known.get(package) if isinstance(known.get(package), dict) else {}
+            known[package] = {**settings, "policy": policy}
+        return True
+
+    return update(change)
 
 
 def remember_package(package: str, settings: dict) -> None:
-    """Record a package's policy and endpoint for ``usagetrace status``, only if changed."""
-    data = load()
-    known = data.setdefault("packages", {})
-    if known.get(package) == settings:
-        return
-    known[package] = settings
-    save(data)
+    """Record a package's settings and that it ran with telemetry on today (for ``usagetrace status``).
+
+    Called off the import path (at exit, by the delivery thread, by the
+    spool sender); writes at most once a day per package unless a setting changed.
+    """
+    today = _now()[:10]
+
+    def change(data: dict) -> bool:
+        known = _section(data, "packages")
+        old = known.get(package) if isinstance(known.get(package), dict) else {}
+        new = {**old, **settings, "last_on": today}
+        new.setdefault("first_on", today)
+        if new == old:
+            return False
+        known[package] = new
+        return True
+
+    current = load().get("packages", {})
+    old = current.get(package) if isinstance(current, dict) else None
+    if isinstance(old, dict) and old.get("last_on") == today and all(old.get(k) == v for k, v in settings.items()):
+        return  # nothing new: no lock, no write
+    update(change)

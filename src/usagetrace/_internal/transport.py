@@ -21,6 +21,25 @@ _USER_AGENT = "usagetrace"
 _RETRYABLE_HTTP = (408, 429, 502, 503, 504)
 _MAX_RETRY_AFTER = 300.0
 FILE_MAX_BYTES = 16 * 1024 * 1024
+_attempt = threading.local()
+
+
+def last_attempt() -> tuple:
+    """``(reached, outcome, wire bytes)`` of the calling thread's latest HTTP or gRPC send.
+
+    ``reached`` is True when the whole request left the machine, False when it
+    certainly did not, None when that is unknown. Read by ``receipts.send``.
+    """
+    return getattr(_attempt, "value", (False, "", 0))
+
+
+def _note(reached, outcome: str, size: int) -> None:
+    _attempt.value = (reached, outcome, size)
+
+
+def forget_attempt() -> None:
+    """Clear the calling thread's record before a send (a send that notes nothing sent nothing)."""
+    _note(False, "", 0)
 
 
 def _retry_after(value: str | None, default: float) -> float:
@@ -56,6 +75,9 @@ def _import_grpc():
 
 class HttpTransport:
     """OTLP over HTTP (protobuf or JSON), with ``http.client`` and hard timeouts."""
+
+    #: Bytes leave the machine: ``receipts.send`` keeps a receipt (and reads :func:`last_attempt`).
+    sends_over_network = True
 
     def __init__(self, target: Target) -> None:
         from urllib.parse import urlsplit
@@ -95,6 +117,7 @@ class HttpTransport:
         for key, value in self.target.headers:
             headers[key] = value
         timeout = max(timeout, 0.01)
+        wrote = False
         try:
             if self._https:
                 conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context())
@@ -102,6 +125,7 @@ class HttpTransport:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
             try:
                 conn.request("POST", self._path, body=body, headers=headers)
+                wrote = True
                 response = conn.getresponse()
                 response.read(64 * 1024)
                 status = response.status
@@ -110,15 +134,20 @@ class HttpTransport:
                 conn.close()
         except ssl.SSLError as exc:
             log.debug("OTLP %s export to %s failed TLS verification: %s", signal, self.target.url, exc)
+            _note(wrote, "TLS error", len(body))
             return DROP
         except (OSError, http.client.HTTPException) as exc:
             log.debug("OTLP %s export to %s failed: %r", signal, self.target.url, exc)
+            _note(wrote, f"{'no answer' if wrote else 'not sent'}: {type(exc).__name__}", len(body))
             return 1.0
         if 200 <= status < 300:
+            _note(True, f"accepted (HTTP {status})", len(body))
             return OK
         if status in _RETRYABLE_HTTP:
+            _note(True, f"retry later (HTTP {status})", len(body))
             return _retry_after(retry_after, 1.0)
         log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, self.target.url, status)
+        _note(True, f"rejected (HTTP {status})", len(body))
         return DROP
 
     def close(self) -> None:
@@ -127,6 +156,8 @@ class HttpTransport:
 
 class GrpcTransport:
     """OTLP over gRPC with raw protobuf bytes (no re-encoding)."""
+
+    sends_over_network = True
 
     _METHODS = {
         "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -180,10 +211,14 @@ class GrpcTransport:
                 wait_for_ready=False,
                 **kwargs,
             )
+            _note(True, "accepted (gRPC OK)", len(payload))
             return OK
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             log.debug("OTLP %s gRPC export to %s failed: %s", signal, self.target.url, code)
+            # UNAVAILABLE: no connection; DEADLINE_EXCEEDED: unknown; anything else: the server answered.
+            reached = {grpc.StatusCode.UNAVAILABLE: False, grpc.StatusCode.DEADLINE_EXCEEDED: None}.get(code, True)
+            _note(reached, f"gRPC {getattr(code, 'name', code)}", len(payload))
             retryable = (
                 grpc.StatusCode.UNAVAILABLE,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -194,6 +229,7 @@ class GrpcTransport:
             return 1.0 if code in retryable else DROP
         except Exception:
             log.internal_error("transport.grpc")
+            _note(None, "gRPC error", len(payload))
             return 1.0
 
     def close(self) -> None:

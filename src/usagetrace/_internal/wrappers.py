@@ -1,32 +1,36 @@
-"""The wrapt wrappers that turn calls into usages, built to be invisible to the host.
+"""The wrappers that turn calls into usages, built to be invisible to the host.
 
-Every wrapper has the shape ``(wrapped, instance, args, kwargs)``. wrapt's C
-``FunctionWrapper`` first calls the package's ``outside`` context variable
-getter (its ``enabled`` argument, a C method): inside a usage of the package
-(same thread or task) it is False and wrapt calls the original directly, so a
-call the package makes into itself costs one C call and adds **no frame**:
-recursion through the public API is exactly as deep as without usagetrace.
-Otherwise the Python wrapper runs: it counts the usage, times it when it is
-sampled, and marks the package as inside a usage while the call runs.
+Two layers per public function:
 
-What the host can observe is kept identical wherever a proxy allows:
+1. **What the host holds is a real function** (``type(f) is FunctionType``): a
+   *trampoline* with the original's exact signature (parameter names, kinds,
+   the very same ``__defaults__``/``__kwdefaults__``/``__annotations__``/
+   ``__dict__`` objects), name, qualified name, module, globals, docstring,
+   file and line. Compiled once per signature shape and renamed per function.
+   It binds the arguments exactly as the original would (so a bad call raises
+   the same ``TypeError`` at the call site) and hands them to
+2. **a wrapt ``FunctionWrapper``** whose wrapper has the shape ``(wrapped,
+   instance, args, kwargs)``. wrapt first calls the package's ``outside``
+   context variable getter (its ``enabled`` argument, a C method): inside a
+   usage of the package (same thread or task) it is falsy and wrapt calls the
+   original directly, so a call the package makes into itself is not counted
+   again. Otherwise the Python wrapper counts the usage, times it when it is
+   sampled, and marks the package as inside a usage while the call runs.
 
-* ``repr()``, ``copy.copy()``/``deepcopy()`` (functions are atomic), pickling
-  by reference, ``hash``/``==``, every attribute (proxied by wrapt);
-* descriptor behaviour of a plain function: ``Cls.method`` is the same object
-  every time and ``obj.method`` is a real :class:`types.MethodType` whose
-  ``__func__`` is ``Cls.method``; class and static methods are re-created as
-  real ``classmethod``/``staticmethod`` objects around the wrapper;
-* tracebacks (Python 3.11+): the wrapper's own frame is removed from an
-  exception's traceback before it is re-raised, so the host sees the frames it
-  would see without usagetrace;
-* generator, coroutine and async generator objects carry the original's
-  ``__name__`` and ``__qualname__``; argument errors of an ``async def`` are
-  raised at call time, as without the wrapper.
+Because the trampoline is a plain function, everything about functions holds
+as without usagetrace: ``type()``, ``isinstance``, ``repr``, ``copy``/
+``deepcopy``, pickling by reference, descriptor binding (``Cls.method is
+Cls.method``; ``obj.method`` is a real bound method; static and class methods
+stay real ``staticmethod``/``classmethod`` objects), ``inspect.signature`` and
+``getfullargspec``, ``getsource``, generator and coroutine objects (created by
+the trampoline, so they carry the original's names; an ``async def`` never
+awaited warns once, under its own name). On Python 3.11+ the trampoline and
+wrapper frames are removed from an exception's traceback before it is
+re-raised, so the host sees the frames it would see without usagetrace.
 
-What a proxy cannot hide (``type(f) is FunctionType``, ``f is original`` for a
-reference taken before wrapping, one extra frame seen by code that inspects
-the stack) is found before wrapping by :mod:`.hazards`, and such callables are
+What this cannot hide (``f is original`` for a reference taken before
+wrapping; the extra frames seen by code that inspects the stack; recursion
+depth) is found before wrapping by :mod:`.hazards`, and such callables are
 left unwrapped.
 
 A usagetrace error never reaches the caller: the recording steps sit outside
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import sys
 import time
-from types import MethodType
+from types import CellType, CodeType, FunctionType
 
 import wrapt
 
@@ -62,34 +66,6 @@ def _strip_own_frame(exc: BaseException) -> None:
             exc.__traceback__ = tb.tb_next
     except Exception:
         pass
-
-
-class UsageWrapper(wrapt.FunctionWrapper):
-    """A wrapt function wrapper that behaves like the plain function it wraps."""
-
-    def __get__(self, instance, owner=None):
-        # A function in a class: the class attribute is the function itself, an
-        # instance attribute a real bound method. (wrapt would build a proxy each time.)
-        if instance is None:
-            return self
-        return MethodType(self, instance)
-
-    def __repr__(self) -> str:
-        return repr(self.__wrapped__)
-
-    def __copy__(self):
-        return self  # copy.copy() and deepcopy() return functions themselves
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce_ex__(self, protocol):
-        # pickle looks the name up on ``__module__`` (proxied from the wrapped
-        # function) and checks identity; the defining module holds this wrapper.
-        return self.__qualname__
-
-    def __reduce__(self):
-        return self.__qualname__
 
 
 def sync_wrapper(rec: Recorder, stats: FunctionStats):
@@ -292,15 +268,151 @@ FACTORIES = {
 }
 
 
-def make(rec: Recorder, stats: FunctionStats, func, call_kind: str) -> UsageWrapper:
-    """Return a :class:`UsageWrapper` around the plain function ``func``.
+def make(rec: Recorder, stats: FunctionStats, func, call_kind: str):
+    """Return the trampoline (a real function, see the module docstring) that counts usages of ``func``.
 
     ``enabled=rec.outside.get``: wrapt asks it (in C) before every call and
-    calls ``func`` directly, with no wrapper frame, while a usage of the
-    package is in progress.
+    calls ``func`` directly while a usage of the package is in progress.
     """
     factory = FACTORIES.get(call_kind, sync_wrapper)
-    return UsageWrapper(func, factory(rec, stats), enabled=rec.outside.get)
+    call = wrapt.FunctionWrapper(func, factory(rec, stats), enabled=rec.outside.get)
+    return trampoline(func, call, call_kind)
+
+
+# ------------------------------------------------------------------ trampolines
+
+_CALL = "__usagetrace_call__"  # the trampoline's free variables; no parameter is named so
+_STRIP = "__usagetrace_strip__"
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
+_TEMPLATES: dict = {}
+_PY = sys.version_info[:2]
+
+_BODIES = {
+    "sync": "return {call}",
+    "generator": "return (yield from {call})",
+    "coroutine": "return await {call}",
+    # No `yield from` in an async generator: forward values, asend, athrow and aclose by hand.
+    "asyncgen": """__ut_g = {call}
+        __ut_op, __ut_arg = __ut_g.__anext__, None
+        while True:
+            try:
+                __ut_v = await (__ut_op() if __ut_arg is None else __ut_op(__ut_arg))
+            except StopAsyncIteration:
+                return
+            try:
+                __ut_sent = yield __ut_v
+            except GeneratorExit:
+                await __ut_g.aclose()
+                raise
+            except BaseException as __ut_thrown:
+                __ut_op, __ut_arg = __ut_g.athrow, __ut_thrown
+            else:
+                __ut_op, __ut_arg = ((__ut_g.__anext__, None) if __ut_sent is None else (__ut_g.asend, __ut_sent))""",
+}
+
+
+def _template(code, call_kind: str):
+    """The trampoline code for one signature shape: positional names are placeholders, renamed per function."""
+    n, posonly, nkw = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
+    kwnames = code.co_varnames[n : n + nkw]  # passed by keyword, so their names are constants: part of the shape
+    varargs, varkw = bool(code.co_flags & _CO_VARARGS), bool(code.co_flags & _CO_VARKEYWORDS)
+    key = (n, posonly, kwnames, varargs, varkw, call_kind)
+    template = _TEMPLATES.get(key)
+    if template is not None:
+        return template
+    params = [f"__ut_p{i}" for i in range(n)]
+    signature = []
+    for i, name in enumerate(params):
+        signature.append(name)
+        if posonly and i == posonly - 1:
+            signature.append("/")
+    if varargs:
+        signature.append("*__ut_va")
+    elif kwnames:
+        signature.append("*")
+    signature += kwnames
+    if varkw:
+        signature.append("**__ut_vk")
+    arguments = params + (["*__ut_va"] if varargs else []) + [f"{k}={k}" for k in kwnames] + \
+        (["**__ut_vk"] if varkw else [])
+    body = [line.strip("\n") for line in _BODIES[call_kind].format(call=f"{_CALL}({', '.join(arguments)})")
+            .splitlines()]
+    body = [body[0]] + [line[8:] for line in body[1:]]  # the continuation lines are written indented by 8
+    if STRIPS_OWN_FRAME:
+        body = ["try:"] + ["    " + line for line in body] + \
+               ["except BaseException as __ut_exc:", f"    {_STRIP}(__ut_exc)", "    raise"]
+    prefix = "async def" if call_kind in ("coroutine", "asyncgen") else "def"
+    source = (f"def __ut_factory({_CALL}, {_STRIP}):\n    {prefix} f({', '.join(signature)}):\n"
+              + "".join(f"        {line}\n" for line in body) + "    return f\n")
+    namespace: dict = {}
+    exec(compile(source, "<usagetrace trampoline>", "exec"), namespace)
+    template = next(c for c in namespace["__ut_factory"].__code__.co_consts if isinstance(c, CodeType))
+    _TEMPLATES[key] = template
+    return template
+
+
+def _one_line(code):
+    """Put every instruction of a trampoline on its ``def`` line (coverage and tracebacks see that line only)."""
+    units = len(code.co_code) // 2
+    try:
+        if _PY >= (3, 11):
+            table = bytearray()
+            while units > 0:
+                chunk = min(units, 8)
+                table += bytes((0x80 | (13 << 3) | (chunk - 1), 0))  # "no column" entry, line delta 0
+                units -= chunk
+            return code.replace(co_linetable=bytes(table))
+        if _PY == (3, 10):
+            size, table = len(code.co_code), bytearray()
+            while size > 0:
+                chunk = min(size, 254)
+                table += bytes((chunk, 0))
+                size -= chunk
+            return code.replace(co_linetable=bytes(table))
+        return code.replace(co_lnotab=b"")
+    except Exception:
+        return code
+
+
+def trampoline(func, call, call_kind: str = "sync") -> FunctionType:
+    """A real function with ``func``'s signature and identity-bearing attributes that calls ``call``."""
+    code = func.__code__
+    template = _template(code, call_kind)
+    own = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & _CO_VARARGS) + \
+        bool(code.co_flags & _CO_VARKEYWORDS)
+    names = dict(co_varnames=code.co_varnames[:own] + template.co_varnames[own:], co_name=code.co_name,
+                 co_filename=code.co_filename, co_firstlineno=code.co_firstlineno)
+    if _PY >= (3, 11):
+        names["co_qualname"] = code.co_qualname
+    new = _one_line(template.replace(**names))
+    result = FunctionType(new, func.__globals__, func.__name__, func.__defaults__,
+                          (CellType(call), CellType(_strip_own_frame)))
+    result.__kwdefaults__ = func.__kwdefaults__
+    result.__dict__ = func.__dict__  # the same attributes, both ways (no __wrapped__ of our own)
+    for attr in ("__qualname__", "__module__", "__doc__", "__annotations__", "__type_params__"):
+        try:
+            setattr(result, attr, getattr(func, attr))
+        except (AttributeError, TypeError):
+            pass
+    return result
+
+
+def is_trampoline(obj) -> bool:
+    """True for a function made by :func:`trampoline` (of any package)."""
+    if type(obj) is not FunctionType:
+        return False
+    freevars = obj.__code__.co_freevars
+    return len(freevars) == 2 and freevars[0] == _CALL
+
+
+def original_of(obj):
+    """The function a trampoline stands for, or None."""
+    if not is_trampoline(obj):
+        return None
+    try:
+        return obj.__closure__[0].cell_contents.__wrapped__
+    except Exception:
+        return None
 
 
 def rewrap_descriptor(descriptor, wrapper):

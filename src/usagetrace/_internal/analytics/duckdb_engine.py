@@ -6,11 +6,12 @@ into the two normalized tables ``ut_spans`` and ``ut_points`` described in
 :mod:`.queries`, and drops the raw data. Questions then run on those tables,
 which is what keeps each one well under a second on a million spans.
 
-A file DuckDB refuses (a truncated line, a type that does not fit the schema)
-is re-read line by line: each bad line is skipped and reported as
-``file:line: reason`` in :attr:`DuckDBEngine.warnings`, the good lines are
-loaded. Lines that are valid JSON but not export requests are reported the
-same way.
+A file DuckDB refuses (a truncated line, a type that does not fit the schema,
+bytes that are not UTF-8) is re-read line by line: each bad line is skipped and
+reported as ``file:line: reason`` in :attr:`DuckDBEngine.warnings`, the good
+lines are loaded. Lines that are valid JSON but not export requests are
+reported the same way. Bytes that are not UTF-8 do not make a line bad: they
+are read as U+FFFD, and the file gets one warning saying so.
 """
 
 from __future__ import annotations
@@ -276,9 +277,13 @@ class DuckDBEngine:
             "filename = true, maximum_object_size = 536870912)"
         )
 
-    def _insert_files(self, files: Sequence[Path], tmpdir: str) -> list[LineProblem]:
-        """Insert files into ut_raw, falling back to a line-by-line scan for refused files."""
+    def _insert_files(self, files: Sequence[Path], tmpdir: str) -> tuple[list[LineProblem], dict[str, list[str]]]:
+        """Insert files into ut_raw, falling back to a line-by-line scan for refused files.
+
+        Returns the skipped lines and, per file, warnings about the file as a whole.
+        """
         problems: list[LineProblem] = []
+        notes: dict[str, list[str]] = {}
         groups: dict[str, list[Path]] = {}
         for f in files:
             groups.setdefault("zstd" if otlp_json.is_zstd(f) else "none", []).append(f)
@@ -298,6 +303,8 @@ class DuckDBEngine:
                 with open(clean, "w", encoding="utf-8") as out:
                     result = otlp_json.scan_file(f, out)
                 problems.extend(result.problems)
+                if result.notes(f):
+                    notes[str(f)] = result.notes(f)
                 if result.good_lines:
                     try:
                         self.con.execute(
@@ -306,7 +313,7 @@ class DuckDBEngine:
                         )
                     except Exception as exc:  # noqa: BLE001
                         problems.append(LineProblem(str(f), 0, f"file could not be read even line by line: {exc}"))
-        return problems
+        return problems, notes
 
     def _load(self, files: Sequence[Path], scope: str | None, spans: str, points: str) -> dict[str, list[str]]:
         """Read ``files`` into the tables ``spans`` and ``points``; return warnings per file."""
@@ -318,7 +325,7 @@ class DuckDBEngine:
             + ")"
         )
         with tempfile.TemporaryDirectory(prefix="usagetrace-load-") as tmpdir:
-            problems = self._insert_files(files, tmpdir)
+            problems, notes = self._insert_files(files, tmpdir)
         # valid JSON that is not an export request reads as an all-NULL row: locate those lines
         empty = con.execute(
             "SELECT filename, count(*) FROM ut_raw WHERE resourceSpans IS NULL AND resourceMetrics IS NULL "
@@ -335,7 +342,7 @@ class DuckDBEngine:
         con.execute(_SPANS_SQL.replace("{scope_filter}", scope_filter).replace("{table}", spans))
         con.execute(_POINTS_SQL.replace("{scope_filter}", scope_filter).replace("{table}", points))
         con.execute("DROP TABLE ut_raw")
-        per_file: dict[str, list[str]] = {}
+        per_file: dict[str, list[str]] = {name: list(lines) for name, lines in notes.items()}
         for p in problems:
             per_file.setdefault(str(p.file), []).append(f"skipped {p}")
         for filename, n in con.execute(

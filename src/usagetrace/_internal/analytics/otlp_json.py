@@ -12,7 +12,10 @@ This module owns two things:
   int64 as a JSON number instead of a decimal string, or an enum by name, is
   still read correctly, and nothing is inferred from a sample);
 * a line-by-line validator used when DuckDB refuses a file, which names every
-  bad ``file:line`` and writes the good lines to a clean temporary file.
+  bad ``file:line`` and writes the good lines to a clean temporary file. A line
+  with bytes that are not UTF-8 (a collector that cut a value inside a
+  character stores exactly that) is kept: each bad byte is read as U+FFFD and
+  the file gets one warning, so one bad byte never costs a line or a file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ __all__ = [
     "ScanResult",
     "discover_files",
     "iter_lines",
-    "open_text",
+    "open_binary",
     "scan_file",
     "validate_request",
 ]
@@ -108,8 +111,8 @@ def is_zstd(path: Path) -> bool:
         return False
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a data file as text, decompressing zstd on the fly."""
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a data file for reading bytes, decompressing zstd on the fly."""
     if is_zstd(path):
         try:
             import zstandard
@@ -118,17 +121,24 @@ def open_text(path: Path) -> IO[str]:
                 f"{path} is zstd-compressed; install the report extra: pip install 'usagetrace[report]'"
             ) from exc
         raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.TextIOWrapper(reader, encoding="utf-8", errors="strict", newline="\n")
-    return open(path, encoding="utf-8", errors="strict", newline="\n")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for the non-blank lines of a data file."""
-    with open_text(path) as fh:
-        for number, line in enumerate(fh, start=1):
+def iter_lines(path: Path) -> Iterator[tuple[int, str, bool]]:
+    """Yield ``(line_number, text, repaired)`` for the non-blank lines of a data file.
+
+    ``repaired`` is true when the line held bytes that are not UTF-8; each such
+    byte is returned as U+FFFD instead of failing the line (and the rest of the file).
+    """
+    with open_binary(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line, repaired = raw.decode("utf-8"), False
+            except UnicodeDecodeError:
+                line, repaired = raw.decode("utf-8", errors="replace"), True
             if line.strip():
-                yield number, line
+                yield number, line, repaired
 
 
 # --- validation ----------------------------------------------------------------
@@ -252,18 +262,30 @@ class ScanResult:
 
     good_lines: int = 0
     problems: list[LineProblem] = field(default_factory=list)
+    #: lines kept with bytes that were not UTF-8 read as U+FFFD
+    repaired_lines: int = 0
+
+    def notes(self, path: Path) -> list[str]:
+        """Warnings about the file as a whole (not skipped lines): at most one."""
+        if not self.repaired_lines:
+            return []
+        return [
+            f"{path}: {self.repaired_lines} line(s) held bytes that are not UTF-8; "
+            "each such byte was read as U+FFFD and the lines were kept"
+        ]
 
 
 def scan_file(path: Path, out: IO[str] | None = None) -> ScanResult:
     """Validate ``path`` line by line; copy good lines to ``out`` and record bad ones.
 
-    A file that cannot be decoded at all (bad zstd frame, not UTF-8) is recorded
-    as one problem at the line where reading stopped; lines before it are kept.
+    A file that cannot be decompressed (bad zstd frame) is recorded as one
+    problem at the line where reading stopped; lines before it are kept. Bytes
+    that are not UTF-8 only make the line count in ``repaired_lines``.
     """
     result = ScanResult()
     number = 0
     try:
-        for number, line in iter_lines(path):
+        for number, line, repaired in iter_lines(path):
             try:
                 obj = json.loads(line)
             except ValueError as exc:
@@ -274,9 +296,10 @@ def scan_file(path: Path, out: IO[str] | None = None) -> ScanResult:
                 result.problems.append(LineProblem(str(path), number, reason))
                 continue
             result.good_lines += 1
+            result.repaired_lines += repaired
             if out is not None:
                 out.write(line if line.endswith("\n") else line + "\n")
-    except (UnicodeDecodeError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         # zstandard raises ZstdError (a ValueError subclass is not guaranteed): catch broadly below
         result.problems.append(LineProblem(str(path), number + 1, f"unreadable from here on ({exc})"))
     except Exception as exc:  # noqa: BLE001 - zstandard.ZstdError and friends
