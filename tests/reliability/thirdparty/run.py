@@ -469,12 +469,31 @@ def compare(name: str, workdir: str) -> dict:
     return run_corpus([name], workdir)[name]
 
 
+def _counts(summary: dict) -> str:
+    return ", ".join(f"{n} {k}" for k, n in summary.items()) or "nothing ran"
+
+
+def markdown_table(results: dict, names) -> str:
+    """The results as the Markdown table RELIABILITY.md shows."""
+    lines = ["| library | what it exercises | tests | plain | instrumented | wrapped | left unwrapped | calls exported |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in names:
+        r, lib = results[name], LIBS[name]
+        inst = r.get("instrumentation", {})
+        same = "identical" if r.get("identical") else _counts(r.get("instrumented", {})) or "not run"
+        lines.append(f"| {name} {lib.version} | {lib.style} | {r.get('tests_compared', 0)} | "
+                     f"{_counts(r.get('plain', {}))} | {same} | {sum(v.get('wrapped', 0) for v in inst.values())} | "
+                     f"{sum(v.get('skipped', 0) for v in inst.values())} | {r.get('calls_received', 0):,} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(LIBS))
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="also print the results as a Markdown table")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in LIBS]
     if unknown:
@@ -504,6 +523,8 @@ def main(argv=None) -> int:
               f"{sum(v.get('wrapped', 0) for v in inst.values()):>7} "
               f"{sum(v.get('skipped', 0) for v in inst.values()):>7} {r.get('calls_received', 0):>9} "
               f"{'/'.join(str(s) for s in r.get('seconds', [])):>14}")
+    if args.markdown:
+        print(markdown_table(results, args.names))
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"wall time {time.monotonic() - started:.0f} s with {args.jobs or os.cpu_count()} parallel jobs; "
           f"suites used {usage.ru_utime + usage.ru_stime:.0f} s of CPU (load from other processes makes wall time longer)")
