@@ -71,7 +71,7 @@ _PYTEST_ASYNCIO = ("pytest-asyncio==1.5.0", "backports.asyncio.runner==1.0.0; py
 #: The corpus. ``args`` that override ``addopts`` only drop coverage options (pytest-cov is not installed)
 #: and keep every other option the library's own configuration sets.
 LIBS: dict[str, Lib] = {
-    "attrs": Lib("26.1.0", ("attr", "attrs"), "class generation, descriptors, __slots__, pickling",
+    "attrs": Lib("26.1.0", ("attr", "attrs"), "class generation, descriptors, `__slots__`, pickling",
                  plugins=(_HYPOTHESIS,)),
     "more-itertools": Lib("11.2.1", ("more_itertools",), "generators and iterator protocols, seeded random"),
     "boltons": Lib("26.2.0", ("boltons",), "many small modules, caches, sentinels, traceback utilities"),
@@ -88,7 +88,7 @@ LIBS: dict[str, Lib] = {
                   args=("testing",)),
     "tabulate": Lib("0.10.0", ("tabulate",), "table formatting, module-level format registries",
                     args=("test",), deps=("wcwidth==0.9.4",)),
-    "prettytable": Lib("3.18.0", ("prettytable",), "table classes with properties, module __getattr__",
+    "prettytable": Lib("3.18.0", ("prettytable",), "table classes with properties, module `__getattr__`",
                        deps=("wcwidth==0.9.4", "pytest-lazy-fixtures==1.4.1"),
                        plugins=("pytest_lazy_fixtures.plugin",)),
     "humanize": Lib("4.17.0", ("humanize",), "number/date humanizing, gettext, module-level state",
