@@ -45,6 +45,33 @@ def pytest_configure(config):
             _HANDLES[name] = usagetrace.instrument(name, consent="opt-in", endpoint="http://127.0.0.1:9")
 
 
+def _resolve(qualname):
+    """The object a wrapped name stands for (longest loaded module prefix, then attributes), or None."""
+    import sys
+
+    parts = qualname.split(".")
+    for cut in range(len(parts), 0, -1):
+        obj = sys.modules.get(".".join(parts[:cut]))
+        if obj is not None:
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except Exception:
+                return None
+            return obj
+    return None
+
+
+def _really_wrapped(names) -> int:
+    """How many of the names resolve to a usagetrace wrapper right now (classes are not counted)."""
+    from usagetrace import testing
+
+    is_wrapped = getattr(testing, "is_wrapped", None)
+    if is_wrapped is None:
+        return -1  # this usagetrace cannot tell
+    return sum(1 for n in names if is_wrapped(_resolve(n)))
+
+
 def pytest_unconfigure(config):
     if not _HANDLES:
         return
@@ -54,6 +81,8 @@ def pytest_unconfigure(config):
         report[name] = {
             "enabled": handle.enabled,
             "wrapped": len(handle.wrapped_names),
+            # the names say what usagetrace meant to wrap; this checks the module attributes really were
+            "wrapped_verified": _really_wrapped(handle.wrapped_names),
             "skipped": len(skipped),
             "skipped_names": {str(k): str(v) for k, v in sorted(skipped.items())},
             "flushed": handle.flush(20.0),
