@@ -515,12 +515,14 @@ def main(argv=None) -> int:
         result = results[name]
         if "prepare_error" in result or "run_error" in result:
             print(json.dumps(result, indent=1))
-    print(f"\n{'library':28} {'identical':9} {'tests':>6} {'wrapped':>7} {'skipped':>7} {'calls':>9} {'s plain/inst':>14}")
+    print(f"\n{'library':28} {'identical':9} {'tests':>6} {'wrapped':>7} {'verified':>8} {'skipped':>7} {'calls':>9} "
+          f"{'s plain/inst':>14}")
     for name in args.names:
         r = results[name]
         inst = r.get("instrumentation", {})
         print(f"{r['library']:28} {str(r['identical']):9} {r.get('tests_compared', 0):>6} "
               f"{sum(v.get('wrapped', 0) for v in inst.values()):>7} "
+              f"{sum(v.get('wrapped_verified', 0) for v in inst.values()):>8} "
               f"{sum(v.get('skipped', 0) for v in inst.values()):>7} {r.get('calls_received', 0):>9} "
               f"{'/'.join(str(s) for s in r.get('seconds', [])):>14}")
     if args.markdown:
