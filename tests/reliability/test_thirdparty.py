@@ -18,7 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("ut_thirdparty_run", os.path.join(HERE, "thirdparty", "run.py"))
+    path = os.path.join(HERE, "thirdparty", "run.py")
+    spec = importlib.util.spec_from_file_location("ut_thirdparty_run", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
     spec.loader.exec_module(module)

@@ -60,7 +60,7 @@ class Lib:
     args: tuple = ("tests",)  # pytest arguments from the sdist root: paths, -o overrides, deselections
     deps: tuple = ()  # pinned runtime and test requirements (installed --no-deps: list them all)
     plugins: tuple = ()  # pytest plugins to load (auto-loading is off)
-    max_examples: int | None = None  # hypothesis examples per test, when the library's own "fast" mode uses fewer
+    max_examples: int | None = None  # hypothesis examples, where the library's own "fast" mode has fewer
 
 
 _HYPOTHESIS = "_hypothesis_pytestplugin"
@@ -97,8 +97,9 @@ LIBS: dict[str, Lib] = {
     "python-dateutil": Lib("4.0.0", ("dateutil",), "date parsing, tz classes with caches and singletons",
                            # the conftest adds pytest-cov's marker; warnings are errors in its config
                            args=("tests", "-W", "ignore::pytest.PytestUnknownMarkWarning"),
-                           deps=("freezegun==1.5.5", "tzdata==2026.6", "attrs==26.1.0"), plugins=(_HYPOTHESIS,)),
-    "pyparsing": Lib("3.3.3", ("pyparsing",), "parser combinators, operator overloading, deprecation warnings",
+                           deps=("freezegun==1.5.5", "tzdata==2026.6", "attrs==26.1.0"),
+                           plugins=(_HYPOTHESIS,)),
+    "pyparsing": Lib("3.3.3", ("pyparsing",), "parser combinators, operators, diagnostics warnings",
                      deps=("railroad-diagrams==3.0.1", "jinja2==3.1.6", "markupsafe==3.0.4")),
     "parse": Lib("1.22.4", ("parse",), "format-string parser",
                  args=("tests", "-o", "addopts=--doctest-modules --doctest-glob=README.rst")),
@@ -107,18 +108,19 @@ LIBS: dict[str, Lib] = {
                      deps=("pytest==8.4.2",)),  # its conftest uses the py.path hook argument pytest 9 removed
     "marshmallow": Lib("4.4.0", ("marshmallow",), "schemas: metaclass, descriptors, class registry",
                        # this test's parameter ids hold the wall-clock time: they differ between any two runs
-                       args=("tests", "--deselect",
-                             "tests/test_deserialization.py::TestFieldDeserialization::test_invalid_datetime_deserialization"),
+                       args=("tests", "--deselect", "tests/test_deserialization.py::TestFieldDeserialization"
+                             "::test_invalid_datetime_deserialization"),
                        deps=("simplejson==4.3.0",)),
     "cattrs": Lib("26.2.1", ("cattrs", "cattr"), "attrs/dataclass structuring with generated code",
                   args=("tests", "-o", "addopts=-l"),
                   deps=("attrs==26.1.0", "immutables==0.21", "msgpack==1.2.4", "tomli-w==1.2.0",
-                        "tomlkit==0.15.2", "cbor2==6.3.0", "ujson==6.1.0", "orjson==3.13.0", "pymongo==4.20.1",
-                        "dnspython==2.8.0", "msgspec==0.23.0", "pyyaml==6.0.4",
+                        "tomlkit==0.15.2", "cbor2==6.3.0", "ujson==6.1.0", "orjson==3.13.0",
+                        "pymongo==4.20.1", "dnspython==2.8.0", "msgspec==0.23.0", "pyyaml==6.0.4",
                         "exceptiongroup==1.3.2; python_version < '3.11'"),
                   plugins=(_HYPOTHESIS,), max_examples=10),  # its FAST=1 profile: 100 examples take 7 minutes
     "aiostream": Lib("0.8.1", ("aiostream",), "async generators and operators",
-                     args=("tests", "-o", "addopts=--strict-markers"), deps=_PYTEST_ASYNCIO, plugins=_ASYNCIO),
+                     args=("tests", "-o", "addopts=--strict-markers"),
+                     deps=_PYTEST_ASYNCIO, plugins=_ASYNCIO),
     "janus": Lib("2.0.0", ("janus",), "sync/async queues across threads and event loops",
                  args=("tests", "-o", "addopts=", "--ignore=tests/test_benchmarks.py"),
                  deps=_PYTEST_ASYNCIO, plugins=_ASYNCIO),
@@ -137,9 +139,9 @@ LIBS: dict[str, Lib] = {
                         "sortedcontainers==2.4.0", "idna==3.20", "attrs==26.1.0",
                         "exceptiongroup==1.3.2; python_version < '3.11'")),
     "markdown": Lib("3.11.3", ("markdown",), "text processing with extension and processor registries",
-                    # tests/test_legacy.py makes warnings errors at import, so pytest's warning about a helper class
-                    # named TestSuite fails collection; every test is a unittest.TestCase, collected whatever
-                    # python_classes says, so plain classes are not collected at all
+                    # tests/test_legacy.py makes warnings errors at import, so pytest's warning about a
+                    # helper class named TestSuite fails collection; every test is a unittest.TestCase,
+                    # collected whatever python_classes says, so plain classes are not collected at all
                     args=("tests", "-o", "python_classes=_NoPlainClasses"), deps=("pyyaml==6.0.4",)),
     "sqlparse": Lib("0.6.1", ("sqlparse",), "SQL lexer/parser, token classes"),
     "tenacity": Lib("9.2.1", ("tenacity",), "retry decorators, sync and async, wait/stop strategy objects",
@@ -302,7 +304,8 @@ def _failure_messages(junit: str, keys) -> dict:
 def pytest_command(name: str, junit: str) -> list:
     """The pytest command line for one pass (identical in both passes)."""
     lib = LIBS[name]
-    cmd = [sys.executable, "-m", "pytest", *lib.args, "-q", "-p", "no:cacheprovider", "-p", "usagetrace_tp_plugin",
+    cmd = [sys.executable, "-m", "pytest", *lib.args, "-q", "-p", "no:cacheprovider",
+           "-p", "usagetrace_tp_plugin",
            f"--junitxml={junit}", "-o", "junit_family=xunit2", "-o", "junit_logging=no"]
     for plugin in lib.plugins:
         cmd += ["-p", plugin]
@@ -329,7 +332,7 @@ def run_suite(name: str, workdir: str, instrument: bool) -> dict:
            and not k.endswith("_TELEMETRY") and k not in ("DO_NOT_TRACK", "PYTHONWARNINGS")}
     receiver = OTLPReceiver().start()
     try:
-        # Everything but UT_TP_INSTRUMENT is the same in both passes (paths differ only by the pass's own folder).
+        # Everything but UT_TP_INSTRUMENT is the same in both passes (paths differ by the pass's own folder).
         env.update(
             PYTHONPATH=os.pathsep.join([target, HERE, os.path.join(REPO, "src")]),
             PATH=os.pathsep.join([os.path.join(target, "bin"), os.environ.get("PATH", "")]),  # its scripts
@@ -353,13 +356,13 @@ def run_suite(name: str, workdir: str, instrument: bool) -> dict:
             env["UT_TP_INSTRUMENT"] = "1"
         started = time.monotonic()
         try:
-            proc = subprocess.run(pytest_command(name, junit), cwd=tree, env=env, capture_output=True, text=True,
-                                  timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(pytest_command(name, junit), cwd=tree, env=env, capture_output=True,
+                                  text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
             returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
         except subprocess.TimeoutExpired as exc:
             returncode = "timeout"
-            stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+            stdout, stderr = (out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+                              for out in (exc.stdout, exc.stderr))
         seconds = time.monotonic() - started
         points = receiver.points("usagetrace.calls")
         calls = sum(p["value"] for p in points)
@@ -389,7 +392,7 @@ def _result(name: str, plain: dict, inst: dict) -> dict:
     """Compare the two passes of one library."""
     differing = sorted(k for k in set(plain["outcomes"]) | set(inst["outcomes"])
                        if plain["outcomes"].get(k) != inst["outcomes"].get(k))
-    same = (plain["summary"] == inst["summary"] and not differing and plain["returncode"] == inst["returncode"])
+    same = plain["summary"] == inst["summary"] and not differing and plain["returncode"] == inst["returncode"]
     result = {
         "library": f"{name}=={LIBS[name].version}",
         "plain": plain["summary"],
@@ -426,7 +429,7 @@ def run_corpus(names, workdir: str, jobs: int | None = None, log=None) -> dict:
     """
     jobs = jobs or os.cpu_count() or 2
     results, ready = {}, []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:  # first run only: pip download/install
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:  # pip works on the first run only
         prepared = {name: pool.submit(prepare, name) for name in names}
     for name in names:
         try:
@@ -475,15 +478,17 @@ def _counts(summary: dict) -> str:
 
 def markdown_table(results: dict, names) -> str:
     """The results as the Markdown table RELIABILITY.md shows."""
-    lines = ["| library | what it exercises | tests | plain | instrumented | wrapped | left unwrapped | calls exported |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| library | what it exercises | tests | plain | instrumented | wrapped | left unwrapped "
+             "| calls exported |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in names:
         r, lib = results[name], LIBS[name]
         inst = r.get("instrumentation", {})
         same = "identical" if r.get("identical") else _counts(r.get("instrumented", {})) or "not run"
+        wrapped = sum(v.get("wrapped", 0) for v in inst.values())
+        skipped = sum(v.get("skipped", 0) for v in inst.values())
         lines.append(f"| {name} {lib.version} | {lib.style} | {r.get('tests_compared', 0)} | "
-                     f"{_counts(r.get('plain', {}))} | {same} | {sum(v.get('wrapped', 0) for v in inst.values())} | "
-                     f"{sum(v.get('skipped', 0) for v in inst.values())} | {r.get('calls_received', 0):,} |")
+                     f"{_counts(r.get('plain', {}))} | {same} | {wrapped} | {skipped} | "
+                     f"{r.get('calls_received', 0):,} |")
     return "\n".join(lines)
 
 
@@ -515,8 +520,8 @@ def main(argv=None) -> int:
         result = results[name]
         if "prepare_error" in result or "run_error" in result:
             print(json.dumps(result, indent=1))
-    print(f"\n{'library':28} {'identical':9} {'tests':>6} {'wrapped':>7} {'verified':>8} {'skipped':>7} {'calls':>9} "
-          f"{'s plain/inst':>14}")
+    print(f"\n{'library':28} {'identical':9} {'tests':>6} {'wrapped':>7} {'verified':>8} {'skipped':>7} "
+          f"{'calls':>9} {'s plain/inst':>14}")
     for name in args.names:
         r = results[name]
         inst = r.get("instrumentation", {})
@@ -529,7 +534,7 @@ def main(argv=None) -> int:
         print(markdown_table(results, args.names))
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"wall time {time.monotonic() - started:.0f} s with {args.jobs or os.cpu_count()} parallel jobs; "
-          f"suites used {usage.ru_utime + usage.ru_stime:.0f} s of CPU (load from other processes makes wall time longer)")
+          f"suites used {usage.ru_utime + usage.ru_stime:.0f} s of CPU (other load adds wall time)")
     return 0 if all(results[n]["identical"] for n in args.names) else 1
 
 

@@ -24,13 +24,16 @@ def pytest_configure(config):
     try:
         from hypothesis import HealthCheck, settings
 
+        fewer = os.environ.get("UT_TP_MAX_EXAMPLES")  # a library whose own fast mode runs fewer examples
+        examples = {"max_examples": int(fewer)} if fewer else {}
+
         settings.register_profile(
             "usagetrace-compare",
             deadline=None,
             derandomize=True,
             database=None,
             suppress_health_check=list(HealthCheck),
-            **({"max_examples": int(os.environ["UT_TP_MAX_EXAMPLES"])} if os.environ.get("UT_TP_MAX_EXAMPLES") else {}),
+            **examples,
         )
         settings.load_profile("usagetrace-compare")
     except ImportError:
