@@ -132,7 +132,8 @@ def test_huge_retry_after_does_not_delay_exit(home, baseline_output):
     """A Retry-After of a day is capped and never holds the host at exit."""
     with OTLPReceiver(status=429, retry_after="86400") as rx:
         env = clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_EXPORT_INTERVAL="0.1")
-        code = HOST.replace("print(json.dumps(out))", "import time; time.sleep(0.5)\nprint(json.dumps(out))")
+        # An export attempt now, not after a sleep (a busy machine may not get there in time).
+        code = HOST.replace("print(json.dumps(out))", "import usagetrace._internal.instrumentation as I\nI.get('tinystats').flush(10)\nprint(json.dumps(out))")
         proc = run_py(code, env)
         assert rx.attempts >= 1
     _assert_clean(proc, baseline_output)
@@ -265,7 +266,7 @@ def test_tls_endpoint_with_self_signed_certificate(home, tmp_path, baseline_outp
     try:
         env = clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=f"https://127.0.0.1:{srv.server_address[1]}",
                         OTEL_EXPORTER_OTLP_PROTOCOL=protocol, USAGETRACE_EXPORT_INTERVAL="0.1")
-        code = HOST.replace("print(json.dumps(out))", "import time; time.sleep(1.0)\nprint(json.dumps(out))")
+        code = HOST.replace("print(json.dumps(out))", "import usagetrace._internal.instrumentation as I\nI.get('tinystats').flush(10)\nprint(json.dumps(out))")
         proc = run_py(code, env)
     finally:
         srv.shutdown()

@@ -330,9 +330,15 @@ class Instrumentation:
             return
         old = namespace[key]
         target = old.__func__ if descriptor else old
+        known = qualname in self.recorder.functions
         stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
         stats.signature_from(target, bound=struct_kind in ("method", "constructor", "classmethod"))
-        wrapper = wrappers.make(self.recorder, stats, target, kind)
+        try:
+            wrapper = wrappers.make(self.recorder, stats, target, kind)
+        except Exception:
+            if not known:  # never list as wrapped what is not
+                self.recorder.functions.pop(qualname, None)
+            raise
         self._wrappers[target_id] = wrapper
         self._stats[target_id] = stats
         if descriptor:

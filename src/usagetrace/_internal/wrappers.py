@@ -385,8 +385,9 @@ def trampoline(func, call, call_kind: str = "sync") -> FunctionType:
     if _PY >= (3, 11):
         names["co_qualname"] = code.co_qualname
     new = _one_line(template.replace(**names))
+    cells = {_CALL: call, _STRIP: _strip_own_frame}  # the strip hook exists only where it can work (3.11+)
     result = FunctionType(new, func.__globals__, func.__name__, func.__defaults__,
-                          (CellType(call), CellType(_strip_own_frame)))
+                          tuple(CellType(cells[name]) for name in new.co_freevars))
     result.__kwdefaults__ = func.__kwdefaults__
     result.__dict__ = func.__dict__  # the same attributes, both ways (no __wrapped__ of our own)
     for attr in ("__qualname__", "__module__", "__doc__", "__annotations__", "__type_params__"):
@@ -401,8 +402,7 @@ def is_trampoline(obj) -> bool:
     """True for a function made by :func:`trampoline` (of any package)."""
     if type(obj) is not FunctionType:
         return False
-    freevars = obj.__code__.co_freevars
-    return len(freevars) == 2 and freevars[0] == _CALL
+    return _CALL in obj.__code__.co_freevars
 
 
 def original_of(obj):
@@ -410,7 +410,7 @@ def original_of(obj):
     if not is_trampoline(obj):
         return None
     try:
-        return obj.__closure__[0].cell_contents.__wrapped__
+        return obj.__closure__[obj.__code__.co_freevars.index(_CALL)].cell_contents.__wrapped__
     except Exception:
         return None
 
