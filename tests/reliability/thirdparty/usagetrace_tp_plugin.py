@@ -66,13 +66,19 @@ def _resolve(qualname):
 
 
 def _really_wrapped(names) -> int:
-    """How many of the names resolve to a usagetrace wrapper right now (classes are not counted)."""
+    """How many of the names resolve to a usagetrace wrapper right now (a class: its own ``__init__``)."""
     from usagetrace import testing
 
     is_wrapped = getattr(testing, "is_wrapped", None)
     if is_wrapped is None:
         return -1  # this usagetrace cannot tell
-    return sum(1 for n in names if is_wrapped(_resolve(n)))
+    found = 0
+    for name in names:
+        obj = _resolve(name)
+        if isinstance(obj, type):
+            obj = vars(obj).get("__init__")
+        found += bool(is_wrapped(obj))
+    return found
 
 
 def pytest_unconfigure(config):
