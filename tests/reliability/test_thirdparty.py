@@ -52,8 +52,11 @@ def test_own_suite_identical_when_instrumented(name, corpus):
     assert "run_error" not in result, _short(result)
     assert result["plain"].get("passed", 0) > 0 and result["tests_compared"] > 0, _short(result)  # really ran
     assert all(rep["enabled"] for rep in result["instrumentation"].values()), _short(result)
-    # really wrapped: functions of the library are usagetrace wrappers at the end of the run
-    assert sum(rep["wrapped_verified"] for rep in result["instrumentation"].values()) > 0, _short(result)
+    # really wrapped: functions of the library are usagetrace wrappers at the end of the run, and every
+    # name usagetrace lists as wrapped is one (what inventory and status print must be true)
+    reports = result["instrumentation"].values()
+    assert sum(rep["wrapped_verified"] for rep in reports) > 0, _short(result)
+    assert all(rep["wrapped_verified"] == rep["wrapped"] for rep in reports), _short(result)
     assert result["calls_received"] > 0, _short(result)  # and really exported over OTLP
     assert result["differing_tests"] == {}, _short(result) + result.get("instrumented_tail", "")
     assert result["plain"] == result["instrumented"], _short(result) + result.get("instrumented_tail", "")

@@ -403,7 +403,7 @@ def _result(name: str, plain: dict, inst: dict) -> dict:
         "differing_tests": {k: [plain["outcomes"].get(k), inst["outcomes"].get(k)] for k in differing[:50]},
         # a comparison of nothing (the suite did not even collect) is not "identical"
         "identical": same and plain["summary"].get("passed", 0) > 0 and bool(plain["outcomes"]),
-        "instrumentation": {pkg: {k: v for k, v in rep.items() if k != "skipped_names"}
+        "instrumentation": {pkg: {k: v for k, v in rep.items() if not k.endswith("_names")}
                             for pkg, rep in inst["plugin"].items()},
         "calls_received": inst["calls_received"],
         "functions_called": inst["functions_called"],

@@ -49,36 +49,35 @@ def pytest_configure(config):
 
 
 def _resolve(qualname):
-    """The object a wrapped name stands for (longest loaded module prefix, then attributes), or None."""
+    """The object a wrapped name stands for: attributes from the top package, as ``a.b.c`` means in code.
+
+    (The longest loaded module prefix would be wrong where a package attribute shadows its submodule,
+    as ``dateutil.parser.isoparser``, the class, does the module of that name.)
+    """
     import sys
 
     parts = qualname.split(".")
-    for cut in range(len(parts), 0, -1):
-        obj = sys.modules.get(".".join(parts[:cut]))
-        if obj is not None:
-            try:
-                for attr in parts[cut:]:
-                    obj = getattr(obj, attr)
-            except Exception:
-                return None
-            return obj
-    return None
+    obj = sys.modules.get(parts[0])
+    try:
+        for attr in parts[1:]:
+            obj = getattr(obj, attr)
+    except Exception:
+        return None
+    return obj
 
 
-def _really_wrapped(names) -> int:
-    """How many of the names resolve to a usagetrace wrapper right now (a class: its own ``__init__``)."""
-    from usagetrace import testing
+def _not_wrapped(names) -> list:
+    """The names that do not resolve to a usagetrace wrapper right now (a class: its own ``__init__``)."""
+    from usagetrace.testing import is_wrapped
 
-    is_wrapped = getattr(testing, "is_wrapped", None)
-    if is_wrapped is None:
-        return -1  # this usagetrace cannot tell
-    found = 0
+    missing = []
     for name in names:
         obj = _resolve(name)
         if isinstance(obj, type):
             obj = vars(obj).get("__init__")
-        found += bool(is_wrapped(obj))
-    return found
+        if not is_wrapped(obj):
+            missing.append(name)
+    return missing
 
 
 def pytest_unconfigure(config):
@@ -87,11 +86,13 @@ def pytest_unconfigure(config):
     report = {}
     for name, handle in _HANDLES.items():
         skipped = dict(getattr(handle, "skipped", None) or {})  # public account of what was left unwrapped
+        missing = _not_wrapped(handle.wrapped_names)
         report[name] = {
             "enabled": handle.enabled,
             "wrapped": len(handle.wrapped_names),
-            # the names say what usagetrace meant to wrap; this checks the module attributes really were
-            "wrapped_verified": _really_wrapped(handle.wrapped_names),
+            # the names say what usagetrace meant to wrap; this checks the module attributes really are
+            "wrapped_verified": len(handle.wrapped_names) - len(missing),
+            "not_wrapped_names": missing,
             "skipped": len(skipped),
             "skipped_names": {str(k): str(v) for k, v in sorted(skipped.items())},
             "flushed": handle.flush(20.0),
