@@ -58,9 +58,11 @@ __tracebackhide__ = True
 STRIPS_OWN_FRAME = sys.version_info >= (3, 11)
 
 
-def _strip_own_frame(exc: BaseException) -> None:
-    """Drop the innermost-caller entry (the wrapper's frame) from ``exc``'s traceback."""
+def _strip_own_frame(exc: BaseException | None = None) -> None:
+    """Drop the calling frame's entry from the traceback of ``exc`` (default: the exception being handled)."""
     try:
+        if exc is None:
+            exc = sys.exc_info()[1]  # a trampoline binds no name for it: its locals are its parameters
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame is sys._getframe(1):
             exc.__traceback__ = tb.tb_next
@@ -339,8 +341,7 @@ def _template(code, call_kind: str):
             .splitlines()]
     body = [body[0]] + [line[8:] for line in body[1:]]  # the continuation lines are written indented by 8
     if STRIPS_OWN_FRAME:
-        body = ["try:"] + ["    " + line for line in body] + \
-               ["except BaseException as __ut_exc:", f"    {_STRIP}(__ut_exc)", "    raise"]
+        body = ["try:"] + ["    " + line for line in body] + ["except BaseException:", f"    {_STRIP}()", "    raise"]
     prefix = "async def" if call_kind in ("coroutine", "asyncgen") else "def"
     source = (f"def __ut_factory({_CALL}, {_STRIP}):\n    {prefix} f({', '.join(signature)}):\n"
               + "".join(f"        {line}\n" for line in body) + "    return f\n")
