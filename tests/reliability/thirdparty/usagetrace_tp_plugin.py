@@ -48,36 +48,32 @@ def pytest_configure(config):
             _HANDLES[name] = usagetrace.instrument(name, consent="opt-in", endpoint="http://127.0.0.1:9")
 
 
-def _resolve(qualname):
-    """The object a wrapped name stands for: attributes from the top package, as ``a.b.c`` means in code.
+def _candidates(qualname):
+    """The objects a wrapped name can stand for: attributes from each loaded module prefix of the name.
 
-    (The longest loaded module prefix would be wrong where a package attribute shadows its submodule,
-    as ``dateutil.parser.isoparser``, the class, does the module of that name.)
+    Either reading can be the right one: ``dateutil.parser.isoparser`` is a class that shadows the
+    submodule of that name, ``tenacity.retry`` a function that shadows the module ``tenacity.retry``.
     """
     import sys
 
     parts = qualname.split(".")
-    obj = sys.modules.get(parts[0])
-    try:
-        for attr in parts[1:]:
-            obj = getattr(obj, attr)
-    except Exception:
-        return None
-    return obj
+    for cut in range(1, len(parts) + 1):
+        obj = sys.modules.get(".".join(parts[:cut]))
+        if obj is None:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except Exception:
+            continue
+        yield vars(obj).get("__init__") if isinstance(obj, type) else obj  # a class: its own __init__
 
 
 def _not_wrapped(names) -> list:
-    """The names that do not resolve to a usagetrace wrapper right now (a class: its own ``__init__``)."""
+    """The names that do not resolve to a usagetrace wrapper right now."""
     from usagetrace.testing import is_wrapped
 
-    missing = []
-    for name in names:
-        obj = _resolve(name)
-        if isinstance(obj, type):
-            obj = vars(obj).get("__init__")
-        if not is_wrapped(obj):
-            missing.append(name)
-    return missing
+    return [name for name in names if not any(is_wrapped(obj) for obj in _candidates(name))]
 
 
 def pytest_unconfigure(config):
