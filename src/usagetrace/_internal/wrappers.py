@@ -59,13 +59,27 @@ STRIPS_OWN_FRAME = sys.version_info >= (3, 11)
 
 
 def _strip_own_frame(exc: BaseException | None = None) -> None:
-    """Drop the calling frame's entry from the traceback of ``exc`` (default: the exception being handled)."""
+    """Take usagetrace's frames out of the traceback of ``exc`` (default: the exception being handled).
+
+    Called from the except block of a trampoline or a wrapper. Since 3.11 a bare
+    ``raise`` re-raises with the exception's ``__traceback__``, so the calling
+    frame's own entry is dropped. Before 3.11 the re-raise keeps that entry, so
+    only the wrapper entries that follow it are spliced out (``tb_next`` is
+    writable): one extra entry remains (README, limits).
+    """
     try:
         if exc is None:
             exc = sys.exc_info()[1]  # a trampoline binds no name for it: its locals are its parameters
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame is sys._getframe(1):
+        if tb is None or tb.tb_frame is not sys._getframe(1):
+            return
+        if STRIPS_OWN_FRAME:
             exc.__traceback__ = tb.tb_next
+            return
+        after = tb.tb_next
+        while after is not None and after.tb_frame.f_globals.get("__name__") == __name__:
+            after = after.tb_next
+        tb.tb_next = after
     except Exception:
         pass
 
@@ -340,8 +354,7 @@ def _template(code, call_kind: str):
     body = [line.strip("\n") for line in _BODIES[call_kind].format(call=f"{_CALL}({', '.join(arguments)})")
             .splitlines()]
     body = [body[0]] + [line[8:] for line in body[1:]]  # the continuation lines are written indented by 8
-    if STRIPS_OWN_FRAME:
-        body = ["try:"] + ["    " + line for line in body] + ["except BaseException:", f"    {_STRIP}()", "    raise"]
+    body = ["try:"] + ["    " + line for line in body] + ["except BaseException:", f"    {_STRIP}()", "    raise"]
     prefix = "async def" if call_kind in ("coroutine", "asyncgen") else "def"
     source = (f"def __ut_factory({_CALL}, {_STRIP}):\n    {prefix} f({', '.join(signature)}):\n"
               + "".join(f"        {line}\n" for line in body) + "    return f\n")
@@ -386,7 +399,7 @@ def trampoline(func, call, call_kind: str = "sync") -> FunctionType:
     if _PY >= (3, 11):
         names["co_qualname"] = code.co_qualname
     new = _one_line(template.replace(**names))
-    cells = {_CALL: call, _STRIP: _strip_own_frame}  # the strip hook exists only where it can work (3.11+)
+    cells = {_CALL: call, _STRIP: _strip_own_frame}
     result = FunctionType(new, func.__globals__, func.__name__, func.__defaults__,
                           tuple(CellType(cells[name]) for name in new.co_freevars))
     result.__kwdefaults__ = func.__kwdefaults__
