@@ -237,6 +237,49 @@ print(json.dumps({"child_status": status}))
         assert sorted(_sessions(rx).values()) == [5, 7 + 11]
 
 
+def test_the_host_sees_no_thread_of_ours_and_forks_without_a_warning(home):
+    """threading.enumerate() is what it was without telemetry, and os.fork() warns of no second thread.
+
+    Python 3.12+ warns (DeprecationWarning) when a process with more than one OS
+    thread forks; thread-leak checks compare threading.enumerate() around a test.
+    Neither may tell that telemetry is on. The parent's thread carries on after the fork.
+    """
+    code = """
+import json, os, sys, threading, warnings
+warnings.simplefilter("error")  # any warning fails the host
+before = list(threading.enumerate())
+import tinystats
+from usagetrace._internal import delivery, instrumentation
+h = instrumentation.get("tinystats")
+for i in range(4):
+    tinystats.mean([i, 1])
+assert h.flush(30)
+d = delivery.get()
+running = d.is_running()
+seen = list(threading.enumerate())
+forks = 0
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if tinystats.mean([1, 3]) == 2 and h.flush(30) else 3)
+    forks += os.waitpid(pid, 0)[1] == 0
+stopped = not d.is_running()  # until the next sample: Python 3.13 counts threads after the fork handlers
+for i in range(6):
+    tinystats.mean([i])
+assert h.flush(30)
+after = d.is_running()
+print(json.dumps({"same": seen == before == list(threading.enumerate()), "running": running, "stopped": stopped,
+                  "after": after, "forks": forks}))
+"""
+    with OTLPReceiver() as rx:
+        proc = run_py(code, clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+        assert json.loads(proc.stdout) == {"same": True, "running": True, "stopped": True, "after": True,
+                                             "forks": 3}
+        assert sorted(_sessions(rx).values()) == [1, 1, 1, 4 + 6]  # each child under a session of its own
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_multiprocessing_start_methods(home, method):
     """Pool workers under fork/spawn/forkserver return correct results; counts are exact and never duplicated."""

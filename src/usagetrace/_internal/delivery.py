@@ -30,6 +30,7 @@ Every request goes out through ``receipts.send``, which keeps a receipt.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import random
@@ -201,13 +202,19 @@ class Delivery:
         self._init_runtime()
         self._exit_registered = False
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+            os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_in_parent,
+                                after_in_child=self._after_fork)
 
     def _init_runtime(self) -> None:
         self._lock = threading.RLock()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: Held while the thread runs: released by the thread as its very last step.
+        self._running = _thread.allocate_lock()
+        self._state = _thread.allocate_lock()  # orders starting and leaving the thread
+        self._native_id = 0
+        self._next_export = 0.0
         self._stopping = False
+        self._paused = False
         self._spool_checked = False
 
     # -- registration -----------------------------------------------------------
@@ -230,16 +237,47 @@ class Delivery:
                 del self.channels[handle.package]
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
+        """Start the thread unless it runs.
+
+        A bare ``_thread`` thread, not a ``threading.Thread``: the host's
+        ``threading.enumerate()`` and ``active_count()`` (thread-leak checks in
+        test suites, "wait for all threads" loops) see exactly what they saw
+        without telemetry. Like a daemon thread it never delays exit; the code it
+        runs never calls ``threading.current_thread()``, which would register it.
+        """
+        with self._state:
             self._stopping = False
-            thread = threading.Thread(target=self._run, name="usagetrace-delivery", daemon=True)
-            self._thread = thread
-            thread.start()
+            if self._running.acquire(blocking=False):
+                try:
+                    _thread.start_new_thread(self._run, ())
+                except BaseException:
+                    self._running.release()
+                    raise
+
+    def is_running(self) -> bool:
+        """True while the delivery thread runs (for tests and ``status``)."""
+        return self._running.locked()
 
     # -- the loop ---------------------------------------------------------------
     def _run(self) -> None:
+        self._native_id = threading.get_native_id() if hasattr(threading, "get_native_id") else 0
+        while True:
+            try:
+                self._loop()
+            except BaseException:  # the loop logs its own errors; this is the interpreter going away
+                with self._state:
+                    self._running.release()
+                return
+            with self._state:
+                # Leave only if still asked to: a parent that went on after a fork may
+                # have asked this thread to carry on before it got here.
+                if self._stopping:
+                    self._running.release()  # the last thing this thread does
+                    return
+
+    def _loop(self) -> None:
         last_consent = last_window = _monotonic()
-        next_export = _monotonic() + self.export_interval
+        next_export = self._next_export or _monotonic() + self.export_interval  # kept across a fork's pause
         while not self._stopping:
             self._wake.wait(min(1.0, self.export_interval))
             self._wake.clear()
@@ -256,14 +294,25 @@ class Delivery:
                         if ch.handle.recorder is not None:
                             ch.handle.recorder.reset_budgets()
                 if now >= next_export and not host_traces_memory():
-                    next_export = now + self.export_interval
-                    with self._lock:
+                    next_export = self._next_export = now + self.export_interval
+                    if not self._hold_lock():
+                        break
+                    try:
                         self._export_all(deadline=None, force=False)
                         if not self._spool_checked:
                             self._spool_checked = True
                             self._deliver_spool(deadline=_monotonic() + 10.0)
+                    finally:
+                        self._lock.release()
             except Exception:
                 log.internal_error("delivery.loop")
+
+    def _hold_lock(self) -> bool:
+        """Take the delivery lock, or give up (False) when asked to stop: a fork waits for this thread."""
+        while not self._lock.acquire(timeout=0.01):
+            if self._stopping:
+                return False
+        return True
 
     def _refresh_consent(self) -> None:
         for ch in list(self.channels.values()):
@@ -459,6 +508,54 @@ class Delivery:
         except Exception:
             log.internal_error("delivery.at_exit")
 
+    def _before_fork(self) -> None:
+        """Stop the thread before ``os.fork()``, so the host forks a single-threaded process.
+
+        A fork with a second thread alive is what Python 3.12+ warns about
+        (DeprecationWarning: "This process is multi-threaded, use of fork() may
+        lead to deadlocks in the child"): the host must not get that warning,
+        or a child that inherits a lock held by our thread, because of
+        telemetry. The idle thread stops in microseconds; one busy sending is
+        waited for at most 0.2 s, then the fork goes ahead as before.
+        """
+        try:
+            with self._state:
+                if not self._running.locked():
+                    return
+                self._paused = not self._stopping
+                self._stopping = True
+            self._wake.set()
+            if self._running.acquire(timeout=0.2):
+                self._running.release()
+                # The lock is released a moment before the OS thread is gone, and the
+                # warning counts OS threads: wait for it to leave /proc (Linux), briefly.
+                task = f"/proc/self/task/{self._native_id}"
+                deadline = _monotonic() + 0.1
+                while self._native_id and os.path.exists(task) and _monotonic() < deadline:
+                    time.sleep(0.0005)
+        except Exception:
+            log.internal_error("delivery.before_fork")
+
+    def _after_fork_in_parent(self) -> None:
+        """In the parent after a fork: the thread starts again with the next sample.
+
+        Not here: Python 3.13 counts the parent's threads for its warning after
+        these handlers have run. Until the next sample nothing is lost: counts
+        are kept, and exit writes whatever is pending without the thread.
+        """
+        try:
+            if self._paused:
+                self._paused = False
+                self._restart_on_first_sample()
+        except Exception:
+            log.internal_error("delivery.after_fork_in_parent")
+
+    def _restart_on_first_sample(self) -> None:
+        for ch in list(self.channels.values()):
+            rec = ch.handle.recorder
+            if rec is not None:
+                rec.on_first_sample = lambda h=ch.handle: self.register(h)
+
     def _after_fork(self) -> None:
         """In a forked child: new locks and thread; report only the child's own activity."""
         try:
@@ -478,8 +575,8 @@ class Delivery:
                     rec.samples.clear()
                     rec._lock = threading.Lock()
                     ch.last_counts = rec.counts()
-                    rec.on_first_sample = lambda h=ch.handle: self.register(h)
                 ch.last_time_ns = time.time_ns()
+            self._restart_on_first_sample()
         except Exception:
             log.internal_error("delivery.after_fork")
 
