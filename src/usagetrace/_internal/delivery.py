@@ -33,14 +33,16 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
-import random
 import sys
 import threading
 import time
 from collections import deque
 
-from . import aggregate, config, env, log
-from . import transport as _transport
+from . import env, log
+
+# Off the import path (a consented import pays only for what it uses at once): config
+# (typing, urllib.parse), transport (gzip), aggregate (json) and random are imported
+# where they are first needed, by the delivery thread, a flush or exit.
 
 _monotonic = time.monotonic
 
@@ -48,9 +50,8 @@ CONSENT_INTERVAL = 2.0
 WINDOW = 60.0
 MAX_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF = 300.0
-#: Private: the global ``random`` sequence belongs to the host (it may have seeded it).
-_RNG = random.Random()
-_CAPTURED = config.Upload(config.REALTIME, "a capture (usagetrace.testing or preview)")
+#: Private, made on first use: the global ``random`` sequence belongs to the host (it may have seeded it).
+_RNG = None
 
 
 class Channel:
@@ -97,13 +98,18 @@ class Channel:
     # -- upload mode ------------------------------------------------------------
     def upload_mode(self) -> config.Upload:
         """How this package's data leaves the machine (resolved once, off the import path)."""
+        from . import config
+
         if _DELIVERY is not None and _DELIVERY.override is not None:
-            return _CAPTURED  # usagetrace.testing / preview: everything goes to the capture, as it happens
+            # usagetrace.testing / preview: everything goes to the capture, as it happens
+            return config.Upload(config.REALTIME, "a capture (usagetrace.testing or preview)")
         if self.upload is None:
             self.upload = config.upload_mode(self.handle.options.get("upload"), self.target("metrics").kind)
         return self.upload
 
     def aggregated(self) -> bool:
+        from . import config
+
         return self.upload_mode().mode != config.REALTIME
 
     def store_settings(self) -> dict:
@@ -126,6 +132,8 @@ class Channel:
 
     def target(self, signal: str) -> config.Target:
         if signal not in self.targets:
+            from . import config
+
             h = self.handle
             self.targets[signal] = config.resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
         return self.targets[signal]
@@ -135,7 +143,9 @@ class Channel:
             return override
         t = self.transports.get(signal)
         if t is None:
-            t = self.transports[signal] = _transport.for_target(self.target(signal))
+            from . import transport
+
+            t = self.transports[signal] = transport.for_target(self.target(signal))
         return t
 
     # -- counts ---------------------------------------------------------------
@@ -198,7 +208,9 @@ class Delivery:
         #: to a local file and is flushed there at exit; nothing touches the network.
         self.preview_file = env.get("USAGETRACE_PREVIEW_FILE")
         if self.preview_file:
-            self.override = _transport.FileTransport(config.Target("file", self.preview_file, "http/json"))
+            from . import config, transport
+
+            self.override = transport.FileTransport(config.Target("file", self.preview_file, "http/json"))
         self._init_runtime()
         self._exit_registered = False
         if hasattr(os, "register_at_fork"):
@@ -386,6 +398,8 @@ class Delivery:
 
         Returns False when a fold was due and failed (the tally is kept for the next one).
         """
+        from . import aggregate
+
         with ch.tally_lock:
             rec = ch.handle.recorder
             samples = rec.drain()
@@ -406,6 +420,8 @@ class Delivery:
 
     def _fold(self, ch: Channel) -> bool:
         """Write the channel's tally into the store (the caller holds ``tally_lock``); True when nothing is left."""
+        from . import aggregate
+
         tally = ch.tally
         ch.last_fold = _monotonic()
         if not tally:
@@ -447,6 +463,7 @@ class Delivery:
             target = ch.target(signal)
             timeout = target.timeout if deadline is None else min(target.timeout, deadline - now)
             from . import receipts
+            from . import transport as _transport
 
             result = receipts.send(ch.transport(signal, self.override), target, ch.handle.package, signal, payload,
                                    timeout)
@@ -462,7 +479,7 @@ class Delivery:
                 continue
             ch.failures += 1
             backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
-            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _RNG.random())
+            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _rng().random())
             return False
         return delivered
 
@@ -587,6 +604,15 @@ class Delivery:
         packages = {p for p, ch in self.channels.items() if not ch.aggregated()}
         if packages:
             spool.deliver(packages=packages, deadline=deadline, override=self.override)
+
+
+def _rng():
+    global _RNG
+    if _RNG is None:
+        import random
+
+        _RNG = random.Random()
+    return _RNG
 
 
 def host_traces_memory() -> bool:
