@@ -20,4 +20,10 @@ PY
 then
   "$VENV/bin/pip" install -q -e '.[report]' $PEERS
 fi
+# A second environment that differs only in wrapt (1.x), for the consented-import section.
+WRAPT1=benchmarks/.venv-wrapt1
+if [ ! -x "$WRAPT1/bin/python" ] || ! "$WRAPT1/bin/python" -c 'import wrapt, platformdirs' 2>/dev/null; then
+  python3 -m venv "$WRAPT1"
+  "$WRAPT1/bin/pip" install -q 'wrapt==1.17.2' platformdirs
+fi
 exec "$VENV/bin/python" benchmarks/run.py "$@"
