@@ -24,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import threading
-import time
 from typing import Any, Callable, Iterator
+
+from ._internal import clock
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 __all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten", "is_wrapped", "original"]
 
@@ -424,9 +427,9 @@ class OTLPReceiver(_Decoded):
 
     def wait_for(self, predicate: Callable[[OTLPReceiver], bool], timeout: float = 10.0) -> bool:
         """Poll ``predicate(self)`` until it is true or ``timeout`` seconds pass; return the last result."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = _clock.monotonic() + timeout
+        while _clock.monotonic() < deadline:
             if predicate(self):
                 return True
-            time.sleep(0.02)
+            _clock.sleep(0.02)
         return bool(predicate(self))

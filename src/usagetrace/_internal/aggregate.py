@@ -35,7 +35,9 @@ import json
 import os
 import time
 
-from . import log, paths
+from . import clock, log, paths
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 VERSION = 1
 DAY_NS = 86_400 * 10**9
@@ -242,7 +244,7 @@ def _parse(text: str, package: str) -> dict:
 def _set_aside(path: str) -> None:
     """Rename a broken store out of the way (for a person to look at); keep only the newest few."""
     try:
-        os.replace(path, f"{path}.broken-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}")
+        os.replace(path, f"{path}.broken-{clock.utc('%Y%m%dT%H%M%S')}-{os.getpid()}")
         folder, name = os.path.split(path)
         aside = sorted(e for e in os.listdir(folder) if e.startswith(name + ".broken-"))
         for old in aside[:-KEEP_BROKEN]:
@@ -398,7 +400,7 @@ def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally
     disable`` that deleted the store first is never undone by a run that was
     already ending (nothing after no).
     """
-    now = time.time_ns()
+    now = _clock.time_ns()
     with Store(package) as store:
         if not allowed():
             return {"written": False, "upload_due": False, "set_aside": store.set_aside}

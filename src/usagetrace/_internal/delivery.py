@@ -35,16 +35,16 @@ import atexit
 import os
 import sys
 import threading
-import time
 from collections import deque
 
-from . import env, log
+from . import clock, env, log
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 # Off the import path (a consented import pays only for what it uses at once): config
 # (typing, urllib.parse), transport (gzip), aggregate (json) and random are imported
 # where they are first needed, by the delivery thread, a flush or exit.
 
-_monotonic = time.monotonic
 
 CONSENT_INTERVAL = 2.0
 WINDOW = 60.0
@@ -64,7 +64,7 @@ class Channel:
         self.transports: dict[str, object] = {}
         self.targets: dict[str, config.Target] = {}
         self.last_counts: dict = {}
-        self.last_time_ns = time.time_ns()
+        self.last_time_ns = _clock.time_ns()
         self.retry: deque = deque()  # (signal, payload bytes, item count)
         self.retry_bytes = 0
         self.failures = 0
@@ -76,7 +76,7 @@ class Channel:
         self.tally: aggregate.Tally | None = None
         self.tally_lock = threading.Lock()
         self.counted_period: str | None = None
-        self.last_fold = _monotonic()
+        self.last_fold = _clock.monotonic()
 
     # -- lazily built parts -------------------------------------------------
     def resource_attributes(self) -> dict:
@@ -153,7 +153,7 @@ class Channel:
         """Return (increments since the last call, window start, window end) and advance the baseline."""
         counts = self.handle.recorder.counts()
         deltas = {k: v - self.last_counts.get(k, 0) for k, v in counts.items() if v > self.last_counts.get(k, 0)}
-        start, end = self.last_time_ns, time.time_ns()
+        start, end = self.last_time_ns, _clock.time_ns()
         self.last_counts, self.last_time_ns = counts, end
         return deltas, start, end
 
@@ -187,7 +187,7 @@ class Channel:
         self.inflight = []
         self.tally = None
         self.last_counts = rec.counts()
-        self.last_time_ns = time.time_ns()
+        self.last_time_ns = _clock.time_ns()
         self.count_drop("consent_withdrawn", n)
         # A later re-enable starts afresh: `usagetrace disable` deleted the install id, and
         # data from before and after the withdrawal must not be joinable.
@@ -288,15 +288,15 @@ class Delivery:
                     return
 
     def _loop(self) -> None:
-        last_consent = last_window = _monotonic()
-        next_export = self._next_export or _monotonic() + self.export_interval  # kept across a fork's pause
+        last_consent = last_window = _clock.monotonic()
+        next_export = self._next_export or _clock.monotonic() + self.export_interval  # kept across a fork's pause
         while not self._stopping:
             self._wake.wait(min(1.0, self.export_interval))
             self._wake.clear()
             if self._stopping:
                 break
             try:
-                now = _monotonic()
+                now = _clock.monotonic()
                 if now - last_consent >= CONSENT_INTERVAL:
                     last_consent = now
                     self._refresh_consent()
@@ -313,7 +313,7 @@ class Delivery:
                         self._export_all(deadline=None, force=False)
                         if not self._spool_checked:
                             self._spool_checked = True
-                            self._deliver_spool(deadline=_monotonic() + 10.0)
+                            self._deliver_spool(deadline=_clock.monotonic() + 10.0)
                     finally:
                         self._lock.release()
             except Exception:
@@ -414,7 +414,7 @@ class Delivery:
                     ch.tally.period = period
                 ch.tally.add_counts(deltas, start, end)
                 ch.tally.add_samples(samples)
-            if fold or _monotonic() - ch.last_fold >= self.fold_interval:
+            if fold or _clock.monotonic() - ch.last_fold >= self.fold_interval:
                 return self._fold(ch)
             return True
 
@@ -423,7 +423,7 @@ class Delivery:
         from . import aggregate
 
         tally = ch.tally
-        ch.last_fold = _monotonic()
+        ch.last_fold = _clock.monotonic()
         if not tally:
             return True
         h = ch.handle
@@ -454,7 +454,7 @@ class Delivery:
         """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
         delivered = True
         while ch.retry:
-            now = _monotonic()
+            now = _clock.monotonic()
             if not force and now < ch.next_attempt:
                 return False
             if deadline is not None and now >= deadline:
@@ -479,13 +479,13 @@ class Delivery:
                 continue
             ch.failures += 1
             backoff = min(max(float(result), 1.0) * (2 ** min(ch.failures - 1, 8)), MAX_BACKOFF)
-            ch.next_attempt = _monotonic() + backoff * (0.8 + 0.4 * _rng().random())
+            ch.next_attempt = _clock.monotonic() + backoff * (0.8 + 0.4 * _rng().random())
             return False
         return delivered
 
     def flush(self, timeout: float, only=None) -> bool:
         """Export now from the calling thread; True when everything pending was delivered in time."""
-        deadline = _monotonic() + max(timeout, 0.0)
+        deadline = _clock.monotonic() + max(timeout, 0.0)
         if not self._lock.acquire(timeout=max(timeout, 0.0)):
             return False
         try:
@@ -547,9 +547,9 @@ class Delivery:
                 # The lock is released a moment before the OS thread is gone, and the
                 # warning counts OS threads: wait for it to leave /proc (Linux), briefly.
                 task = f"/proc/self/task/{self._native_id}"
-                deadline = _monotonic() + 0.1
-                while self._native_id and os.path.exists(task) and _monotonic() < deadline:
-                    time.sleep(0.0005)
+                deadline = _clock.monotonic() + 0.1
+                while self._native_id and os.path.exists(task) and _clock.monotonic() < deadline:
+                    _clock.sleep(0.0005)
         except Exception:
             log.internal_error("delivery.before_fork")
 
@@ -592,7 +592,7 @@ class Delivery:
                     rec.samples.clear()
                     rec._lock = threading.Lock()
                     ch.last_counts = rec.counts()
-                ch.last_time_ns = time.time_ns()
+                ch.last_time_ns = _clock.time_ns()
             self._restart_on_first_sample()
         except Exception:
             log.internal_error("delivery.after_fork")

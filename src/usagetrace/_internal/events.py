@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 from . import instrumentation, log, sanitize
 from .allowlist import MEASURE_PREFIX
 from .recorder import ERROR, outcome_of
+from . import clock
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 __all__ = ["Command", "command", "event", "handle_for", "record", "recorder", "validate_measures"]
 
@@ -99,7 +101,7 @@ def record(
             return False
         from .recorder import Sample
 
-        end = time.time_ns() if end_ns is None else end_ns
+        end = _clock.time_ns() if end_ns is None else end_ns
         rec.queue(Sample(name, start_ns, max(end, start_ns), attributes, error))
         return True
     except Exception:
@@ -270,7 +272,7 @@ class Command:
         # Cost nothing when consent is off: no clock, no bookkeeping.
         self._active = recorder(self.package) is not None
         if self._active:
-            self.start_ns = time.time_ns()
+            self.start_ns = _clock.time_ns()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -330,7 +332,7 @@ def event(name: str, *, package: str, **measures) -> None:
     try:
         attributes = {"usagetrace.event.name": name}
         attributes.update(measure_attributes(specs, measures, f"event {name!r}"))
-        now = time.time_ns()
+        now = _clock.time_ns()
         record(package, "usagetrace.event", attributes, now, now)
     except Exception:
         log.internal_error("events.event")

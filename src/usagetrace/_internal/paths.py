@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import sys
 
-from . import env, log
+from . import clock, env, log
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 APP = "usagetrace"
 
@@ -151,12 +153,12 @@ class locked:
 
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.timeout
+        deadline = _clock.monotonic() + self.timeout
         while not _try_lock(fd):
-            if time.monotonic() >= deadline:
+            if _clock.monotonic() >= deadline:
                 os.close(fd)
                 raise LockTimeout(f"{self.path} is held by another process")
-            time.sleep(0.005)
+            _clock.sleep(0.005)
         self.fd = fd
         return self
 

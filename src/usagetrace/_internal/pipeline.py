@@ -36,6 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import allowlist, sanitize
+from .clock import clamp_ns
 from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_VALUE_LENGTH, SCOPE_NAME
 
 _METRIC_META = {m.name: m for m in allowlist.METRICS}
@@ -170,6 +171,7 @@ class Pipeline:
         """Turn samples into finished SDK spans (those the sampler keeps)."""
         for sample in samples:
             name, start, end, attributes, error = sample
+            start, end = clamp_ns(start), clamp_ns(end)  # a host clock patched in C can say anything
             span = self.tracer.start_span(
                 name,
                 context=_EMPTY_CONTEXT,
@@ -202,6 +204,8 @@ class Pipeline:
         measurement): float}``, sent as non-monotonic sums.
         """
         points: dict[str, list] = {}
+        start_ns, end_ns = clamp_ns(start_ns), clamp_ns(end_ns)
+        start_ns = min(start_ns, end_ns)
         items = [(key, value, int) for key, value in deltas.items() if value > 0]
         items += [(key, value, float) for key, value in (sums or {}).items()]
         for key, value, kind in items:

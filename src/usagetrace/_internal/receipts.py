@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
-from . import log, paths
+from . import clock, log, paths
 from . import transport as _transport
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 MAX_BYTES = 2 * 1024 * 1024
 #: A receipt whose decoded request is larger keeps its summary, not its content.
@@ -72,7 +73,7 @@ def send(transport, target, package: str, signal: str, payload: bytes, timeout: 
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return clock.utc("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record(package: str, target, signal: str, payload: bytes, result, attempt: tuple) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections import deque, namedtuple
 from contextvars import ContextVar
 
-from . import log, sanitize
+from . import clock, log, sanitize
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 DEFAULT_SPAN_BUDGET = 5  # successful-call spans per function per minute
 DEFAULT_ERROR_BUDGET = 50  # failed-call spans per function per minute
@@ -215,7 +216,7 @@ class Recorder:
     def sampled(self, stats: FunctionStats, args: tuple, kwargs: dict, start_ns: int) -> None:
         """Record a successful sampled usage that started at ``start_ns``."""
         try:
-            end = time.time_ns()
+            end = _clock.time_ns()
             stats.budget -= 1
             self.queue(Sample(stats.name, start_ns, end, self.call_attributes(stats, args, kwargs), None))
         except Exception:
@@ -259,7 +260,7 @@ class Recorder:
         count_call: bool = True,
     ) -> None:
         """Record a failed usage: exact counts always, a span while the error budget lasts."""
-        end = time.time_ns()
+        end = _clock.time_ns()
         try:
             if count_call:
                 next(stats.err)

@@ -20,9 +20,10 @@ import base64
 import json
 import os
 import sys
-import time
 
-from . import log, paths
+from . import clock, log, paths
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 VERSION = 1
 MAX_FILES = 200
@@ -83,7 +84,7 @@ def write(channel, samples, deltas, start_ns, end_ns, payloads) -> bool:
             "counts": [[list(k), v] for k, v in deltas.items()],
             "payloads": [[signal, base64.b64encode(p).decode("ascii")] for signal, p in payloads],
         }
-        name = f"{int(time.time() * 1000)}-{os.getpid()}-{h.package}.json"
+        name = f"{int(_clock.time() * 1000)}-{os.getpid()}-{h.package}.json"
         paths.atomic_write(os.path.join(directory, name), json.dumps(doc, separators=(",", ":")))
         return True
     except Exception:
@@ -168,7 +169,7 @@ def _send_file(path: str, deadline: float, override=None) -> tuple[str, int]:
     remaining = []
     accepted = rejected = 0
     for signal, payload in payloads:
-        now = time.monotonic()
+        now = _clock.monotonic()
         if now >= deadline:
             remaining.append((signal, payload))
             continue
@@ -205,12 +206,12 @@ def deliver(packages: set | None = None, deadline: float | None = None, override
     counts: dict = dict.fromkeys(OUTCOMES, 0)
     counts.update(requests=0, left=0, busy=False)
     directory = paths.spool_dir()
-    deadline = deadline if deadline is not None else time.monotonic() + SENDER_BUDGET
+    deadline = deadline if deadline is not None else _clock.monotonic() + SENDER_BUDGET
     lock = os.path.join(directory, ".lock")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         try:
-            if time.time() - os.stat(lock).st_mtime > _LOCK_STALE:
+            if _clock.time() - os.stat(lock).st_mtime > _LOCK_STALE:
                 os.unlink(lock)
         except OSError:
             pass
@@ -226,11 +227,11 @@ def deliver(packages: set | None = None, deadline: float | None = None, override
         for mtime, path, _ in _files(directory):
             if packages is not None and _package_of(os.path.basename(path)) not in packages:
                 continue
-            if time.monotonic() >= deadline:
+            if _clock.monotonic() >= deadline:
                 counts["left"] += 1
                 continue
             try:
-                if time.time() - mtime > MAX_AGE:
+                if _clock.time() - mtime > MAX_AGE:
                     outcome, accepted = "expired", 0
                 else:
                     outcome, accepted = _send_file(path, deadline, override)
@@ -280,9 +281,9 @@ def _yield_to_parent(argv: list) -> None:
         pid = int(argv[argv.index("--after") + 1])
         if hasattr(os, "nice"):
             os.nice(10)
-        deadline = time.monotonic() + PARENT_WAIT
-        while os.getppid() == pid and time.monotonic() < deadline:
-            time.sleep(0.01)
+        deadline = _clock.monotonic() + PARENT_WAIT
+        while os.getppid() == pid and _clock.monotonic() < deadline:
+            _clock.sleep(0.01)
     except Exception:
         pass
 

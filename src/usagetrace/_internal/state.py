@@ -11,9 +11,10 @@ except the notice record, where "unknown" means "not shown" (nothing sent).
 from __future__ import annotations
 
 import json
-import time
 
-from . import log, paths
+from . import clock, log, paths
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 #: Bounded: the notice path runs at import and this also runs at exit.
 LOCK_TIMEOUT = 0.5
@@ -64,7 +65,7 @@ def _section(data: dict, name: str) -> dict:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return clock.utc("%Y-%m-%dT%H:%M:%SZ")
 
 
 def notice_entry(package: str) -> dict | None:

@@ -22,9 +22,10 @@ the next attempt waits an hour, doubling up to a day.
 from __future__ import annotations
 
 import sys
-import time
 
-from . import aggregate, log, paths
+from . import aggregate, clock, log, paths
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 #: What :func:`upload` reports.
 OUTCOMES = ("reports", "runs", "requests", "withdrawn", "expired", "rejected", "failed", "set_aside")
@@ -95,7 +96,7 @@ def _remove_stale_temporaries(package: str) -> None:
     try:
         for entry in os.scandir(folder):
             if entry.name.startswith(name + ".") and entry.name.endswith(".tmp") \
-                    and time.time() - entry.stat().st_mtime > STALE_TMP_S:
+                    and _clock.time() - entry.stat().st_mtime > STALE_TMP_S:
                 os.unlink(entry.path)
     except OSError:
         pass
@@ -104,7 +105,7 @@ def _remove_stale_temporaries(package: str) -> None:
 def _take(package: str, everything: bool, counts: dict) -> list[dict]:
     """Move the due buckets to the outbox (expiring old ones); return the outbox."""
     _remove_stale_temporaries(package)
-    now = time.time_ns()
+    now = _clock.time_ns()
     with aggregate.Store(package) as store:
         doc = store.doc
         counts["set_aside"] += int(store.set_aside)
@@ -158,7 +159,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
     try:
         for group in requests_for(package, outbox):
             for signal, payload, ids in group["payloads"]:
-                now = time.monotonic()
+                now = _clock.monotonic()
                 if now >= deadline:
                     failed = True
                     break
@@ -176,7 +177,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
                     retry_s = max(retry_s, float(result))
     finally:
         session.close()
-    now_ns = time.time_ns()
+    now_ns = _clock.time_ns()
     with aggregate.Store(package) as store:
         doc = store.doc
         kept, delivered = [], []
@@ -193,7 +194,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
             aggregate._drop(doc, "upload_rejected", n_rejected)
             meta["rejected"] = int(meta.get("rejected", 0)) + n_rejected
         if delivered:
-            meta["last_upload"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            meta["last_upload"] = {"time": clock.utc("%Y-%m-%dT%H:%M:%SZ"),
                                    "reports": len(delivered), "runs": sum(b["runs"] for b in delivered),
                                    "periods": sorted({b["period"] for b in delivered})}
         if failed:
@@ -223,7 +224,7 @@ def upload(packages=None, *, everything: bool = False, deadline: float | None = 
     """
     counts: dict = dict.fromkeys(OUTCOMES, 0)
     counts["busy"] = 0
-    deadline = deadline if deadline is not None else time.monotonic() + UPLOAD_BUDGET
+    deadline = deadline if deadline is not None else _clock.monotonic() + UPLOAD_BUDGET
     for package in aggregate.packages() if packages is None else packages:
         try:
             with paths.locked(aggregate.store_path(package) + ".upload.lock", timeout=0.0):

@@ -41,14 +41,15 @@ wrapped call's return value and exception object pass through unchanged.
 from __future__ import annotations
 
 import sys
-import time
 from types import CellType, CodeType, FunctionType
 
 import wrapt
 
 from .recorder import FunctionStats, Recorder
+from . import clock
 
-_time_ns = time.time_ns
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+
 
 #: pytest hides frames of modules that set this from its failure reports.
 __tracebackhide__ = True
@@ -93,7 +94,7 @@ def sync_wrapper(rec: Recorder, stats: FunctionStats):
         if stats.off:  # consent withdrawn, or a CLI command function: straight through
             return wrapped(*args, **kwargs)
         token = set_(marker)
-        start = _time_ns() if stats.budget > 0 else 0
+        start = _clock.time_ns() if stats.budget > 0 else 0
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -131,7 +132,7 @@ def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
 
     async def run(coro, args, kwargs):
         token = outside.set(stats.marker)
-        start = _time_ns() if stats.budget > 0 else 0
+        start = _clock.time_ns() if stats.budget > 0 else 0
         try:
             result = await coro
         except BaseException as exc:
@@ -206,7 +207,7 @@ def generator_wrapper(rec: Recorder, stats: FunctionStats):
     def wrapper(wrapped, instance, args, kwargs):
         if stats.off:
             return wrapped(*args, **kwargs)
-        start = _time_ns() if stats.budget > 0 else 0
+        start = _clock.time_ns() if stats.budget > 0 else 0
         try:
             gen = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -266,7 +267,7 @@ def asyncgen_wrapper(rec: Recorder, stats: FunctionStats):
         agen = wrapped(*args, **kwargs)
         if stats.off:
             return agen
-        start = _time_ns() if stats.budget > 0 else 0
+        start = _clock.time_ns() if stats.budget > 0 else 0
         next(stats.ok)
         if start:
             rec.sampled(stats, args, kwargs, start)

@@ -28,7 +28,9 @@ from __future__ import annotations
 import sys
 import threading
 
-from .._internal import events, log, runenv
+from .._internal import clock, events, log, runenv
+
+_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 __all__ = ["CrashHooks", "install"]
 
@@ -69,7 +71,7 @@ class CrashHooks:
             error = (type_name, frames, sanitize.signature(type_name, frames))
             import time
 
-            now = time.time_ns()
+            now = _clock.time_ns()
             events.record(
                 self.package, "usagetrace.crash", {"usagetrace.crash.thread": thread}, now, now, error
             )
