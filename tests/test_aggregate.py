@@ -492,7 +492,13 @@ def test_upload_mode_precedence_and_the_safe_choice(monkeypatch, tmp_path):
     monkeypatch.setattr(runenv, "CONTAINER_MARKERS", ())  # as on a person's laptop, not in this test container
     for var, _ in runenv.CI_VARIABLES:
         monkeypatch.delenv(var, raising=False)
-    lasting = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".never-created", "state")
+    # A state dir that lasts, wherever the checkout and pytest's temporary folders are (CI clones
+    # into /tmp too): no folder counts as temporary until the temporary-folder case below.
+    temp_roots = runenv._TEMP_ROOTS
+    monkeypatch.setattr(runenv, "_TEMP_ROOTS", ())
+    for var in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(var, raising=False)
+    lasting = str(tmp_path / "never-created" / "state")
     assert config.upload_mode(None, "http", lasting) == config.Upload("daily", "default")
     assert config.upload_mode("weekly", "grpc", lasting).mode == "weekly"
     assert config.upload_mode("realtime", "http", lasting).mode == "realtime"
@@ -508,6 +514,8 @@ def test_upload_mode_precedence_and_the_safe_choice(monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "true")
     assert "CI (generic)" in config.upload_mode(None, "http", lasting).note
     monkeypatch.delenv("CI")
+    monkeypatch.setattr(runenv, "_TEMP_ROOTS", temp_roots)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert "temporary directory" in config.upload_mode(None, "http", str(tmp_path / "state")).note
     blocker = tmp_path / "a-file"
     blocker.write_text("")
