@@ -517,8 +517,11 @@ def test_a_consent_version_bump_reshows_the_notice_and_sends_nothing_until_then(
     code = ("import verpkg\nverpkg.f()\nassert verpkg.H.flush(10) or not verpkg.H.enabled\n"
             "print('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(verpkg.f) else 'function')\n")
     with OTLPReceiver() as rx:
+        # The package is rewritten with the same size within a second: a cached .pyc would be
+        # taken for it, so the children write none.
         env = {"USAGETRACE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(pkgs),
-               "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "USAGETRACE_DETACHED_SEND": "0"}
+               "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "USAGETRACE_DETACHED_SEND": "0",
+               "PYTHONDONTWRITEBYTECODE": "1"}
         init.write_text(VERPKG.format(version=1))
         proc, terminal = run_on_terminal(code, env)
         assert proc.stdout.strip() == "wrapped" and "collects anonymous usage" in terminal
