@@ -123,7 +123,7 @@ def test_default_dependencies_leave_grpc_to_the_extra():
         project = tomllib.load(fh)["project"]
 
     def names(reqs):
-        return {re.split(r"[\s\[<>=!~;]", r, 1)[0].lower() for r in reqs}
+        return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in reqs}
 
     default = names(project["dependencies"])
     assert default == {
