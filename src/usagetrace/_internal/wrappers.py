@@ -45,11 +45,10 @@ from types import CellType, CodeType, FunctionType
 
 import wrapt
 
-from .recorder import FunctionStats, Recorder
 from . import clock
+from .recorder import FunctionStats, Recorder
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
-
 
 #: pytest hides frames of modules that set this from its failure reports.
 __tracebackhide__ = True
