@@ -53,3 +53,54 @@ def test_dropped_counts_are_exported_as_a_metric(packages, monkeypatch):
     assert len(cap.spans("dpkg.f")) == 2
     dropped = cap.points("usagetrace.dropped")
     assert [(p["attributes"]["usagetrace.drop.reason"], p["value"]) for p in dropped] == [("queue_full", 4)]
+
+
+OUTCOME_PKG = '''
+import sys
+
+def leave(code):
+    sys.exit(code)
+
+def interrupt():
+    raise KeyboardInterrupt
+
+def items(n):
+    for i in range(n):
+        yield i
+
+async def cancelled():
+    import asyncio
+    raise asyncio.CancelledError
+
+import usagetrace
+H = usagetrace.instrument(__name__)
+'''
+
+
+def test_outcomes_success_exit_interruption_and_failure(packages, monkeypatch):
+    """SystemExit(0/None) is success, Ctrl-C, an early-closed generator and a cancelled task are interruptions, not errors."""
+    import asyncio
+
+    import pytest
+
+    monkeypatch.setenv("OPKG_TELEMETRY", "1")
+    mod = packages.load("opkg", {"__init__.py": OUTCOME_PKG})
+    with capture("opkg") as cap:
+        for code in (0, None, 2, "message"):
+            with pytest.raises(SystemExit):
+                mod.leave(code)
+        with pytest.raises(KeyboardInterrupt):
+            mod.interrupt()
+        gen = mod.items(10)
+        assert next(gen) == 0
+        gen.close()  # GeneratorExit: the consumer stopped early
+        assert list(mod.items(3)) == [0, 1, 2]
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(mod.cancelled())
+    assert cap.calls("opkg.leave", "ok") == 2  # exit 0 and exit None
+    assert cap.calls("opkg.leave", "error") == 2  # exit 2 and exit "message" (status 1)
+    assert cap.calls("opkg.interrupt", "interrupted") == 1 and cap.calls("opkg.interrupt", "error") == 0
+    assert cap.calls("opkg.items", "error") == 0 and cap.calls("opkg.items") == 2
+    assert cap.calls("opkg.cancelled", "interrupted") == 1 and cap.calls("opkg.cancelled", "error") == 0
+    errors = {p["attributes"].get("error.type") for p in cap.points("usagetrace.errors")}
+    assert errors == {"SystemExit"}
