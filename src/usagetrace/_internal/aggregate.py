@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from . import clock, log, paths
 
@@ -78,7 +77,7 @@ def period_of(mode: str, ts_ns: int) -> tuple[str, int, int]:
     else:
         length = 1
     start = day * DAY_NS
-    name = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    name = clock.utc("%Y-%m-%d", day * 86_400)
     return (f"week of {name}" if mode == "weekly" else name), start, start + length * DAY_NS
 
 

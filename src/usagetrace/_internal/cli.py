@@ -150,9 +150,9 @@ _MODE_TEXT = {
 
 
 def _iso(ns) -> str | None:
-    import time
+    from . import clock
 
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ns / 1e9)) if ns else None
+    return clock.utc("%Y-%m-%d %H:%M UTC", ns / 1e9) if ns else None
 
 
 def _upload_row(package: str, info: dict, target_kind: str) -> dict:

@@ -52,6 +52,10 @@ def clamp_ns(value: int) -> int:
     return 0 if value < 0 else MAX_NS if value > MAX_NS else value
 
 
-def utc(fmt: str, seconds: float | None = None) -> str:
+#: The UTC timestamp format of usagetrace's local records (state, receipts, uploads).
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc(fmt: str = ISO_SECONDS, seconds: float | None = None) -> str:
     """``time.strftime(fmt)`` of ``seconds`` (default: now, by the real clock) in UTC."""
     return _time.strftime(fmt, _time.gmtime(REAL.time() if seconds is None else seconds))

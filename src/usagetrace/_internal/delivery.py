@@ -44,7 +44,9 @@ _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock
 # Off the import path (a consented import pays only for what it uses at once): config
 # (typing, urllib.parse), transport (gzip), aggregate (json) and random are imported
 # where they are first needed, by the delivery thread, a flush or exit.
-
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: that would import typing
+if TYPE_CHECKING:
+    from . import aggregate, config
 
 CONSENT_INTERVAL = 2.0
 WINDOW = 60.0
@@ -272,7 +274,7 @@ class Delivery:
 
     # -- the loop ---------------------------------------------------------------
     def _run(self) -> None:
-        self._native_id = threading.get_native_id() if hasattr(threading, "get_native_id") else 0
+        self._native_id = threading.get_native_id()
         while True:
             try:
                 self._loop()

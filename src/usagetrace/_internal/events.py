@@ -37,10 +37,9 @@ from __future__ import annotations
 import math
 import re
 
-from . import instrumentation, log, sanitize
+from . import clock, instrumentation, log, sanitize
 from .allowlist import MEASURE_PREFIX
 from .recorder import ERROR, outcome_of
-from . import clock
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 

@@ -149,8 +149,6 @@ class locked:
         self.fd = -1
 
     def __enter__(self) -> locked:
-        import time
-
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = _clock.monotonic() + self.timeout

@@ -36,8 +36,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import allowlist, sanitize
-from .clock import clamp_ns
 from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_VALUE_LENGTH, SCOPE_NAME
+from .clock import clamp_ns
 
 _METRIC_META = {m.name: m for m in allowlist.METRICS}
 #: Count key kind -> (metric, its point attributes in key order). The first three come from

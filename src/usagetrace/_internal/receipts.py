@@ -24,8 +24,6 @@ import os
 from . import clock, log, paths
 from . import transport as _transport
 
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
-
 MAX_BYTES = 2 * 1024 * 1024
 #: A receipt whose decoded request is larger keeps its summary, not its content.
 MAX_RECEIPT_BYTES = 512 * 1024
@@ -72,14 +70,10 @@ def send(transport, target, package: str, signal: str, payload: bytes, timeout: 
     return result
 
 
-def _now() -> str:
-    return clock.utc("%Y-%m-%dT%H:%M:%SZ")
-
-
 def record(package: str, target, signal: str, payload: bytes, result, attempt: tuple) -> None:
     """Write the receipt (when the request left) and the package's latest-attempt record."""
     reached, outcome, size = attempt
-    when = _now()
+    when = clock.utc()
     endpoint = endpoint_of(target)
     accepted = result == _transport.OK
     summary = {"time": when, "signal": signal, "endpoint": endpoint, "outcome": outcome or str(result),

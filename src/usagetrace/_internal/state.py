@@ -14,8 +14,6 @@ import json
 
 from . import clock, log, paths
 
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
-
 #: Bounded: the notice path runs at import and this also runs at exit.
 LOCK_TIMEOUT = 0.5
 
@@ -64,10 +62,6 @@ def _section(data: dict, name: str) -> dict:
     return section
 
 
-def _now() -> str:
-    return clock.utc("%Y-%m-%dT%H:%M:%SZ")
-
-
 def notice_entry(package: str) -> dict | None:
     """The record of the notice shown for ``package``: ``{"shown", "consent_version"}``, or None."""
     notices = load().get("notices")
@@ -89,7 +83,7 @@ def mark_notice_shown(package: str, version: str | None = None, policy: str | No
     """Record that the notice was shown (for ``version``); False when that could not be stored."""
 
     def change(data: dict) -> bool:
-        _section(data, "notices")[package] = {"shown": _now(), "consent_version": version}
+        _section(data, "notices")[package] = {"shown": clock.utc(), "consent_version": version}
         if policy is not None:
             known = _section(data, "packages")
             settings = known.get(package) if isinstance(known.get(package), dict) else {}
@@ -105,7 +99,7 @@ def remember_package(package: str, settings: dict) -> None:
     Called off the import path (at exit, by the delivery thread, by the
     spool sender); writes at most once a day per package unless a setting changed.
     """
-    today = _now()[:10]
+    today = clock.utc("%Y-%m-%d")
 
     def change(data: dict) -> bool:
         known = _section(data, "packages")

@@ -194,7 +194,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
             aggregate._drop(doc, "upload_rejected", n_rejected)
             meta["rejected"] = int(meta.get("rejected", 0)) + n_rejected
         if delivered:
-            meta["last_upload"] = {"time": clock.utc("%Y-%m-%dT%H:%M:%SZ"),
+            meta["last_upload"] = {"time": clock.utc(),
                                    "reports": len(delivered), "runs": sum(b["runs"] for b in delivered),
                                    "periods": sorted({b["period"] for b in delivered})}
         if failed:

@@ -69,8 +69,6 @@ class CrashHooks:
                 return  # the crash did not pass through this package
             type_name = sanitize.type_name(exc_type)
             error = (type_name, frames, sanitize.signature(type_name, frames))
-            import time
-
             now = _clock.time_ns()
             events.record(
                 self.package, "usagetrace.crash", {"usagetrace.crash.thread": thread}, now, now, error
