@@ -626,6 +626,31 @@ def cmd_report(args) -> int:
     return report_cli.run(args)
 
 
+def cmd_collect(args) -> int:
+    from . import collect
+
+    return collect.run(args.dir or collect.default_directory(), host=args.host, port=args.port,
+                       max_megabytes=args.max_megabytes, max_backups=args.max_backups)
+
+
+def _add_collect(sub) -> None:
+    """``usagetrace collect``: the development collector (collect.py)."""
+    help_text = ("Receive OTLP/HTTP on 127.0.0.1 with the bundled collector's rules and store it where "
+                 "`usagetrace report` reads it: for development and small deployments, no Docker needed.")
+    p = sub.add_parser("collect", help=help_text, description=help_text,
+                       epilog="Stop with Ctrl-C (or SIGTERM): every acknowledged request is on disk. "
+                              "Production path: the bundled otelcol-contrib with ClickHouse (docs/deployment.md).")
+    p.add_argument("--port", type=int, default=4318, help="TCP port (default 4318, the OTLP/HTTP port; 0: any free)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--dir", metavar="DIR",
+                   help="where traces.jsonl and metrics.jsonl go (default: the per-user data dir, "
+                        "e.g. ~/.local/share/usagetrace/collected)")
+    p.add_argument("--max-megabytes", type=_positive_int, default=64, help="rotate a file at this size (default 64)")
+    p.add_argument("--max-backups", type=_positive_int, default=100, help="rotated files kept per signal (default 100)")
+    p.set_defaults(func=cmd_collect)
+
+
 # ------------------------------------------------------------------- parser
 
 
@@ -704,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_cli.add_arguments(p)
     p.set_defaults(func=cmd_report)
+    _add_collect(sub)
     return parser
 
 
