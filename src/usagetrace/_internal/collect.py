@@ -57,6 +57,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_CONCURRENT_REQUESTS = 8
 #: Open connections; more are answered 503 and closed.
 MAX_CONNECTIONS = 64
+#: An oversized body up to this size is read and discarded before the 413 (larger: the connection is closed).
+_DRAIN_BYTES = 4 * MAX_BODY_BYTES
 #: Seconds a client may take to send a request (read timeout of the bundled receiver).
 READ_TIMEOUT = 15.0
 
@@ -315,8 +317,9 @@ def _foreign(resource_item, scope_item) -> bool:
 def _rebuild(item, scoped) -> None:
     """groupbyattrs/rebuild: resources and scopes made anew from their attributes."""
     item.schema_url = ""
-    item.resource.dropped_attributes_count = 0
-    if hasattr(item.resource, "entity_refs"):
+    if item.HasField("resource"):
+        item.resource.dropped_attributes_count = 0
+    if hasattr(item.resource, "entity_refs") and len(item.resource.entity_refs):
         del item.resource.entity_refs[:]
     for s in scoped:
         s.schema_url = ""
@@ -387,7 +390,8 @@ def process_traces(request) -> int:
             for sp in ss.spans:
                 _clean_attributes(sp.attributes, "span")
                 sp.trace_state = ""
-                sp.status.message = ""
+                if sp.HasField("status"):  # setting a field would make an absent status present
+                    sp.status.message = ""
             for sp in ss.spans:
                 for ev in sp.events:
                     _clean_attributes(ev.attributes, "event")
@@ -674,6 +678,13 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             c._count("rejected_too_large")
+            if length <= _DRAIN_BYTES:  # read and discard, so the sender sees the 413 and not a broken pipe
+                left = length
+                while left:
+                    chunk = self.rfile.read(min(left, 65536))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
             return self._error(413, f"request body over {MAX_BODY_BYTES} bytes", reply_type)
         body = self.rfile.read(length)
         if len(body) != length:
