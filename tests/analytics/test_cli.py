@@ -57,6 +57,16 @@ def test_several_packages_need_package(data, capsys):
     assert "mypkg, otherpkg" in capsys.readouterr().err
 
 
+def test_package_with_no_data_exits_1_listing_what_is_there(data, tmp_path, capsys):
+    """--package naming a package the data has nothing for: exit 1, and the packages it does hold."""
+    assert cli.main([str(data), "--package", "nosuch", "--no-cache"]) == 1
+    captured = capsys.readouterr()
+    assert "no data for package 'nosuch'" in captured.err and "mypkg, otherpkg" in captured.err
+    assert captured.out == ""  # no empty sections printed as if it were a report
+    assert usagetrace_cli.main(["report", str(data), "--package", "nosuch", "--no-cache"]) == 1
+    assert cli.main([str(data), "--package", "mypkg", "--no-cache", "--format", "json"]) == 0
+
+
 def test_bad_since_and_bad_k(data, capsys):
     """A malformed --since or a k below 1 is a usage error with a readable message."""
     assert cli.main([str(data), "--package", "mypkg", "--since", "last tuesday"]) == 2

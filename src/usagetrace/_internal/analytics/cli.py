@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         print("usagetrace report: --k must be at least 1", file=err)
         return 2
-    from .core import Analytics, AnalyticsError, build_report
+    from .core import Analytics, AnalyticsError, NoSuchPackage, build_report
 
     try:
         if args.source.startswith(("clickhouse://", "clickhouses://")):
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         analytics = Analytics(engine, package=args.package, since=args.since, k=args.k)
         report = build_report(analytics, interval=args.interval, source=shown)
         text = render(report, args.format)
+    except NoSuchPackage as exc:
+        print(f"usagetrace report: {exc}", file=err)
+        return 1
     except (FileNotFoundError, AnalyticsError, ValueError) as exc:
         print(f"usagetrace report: {exc}", file=err)
         return 2 if isinstance(exc, (AnalyticsError, ValueError)) else 1

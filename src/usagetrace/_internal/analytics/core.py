@@ -23,6 +23,7 @@ __all__ = [
     "Analytics",
     "AnalyticsError",
     "Engine",
+    "NoSuchPackage",
     "Report",
     "Table",
     "build_report",
@@ -33,6 +34,15 @@ __all__ = [
 
 class AnalyticsError(Exception):
     """A problem with the input or the request that the user can fix."""
+
+
+class NoSuchPackage(AnalyticsError):
+    """``--package`` names a package the data has nothing for (exit 1: the data, not the usage, is wrong)."""
+
+    def __init__(self, package: str, found: list[str]) -> None:
+        self.package, self.found = package, found
+        there = ("it holds data for: " + ", ".join(found)) if found else "it holds no usagetrace data at all"
+        super().__init__(f"no data for package {package!r} in this source; {there}")
 
 
 class Engine(Protocol):
@@ -245,9 +255,11 @@ class Analytics:
         return [tuple(_norm(v) for v in r) for r in raw]
 
     def _resolve_package(self, package: str | None) -> str | None:
-        if package is not None:
-            return package
         found = sorted(p[0] for p in self._names("packages", self.engine.relations(None, None)) if p[0])
+        if package is not None:
+            if package not in found:
+                raise NoSuchPackage(package, found)
+            return package
         if len(found) > 1:
             raise AnalyticsError(
                 "the data holds several packages (" + ", ".join(found) + "); choose one with --package"
