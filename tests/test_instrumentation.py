@@ -250,3 +250,59 @@ def test_instrument_before_import_wraps_when_imported(packages):
         assert cap.handle.wrapped_names == ["late_import_pkg.f"]
         assert late_import_pkg.f(1) == 2
     assert cap.calls("late_import_pkg.f") == 1
+
+
+TOP_SOURCE = {
+    "__init__.py": '''
+        import usagetrace
+        HANDLE = usagetrace.instrument(__name__)     # first line: lint-clean, no E402
+        WRAPPED_DURING_IMPORT = list(HANDLE.wrapped_names)
+
+        from ._impl import helper, outer
+        from .shapes import Square
+
+        __all__ = ["outer", "helper", "Square", "explicit"]
+
+        def explicit():
+            return "x"
+    ''',
+    "_impl.py": SOURCE["_impl.py"],
+    "shapes.py": SOURCE["shapes.py"],
+    "later.py": SOURCE["later.py"],
+}
+
+
+@pytest.mark.parametrize("placement", ["top", "end"])
+def test_instrument_at_the_top_or_end_of_init_wraps_once_the_import_finished(packages, monkeypatch, placement):
+    """Both placements wrap the same public API, once the package's import has finished (not before)."""
+    name = f"place_{placement}_pkg"
+    monkeypatch.setenv(f"PLACE_{placement.upper()}_PKG_TELEMETRY", "1")
+    mod = packages.load(name, TOP_SOURCE if placement == "top" else SOURCE)
+    handle = mod.HANDLE
+    assert handle.enabled
+    assert sorted(handle.wrapped_names) == sorted(
+        f"{name}.{n}" for n in ("explicit", "outer", "helper", "Square", "Square.area")
+    )
+    if placement == "top":
+        assert mod.WRAPPED_DURING_IMPORT == []  # nothing defined yet when it ran: it waited
+    assert type(mod.__spec__).__name__ == "ModuleSpec" and type(mod.__spec__) is type(sys.modules["os"].__spec__)
+    with capture(name) as cap:
+        assert mod.outer(3) == 6
+        assert mod.explicit() == "x"
+        import importlib
+
+        later = importlib.import_module(f"{name}.later")
+        assert later.lazy(1) == 4
+    assert cap.calls(f"{name}.outer") == 1 and cap.calls(f"{name}.helper") == 0
+    assert cap.calls(f"{name}.later.lazy") == 1
+
+
+def test_instrument_at_the_top_of_a_package_whose_import_fails_wraps_nothing(packages, monkeypatch):
+    """An import that raises after instrument() leaves no wrapped module behind and the error unchanged."""
+    monkeypatch.setenv("FAILING_TOP_PKG_TELEMETRY", "1")
+    source = {"__init__.py": "import usagetrace\nH = usagetrace.instrument(__name__)\ndef f():\n    return 1\n"
+                             "raise ImportError('broken on purpose')\n"}
+    with pytest.raises(ImportError, match="broken on purpose"):
+        packages.load("failing_top_pkg", source)
+    handle = instrumentation.get("failing_top_pkg")
+    assert handle is not None and handle.wrapped_names == []

@@ -94,3 +94,55 @@ def test_nothing_leaves_and_personal_files_are_untouched(pytester, monkeypatch, 
     assert receiver.connections == 0
     assert not home.exists()
     assert sys.modules.get("samplepkg") is None  # the subprocess, not this process, imported it
+
+
+CAPTURE_SUITE = {
+    "mylib/__init__.py": '''
+        import usagetrace
+        usagetrace.instrument(__name__, endpoint="http://127.0.0.1:9")
+
+        def greet(name):
+            return f"hello {name}"
+    ''',
+    # an earlier test uses the function; the README's capture example comes after it
+    "tests/test_a_earlier.py": '''
+        import mylib
+
+        def test_greet_twice():
+            assert mylib.greet("a") == "hello a" and mylib.greet("b") == "hello b"
+    ''',
+    "tests/test_b_capture.py": '''
+        import mylib
+        from usagetrace.testing import capture
+
+        def test_usage_is_reported():
+            with capture("mylib") as cap:
+                mylib.greet("x")
+            assert cap.calls("mylib.greet") == 1
+            assert cap.spans("mylib.greet")[0]["attributes"]["usagetrace.args.count"] == 1
+    ''',
+}
+
+
+def test_capture_counts_its_block_with_and_without_the_plugin_and_never_writes_home(pytester, monkeypatch, tmp_path):
+    """The README's capture example passes under plain pytest and the recommended plugin run, in either order of
+    tests, and neither run writes ids or state.json into the real home."""
+    for rel, source in CAPTURE_SUITE.items():
+        path = pytester.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), src, os.environ.get("PYTHONPATH", "")]))
+    home = tmp_path / "real-home"
+    home.mkdir()
+    monkeypatch.delenv("USAGETRACE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    plain.assert_outcomes(passed=2)
+    plugin = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "usagetrace.pytest_plugin",
+                                           "--usagetrace=mylib", "tests")
+    plugin.assert_outcomes(passed=2)
+    assert "mylib: 1 callables wrapped" in plugin.stdout.str()
+    assert list(home.rglob("*")) == [], list(home.rglob("*"))

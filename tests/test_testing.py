@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from usagetrace.testing import capture, disabled
 
 
@@ -32,3 +34,56 @@ def test_disabled_on_an_uninstrumented_package_yields_none(packages):
     packages.load("tpkg3", {"__init__.py": "def h(): return 1\n"})
     with disabled("tpkg3") as off:
         assert off is None
+
+
+def test_capture_writes_nothing_into_the_real_home(packages, monkeypatch, tmp_path):
+    """Without USAGETRACE_HOME, capture() keeps ids and state.json in a throwaway directory, then removes it."""
+    home = tmp_path / "real-home"
+    home.mkdir()
+    monkeypatch.delenv("USAGETRACE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    mod = packages.load("tpkg4", {"__init__.py": "def f(): return 1\nimport usagetrace\nusagetrace.instrument(__name__)\n"})
+    seen = []
+    with capture("tpkg4") as cap:
+        seen.append(os.environ["USAGETRACE_HOME"])
+        assert mod.f() == 1
+    assert cap.calls("tpkg4.f") == 1
+    assert cap.spans("tpkg4.f")[0]["resource"]["usagetrace.install.id"]  # an id was made, just not at home
+    assert list(home.rglob("*")) == []
+    assert "USAGETRACE_HOME" not in os.environ and not os.path.exists(seen[0])
+
+
+def test_capture_keeps_a_chosen_home(packages, monkeypatch, tmp_path):
+    """A USAGETRACE_HOME that is set (by you or the pytest plugin) is used as it is."""
+    chosen = tmp_path / "chosen"
+    monkeypatch.setenv("USAGETRACE_HOME", str(chosen))
+    mod = packages.load("tpkg5", {"__init__.py": "def f(): return 1\n"})
+    with capture("tpkg5") as cap:
+        assert os.environ["USAGETRACE_HOME"] == str(chosen)
+        mod.f()
+    assert cap.calls("tpkg5.f") == 1 and os.environ["USAGETRACE_HOME"] == str(chosen)
+
+
+def test_capture_counts_only_its_block(packages, monkeypatch):
+    """Calls recorded before the block (an instrumented package, telemetry on) are not the block's."""
+    monkeypatch.setenv("TPKG6_TELEMETRY", "1")
+    mod = packages.load("tpkg6", {"__init__.py": "def f(): return 1\nimport usagetrace\nH = usagetrace.instrument(__name__)\n"})
+    from usagetrace._internal import delivery, transport
+
+    service = delivery.get()
+    before, previous = transport.MemoryTransport(), service.override
+    service.override = before
+    try:
+        assert mod.H.enabled
+        mod.f()
+        mod.f()
+        with capture("tpkg6") as cap:
+            mod.f()
+        assert cap.calls("tpkg6.f") == 1
+        mod.H.flush(5.0)
+    finally:
+        service.override = previous
+    earlier = [p for s, p in before.requests if s == "metrics"]
+    assert earlier  # the two earlier calls went where they were going, not lost

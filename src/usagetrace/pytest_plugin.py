@@ -80,7 +80,11 @@ def _start(packages: list[str]) -> None:
     os.environ.update(changes)
     _STATE.update(packages=packages, directory=tmp)
     memory = transport.MemoryTransport()
-    delivery.get().override = memory
+    service = delivery.get()
+    service.override = memory
+    # The spool of the throwaway home is empty: never look for one (after the run, the
+    # environment is the person's again, and the background thread would look in their home).
+    service._spool_checked = True
     _STATE["memory"] = memory
     for name in packages:
         if name in sys.modules:
@@ -143,6 +147,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 def pytest_unconfigure(config) -> None:
     # The environment goes back as it was; the in-memory transport stays in place
     # for the rest of the process, so nothing recorded here can leave it at exit.
+    # Everything recorded is exported into memory first: nothing is left for the
+    # exit handler to spool, into a home directory that is the person's again.
+    if _STATE.get("packages"):
+        from ._internal import instrumentation
+
+        for handle in instrumentation.registered().values():
+            try:
+                handle.flush(5.0)
+            except Exception:  # noqa: BLE001 - the run is over; never fail it here
+                pass
     for key, value in _STATE.pop("environ", {}).items():
         if value is None:
             os.environ.pop(key, None)

@@ -202,6 +202,9 @@ def _forced(handle, enabled: bool, flush: bool) -> Iterator[Capture]:
     service = delivery.get()
     previous_override = service.override
     service.override = memory
+    # A test process has no business with the spool of the home it runs in: the background
+    # thread would look for it after the block, when the isolated home is gone.
+    service._spool_checked = True
     state = _consent.GRANTED if enabled else _consent.DENIED
     handle.consent = _consent.ConsentState(enabled, state, "testing")
     handle._fingerprint = _consent.fingerprint(handle.package)  # keep the refresher from undoing it
@@ -222,30 +225,63 @@ def _restore_consent(handle) -> None:
 
 
 @contextlib.contextmanager
+def _isolated_home() -> Iterator[None]:
+    """Per-user files (install ids, state.json, spool) in a throwaway directory, unless one is chosen.
+
+    A ``USAGETRACE_HOME`` already set (by you, or by the pytest plugin) is kept;
+    otherwise one is made for the block and removed afterwards, so a test never
+    writes into the real home directory (``usagetrace status`` would report the
+    test run as telemetry having run).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    if os.environ.get("USAGETRACE_HOME"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="usagetrace-testing-")
+    os.environ["USAGETRACE_HOME"] = directory
+    try:
+        yield
+    finally:
+        if os.environ.get("USAGETRACE_HOME") == directory:
+            del os.environ["USAGETRACE_HOME"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def capture(package: str, *, flush: bool = True, **instrument_options) -> Iterator[Capture]:
     """Force telemetry on for ``package`` and capture its exports in memory.
 
     The package is instrumented if it is not already; consent is forced on for
-    the block and restored afterwards; nothing leaves the process. On exit the
-    block's data is flushed into the capture (``flush=False`` to skip).
+    the block and restored afterwards; nothing leaves the process. The capture
+    holds only what happens inside the block: anything the package recorded
+    before it (e.g. earlier tests, under the pytest plugin) is delivered where it
+    was going first. On exit the block's data is flushed into the capture
+    (``flush=False`` to skip). Per-user files go to a throwaway directory unless
+    ``USAGETRACE_HOME`` is set.
     """
     from ._internal import delivery, instrumentation
 
-    handle = instrumentation.get(package)
-    created = handle is None
-    if created:
-        handle = instrumentation.instrument(package, _force=True, **instrument_options)
-    elif not handle.instrumented:
-        handle._start()
-    try:
-        with _forced(handle, True, flush) as cap:
-            yield cap
-    finally:
+    with _isolated_home():
+        handle = instrumentation.get(package)
+        created = handle is None
         if created:
-            handle.uninstrument()
-            delivery.get().unregister(handle)
+            handle = instrumentation.instrument(package, _force=True, **instrument_options)
         else:
-            _restore_consent(handle)
+            handle.flush(5.0)  # what was recorded before the block is not the block's
+            if not handle.instrumented:
+                handle._start()
+        try:
+            with _forced(handle, True, flush) as cap:
+                yield cap
+        finally:
+            if created:
+                handle.uninstrument()
+                delivery.get().unregister(handle)
+            else:
+                _restore_consent(handle)
 
 
 @contextlib.contextmanager
@@ -262,11 +298,12 @@ def disabled(package: str) -> Iterator[Capture | None]:
     if handle is None or handle.recorder is None:
         yield None
         return
-    try:
-        with _forced(handle, False, flush=True) as cap:
-            yield cap
-    finally:
-        _restore_consent(handle)
+    with _isolated_home():
+        try:
+            with _forced(handle, False, flush=True) as cap:
+                yield cap
+        finally:
+            _restore_consent(handle)
 
 
 def _import_grpc():

@@ -134,7 +134,7 @@ class Instrumentation:
             import wrapt
 
             wrapt.register_post_import_hook(self._on_import_root, self.package)
-        else:
+        elif not _after_import(root, self._on_import_root):
             self._instrument_modules([root] + discovery.imported_submodules(self.package))
         delivery.get().register(self, start=False)
 
@@ -565,6 +565,40 @@ def _distribution_version(package: str) -> str:
         return metadata.version(package)[:64]
     except Exception:
         return "unknown"
+
+
+def _after_import(module: ModuleType, callback) -> bool:
+    """If ``module`` is still being imported, call ``callback(module)`` once its import has finished.
+
+    ``instrument(__name__)`` may be the first line of a package's ``__init__.py``
+    (lint-clean, no E402): nothing is defined yet there, so wrapping waits for the
+    import machinery to mark the module initialized (it sets
+    ``__spec__._initializing = False`` when ``exec_module`` returns or raises).
+    The spec's class is swapped for a subclass that notices that one assignment,
+    then swapped back. Returns False (wrap now) when the module is not being
+    imported or its spec cannot be watched.
+    """
+    spec = getattr(module, "__spec__", None)
+    if spec is None or getattr(spec, "_initializing", False) is not True:
+        return False
+    base = type(spec)
+
+    def notice(self, name, value) -> None:
+        base.__setattr__(self, name, value)
+        if name == "_initializing" and not value:
+            try:
+                object.__setattr__(self, "__class__", base)
+                if sys.modules.get(module.__name__) is module:  # a failed import is not wrapped
+                    callback(module)
+            except Exception:
+                log.internal_error("instrumentation.after_import")
+
+    try:
+        spec.__class__ = type(base.__name__, (base,), {"__slots__": (), "__setattr__": notice,
+                                                       "__module__": base.__module__})
+    except TypeError:
+        return False
+    return True
 
 
 def _caller_package(depth: int) -> str | None:
