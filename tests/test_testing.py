@@ -87,3 +87,16 @@ def test_capture_counts_only_its_block(packages, monkeypatch):
         service.override = previous
     earlier = [p for s, p in before.requests if s == "metrics"]
     assert earlier  # the two earlier calls went where they were going, not lost
+
+
+def test_public_modules_expose_exactly_their_all():
+    """dir() of the public modules lists their __all__ and nothing they merely import."""
+    import usagetrace
+    import usagetrace.testing
+
+    for module in (usagetrace, usagetrace.testing):
+        assert dir(module) == sorted(module.__all__)
+        for name in module.__all__:
+            assert hasattr(module, name), name
+        for leaked in ("annotations", "Any", "gzip", "threading", "contextlib", "_internal"):
+            assert leaked not in dir(module)

@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    # The public names only: not the imports this module needs (annotations, Any, gzip, threading ...).
+    return sorted(__all__)
+
+
 def command(name: str, *, package: str, measures: dict | None = None, emit: str = "success"):
     """Return a context manager that records one command run (see :mod:`usagetrace._internal.events`)."""
     from ._internal import events

@@ -33,6 +33,11 @@ _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock
 __all__ = ["Capture", "OTLPReceiver", "capture", "disabled", "flatten", "is_wrapped", "original"]
 
 
+def __dir__() -> list[str]:
+    # The public names only: not the imports this module needs (annotations, Any, gzip, threading ...).
+    return sorted(__all__)
+
+
 def _value(v: dict) -> Any:
     if "stringValue" in v:
         return v["stringValue"]
