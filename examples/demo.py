@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,10 +51,22 @@ USER_SCRIPT = textwrap.dedent(
 )
 
 
+def shown(cmd, env) -> str:
+    """The command as a person can paste it into a shell, with every environment change the demo made."""
+    prefix = []
+    removed = sorted(k for k in os.environ if k not in env)
+    if removed:
+        prefix += ["env"] + [f"-u {k}" for k in removed]
+    prefix += [f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v]
+    exe = [os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT + os.sep) else sys.executable]
+    words = exe + [os.path.relpath(c, ROOT) if c.startswith(ROOT + os.sep) else c for c in cmd[1:]]
+    return " ".join(prefix + [shlex.quote(w) for w in words])
+
+
 def run(cmd, env, capture=False):
-    """Run a command, echoing it; return its stdout when captured."""
-    print(f"\n$ {' '.join(cmd) if cmd[0] != sys.executable else 'python ' + ' '.join(cmd[1:])}", flush=True)
-    result = subprocess.run(cmd, env=env, check=True, text=True, capture_output=capture)
+    """Run a command from the repository root, echoing it as it can be pasted; return its stdout when captured."""
+    print(f"\n$ {shown(cmd, env)}", flush=True)
+    result = subprocess.run(cmd, env=env, check=True, text=True, capture_output=capture, cwd=ROOT)
     if capture:
         return result.stdout
     return ""
@@ -67,7 +80,7 @@ def main() -> int:
         USAGETRACE_HOME=os.path.join(DEMO, "home"),  # keep the demo's consent and ids out of yours
         USAGETRACE_DEV_FILE=DEV_FILE,  # development mode: no endpoint, so OTLP JSON lines go here
         USAGETRACE_DETACHED_SEND="0",  # deliver with `usagetrace flush` below, so the demo is deterministic
-        PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "examples", "tinystats"), env.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join(p for p in [os.path.join(ROOT, "examples", "tinystats"), env.get("PYTHONPATH")] if p),
     )
     for ci_var in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE"):
         env.pop(ci_var, None)  # the demo shows an interactive person's run
@@ -76,7 +89,9 @@ def main() -> int:
     with open(script, "w") as fh:
         fh.write(USER_SCRIPT)
 
-    print("== 1. tinystats is opt-in: before the person agrees, nothing is even wrapped")
+    print("Every command below is printed as you can paste it (from the repository root), with the")
+    print("environment the demo gave it: USAGETRACE_HOME keeps the demo's consent and ids out of yours.")
+    print("\n== 1. tinystats is opt-in: before the person agrees, nothing is even wrapped")
     run(cli + ["status", "tinystats"], env)
     print("\n== 2. The person agrees")
     run(cli + ["enable", "tinystats"], env)
@@ -130,8 +145,38 @@ def main() -> int:
           f"usagetrace.runs = {sum(runs)}, no session id; `usagetrace preview tinystats --pending` prints it all.")
     run(cli + ["flush", "tinystats"], daily)
     print(f"\nOTLP requests in the file now: {sum(1 for _ in open(DEV_FILE))}: one report (spans and counts).")
-    print("\nDemo complete. Files are under .demo/.")
+    report = os.path.join(DEMO, "report.html")
+    print("\n== 10. The report as a web page")
+    try:
+        run(cli + ["report", DEV_FILE, "--package", "tinystats", "--k", "1", "--format", "html", "--output", report], env)
+        print(f"\nOpen it: {report}")
+    except subprocess.CalledProcessError as exc:
+        print(f"(report unavailable: exit {exc.returncode}; it needs `pip install 'usagetrace[report]'`)")
+    print(NEXT_STEPS)
+    print(f"Demo complete. Files are under {DEMO}.")
     return 0
+
+
+NEXT_STEPS = """
+== Next: your own package, your own report (no Docker; see the README's "See your own data")
+
+ 1. Add usagetrace to your package's dependencies, and at the top of mypkg/__init__.py:
+
+        import usagetrace
+        usagetrace.instrument(__name__, endpoint="https://telemetry.example.org", consent="opt-in")
+
+ 2. In one terminal, a collector on this machine with the same rules as the bundled one:
+
+        usagetrace collect --dir usagetrace-data
+
+ 3. In another, use your package with consent, sending to it:
+
+        MYPKG_TELEMETRY=1 USAGETRACE_UPLOAD=realtime OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python -c "import mypkg; ..."
+
+ 4. Your report:
+
+        usagetrace report usagetrace-data --package mypkg --k 1
+"""
 
 
 if __name__ == "__main__":
