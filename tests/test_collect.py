@@ -441,3 +441,78 @@ def _calls(data: Path) -> dict:
 
 def _overview_calls(doc: dict) -> int:
     return int(doc["sections"]["overview"]["rows"][0]["calls"])
+
+
+# --- the README's maintainer path, followed word for word --------------------------------------
+
+
+def readme_commands() -> list[str]:
+    """The shell lines of the README's "See your own data" block."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- maintainer-path:start -->", 1)[1].split("<!-- maintainer-path:end -->", 1)[0]
+    body = block.split("```sh", 1)[1].split("```", 1)[0]
+    return [line for line in body.strip().splitlines() if line.strip()]
+
+
+def test_the_readmes_three_commands_give_a_report(tmp_path):
+    """collect, run the package with the README's environment, report: the package's calls are in the report.
+
+    The only changes to the README's words: a free port instead of 4318 (tests share the machine),
+    and `python`/`usagetrace` are this interpreter (a bin directory on PATH)."""
+    pytest.importorskip("duckdb")
+    lines = readme_commands()
+    assert len(lines) == 3
+    assert lines[0].startswith("usagetrace collect") and "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318" in lines[1]
+    assert lines[2].startswith("usagetrace report")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, args in (("python", ""), ("usagetrace", " -m usagetrace")):  # scripts: a symlink would leave the venv
+        tool = bindir / name
+        tool.write_text(f'#!/bin/sh\nexec "{sys.executable}"{args} "$@"\n')
+        tool.chmod(0o755)
+    pkg = tmp_path / "work" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "import usagetrace\nusagetrace.instrument(__name__, endpoint='https://telemetry.example.org', "
+        "consent='opt-in')\n\n\ndef greet(name):\n    return f'hello {name}'\n", encoding="utf-8")
+    env = _child_env(tmp_path)
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "work"), str(ROOT / "src")])
+    cwd = tmp_path / "work"
+
+    def shell(line: str) -> str:
+        return line.replace("usagetrace collect", f"usagetrace collect --port {port}", 1).replace(
+            "127.0.0.1:4318", f"127.0.0.1:{port}")
+
+    err = tmp_path / "collect.err"
+    with open(err, "wb") as fh:
+        collector = subprocess.Popen(["bash", "-c", shell(lines[0])], env=env, cwd=cwd, stdout=fh, stderr=fh,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(1200):
+            if "listening on" in err.read_text() or collector.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert "listening on" in err.read_text(), err.read_text()
+        used = subprocess.run(["bash", "-c", shell(lines[1])], env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+        assert used.returncode == 0, used.stderr
+        data = cwd / "usagetrace-data"
+        deadline = time.monotonic() + 60
+        for _ in range(600):
+            if _calls(data) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert _calls(data) == {("mypkg.greet", "ok"): 1}
+    finally:
+        os.killpg(collector.pid, signal.SIGINT)
+        assert collector.wait(timeout=60) == 0
+    report = subprocess.run(["bash", "-c", shell(lines[2])], env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert report.returncode == 0, report.stderr
+    assert "mypkg.greet" in report.stdout

@@ -1,6 +1,7 @@
 """usagetrace: consent-first, anonymous usage telemetry for Python packages, on OpenTelemetry.
 
-A maintainer adds one line at the end of the package's ``__init__.py``::
+A maintainer adds one line at the top of the package's ``__init__.py`` (it wraps once the
+package's import has finished)::
 
     import usagetrace
     usagetrace.instrument(__name__, endpoint="https://telemetry.example.org", consent="opt-in")
