@@ -170,3 +170,18 @@ def test_feature_map_covers_every_key_each_integration_sends():
     integrations = {m for m in os.listdir(os.path.join(ROOT, "src", "usagetrace", "integrations"))
                     if m.endswith(".py") and not m.startswith("_")}
     assert integrations == {f"{name}.py" for name in inventory.INTEGRATIONS}
+
+
+def test_a_packages_examples_name_only_what_it_has(tmp_path, monkeypatch):
+    """inventory PACKAGE: the examples use its own function and name, never mypkg.io.read_table or mycli run."""
+    from usagetrace._internal import inventory
+
+    pkg = tmp_path / "mylib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import usagetrace\nusagetrace.instrument(__name__)\n\ndef greet(name):\n"
+                                     "    return name\n")
+    (pkg / "cli.py").write_text("from usagetrace.integrations import argparse as ut\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = inventory.markdown(inventory.scan("mylib"))
+    assert "mycli" not in text and "read_table" not in text and "mypkg" not in text
+    assert "`mylib:greet:12`" in text and "`mylib --option *****`" in text

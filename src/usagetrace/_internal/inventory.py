@@ -268,8 +268,14 @@ def _example(example: str, key: str, profile: Profile | None) -> str:
         return example
     if key == "service.version":
         return profile.version or "unknown"
+    function = profile.function
     own = {
-        "code.function.name": profile.function,
+        "code.function.name": function,
+        # Its own function and CLI name, never the generic ones (mypkg.io.read_table, mycli run),
+        # which would not exist in this package.
+        "exception.stacktrace": "{}:{}:12".format(*(function or f"{profile.package}.function").rsplit(".", 1)),
+        "usagetrace.command.name": profile.package,
+        "usagetrace.command.line": f"{profile.package} --option *****",
         "usagetrace.module": profile.function and profile.function.rsplit(".", 1)[0],
         "usagetrace.consent.policy": profile.consent,
         "telemetry.sdk.version": _installed_version("opentelemetry-sdk"),
