@@ -265,14 +265,23 @@ def _clean_attributes(field, where: str) -> None:
             v = m.get(a.key)
             if v is not None and not _is_match(v, rules.VERSION):
                 m.remove_if(lambda k, key=a.key: k == key)
+    # Names, tokens and ids of the wrong shape are masked (collector_rules.NAME_SHAPES, where defined).
+    shapes = getattr(rules, "NAME_SHAPES", {})
+    for a in attrs:
+        pattern = shapes.get(a.key)
+        v = m.get(a.key) if pattern is not None else None
+        if v is not None and (not _is_match(v, pattern) or not _is_match(v, rules.NAME_LENGTH)):
+            m.put_str(a.key, rules.MASK)
+    item_shapes = getattr(rules, "ITEM_SHAPES", {})
     for a in attrs:
         if a.type != "string[]":
             continue
         v = m.get(a.key)
         if v is None:
             continue
+        item_pattern = item_shapes.get(a.key, rules.IDENTIFIER)
         bad = len(v) > allowlist.MAX_ARRAY_ITEMS or any(
-            not isinstance(item, str) or not _is_match(item, rules.IDENTIFIER) or not _is_match(item, rules.NAME_LENGTH)
+            not isinstance(item, str) or not _is_match(item, item_pattern) or not _is_match(item, rules.NAME_LENGTH)
             for item in v[: allowlist.MAX_ARRAY_ITEMS]
         )
         if bad:
@@ -865,7 +874,8 @@ def run(directory: str, *, host: str, port: int, max_megabytes: int, max_backups
     for _, p in collector_rules.BLOCKED_VALUES:
         python_pattern(p)
     for p in (collector_rules.VERSION, collector_rules.IDENTIFIER, collector_rules.QUALIFIED_NAME,
-              collector_rules.NAME_LENGTH, collector_rules.TRUNCATE, collector_rules.INVALID_UTF8):
+              collector_rules.NAME_LENGTH, collector_rules.TRUNCATE, collector_rules.INVALID_UTF8,
+              *getattr(collector_rules, "NAME_SHAPES", {}).values(), *getattr(collector_rules, "ITEM_SHAPES", {}).values()):
         python_pattern(p)
     stop = threading.Event()
     previous = {}
