@@ -463,7 +463,8 @@ class JsonLinesFile:
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):  # an existing file keeps its mode on open: make it 0600 too
+            os.fchmod(fd, 0o600)
         return fd
 
     def append(self, line: bytes) -> None:
@@ -885,6 +886,8 @@ def run(directory: str, *, host: str, port: int, max_megabytes: int, max_backups
     endpoint = f"http://{collector.host}:{collector.port}"
     say(f"listening on {endpoint} (OTLP/HTTP: /v1/traces, /v1/metrics), writing to {collector.directory}")
     say(NOT_PRODUCTION)
+    if collector.host not in ("127.0.0.1", "::1", "localhost"):
+        say(f"warning: listening on {collector.host}, beyond this machine, with no TLS and no authentication")
     say(f"send to it:  OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} <your program>")
     say(f"read it:     usagetrace report {collector.directory} --k 1   (Ctrl-C stops this collector)")
     try:
