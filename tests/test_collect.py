@@ -516,3 +516,16 @@ def test_the_readmes_three_commands_give_a_report(tmp_path):
                             timeout=120, stdin=subprocess.DEVNULL)
     assert report.returncode == 0, report.stderr
     assert "mypkg.greet" in report.stdout
+
+
+def test_sigterm_stops_it_cleanly_with_every_acknowledged_request_on_disk(tmp_path):
+    data = tmp_path / "data"
+    proc, port, err = start_collect(tmp_path, data)
+    try:
+        for _ in range(5):
+            assert post(port, "/v1/traces", valid_traces(2))[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert len(stored(data, "traces")) == 5
+    assert "Stored 10 span(s)" in err.read_text(encoding="utf-8")
