@@ -50,9 +50,7 @@ def expected(dnt, pkg, project, user, policy):
         return False, "project"
     if user is False:
         return False, "user"
-    if project == "grant":
-        return True, "project"
-    if user is True:
+    if user is True:  # a grant in a project file never counts: only the person grants
         return True, "user"
     return policy == OPT_OUT, "policy"
 
@@ -263,7 +261,38 @@ def test_a_denial_in_any_project_file_wins_over_a_nearer_grant(project, monkeypa
     (project / ".usagetrace_do_not_track").write_text("")
     assert not decide().enabled
     (project / ".usagetrace_do_not_track").unlink()
-    assert decide() == (True, "granted", f"project:{project / 'src' / '.usagetrace'}")
+    assert decide() == (False, "unset", "policy:opt-in")  # the grant alone counts for nothing
+    assert consent.ignored_grants("mypkg") == [str(project / "src" / ".usagetrace")]
+
+
+@pytest.mark.parametrize("policy", POLICY)
+def test_a_granting_project_file_sends_nothing(tmp_path, monkeypatch, policy, no_ci):
+    """A /tmp-like directory with `.usagetrace` granting (another user's, or a cloned repository's) grants nothing."""
+    shared = tmp_path / "tmp"
+    work = shared / "work"
+    work.mkdir(parents=True)
+    (shared / ".usagetrace").write_text('[consent]\nmypkg = true\n"*" = true\n')
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert consent.project_files() == [str(shared / ".usagetrace")]
+    result = decide(policy, notice_shown=False)
+    assert not result.enabled and result.source.startswith("policy:")
+    assert consent.ignored_grants("mypkg") == [str(shared / ".usagetrace")]
+    consent.write_choice("mypkg", True)  # the person's own yes still counts
+    assert decide(policy) == (True, "granted", f"user:{paths.consent_file()}")
+
+
+def test_project_search_stops_at_home(tmp_path, monkeypatch, no_ci):
+    """Files above $HOME are never read; $HOME's own are."""
+    (tmp_path / ".usagetrace_do_not_track").write_text("")
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "work")
+    assert consent.project_files() == []
+    (home / ".usagetrace").write_text("[consent]\nmypkg = false\n")
+    assert consent.project_files() == [str(home / ".usagetrace")]
+    assert decide() == (False, "denied", f"project:{home / '.usagetrace'}")
 
 
 def test_parse_choices_subset_and_full_toml():
