@@ -39,6 +39,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from . import env, log, paths, runenv
 
@@ -52,6 +53,8 @@ UNSET = "unset"
 #: The person's choice exists but cannot be read (a broken file, an unusable variable).
 INVALID = "invalid"
 
+#: The decision in the run that showed an opt-out notice: off; sending starts with the next run.
+NOTICE_THIS_RUN = "policy:opt-out (notice shown in this run; sending starts with the next run)"
 PROJECT_FILE = ".usagetrace"
 PROJECT_MARKER = ".usagetrace_do_not_track"
 ALL = "*"
@@ -759,10 +762,16 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version) -> Con
     if ci != "policy" and runenv.ci_provider():
         return ConsentState(False, UNSET, "ci")
     if policy == OPT_OUT:
+        shown = sys.modules.get(__package__ + ".notice")
+        if shown is not None and shown.shown_this_run(top):
+            # Consent starts after the notice: nothing of the run that showed it is ever sent.
+            return ConsentState(False, UNSET, NOTICE_THIS_RUN)
         if notice_shown is None:
             from . import notice
 
             notice_shown = notice.ensure_shown(top, version)
+            if notice.shown_this_run(top):
+                return ConsentState(False, UNSET, NOTICE_THIS_RUN)
         if not notice_shown:
             return ConsentState(False, UNSET, "policy:opt-out (notice not yet shown)")
         return ConsentState(True, UNSET, "policy:opt-out")
