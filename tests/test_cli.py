@@ -14,6 +14,12 @@ from usagetrace._internal import cli, consent, paths
 from .conftest import EXAMPLES
 
 
+@pytest.fixture(autouse=True)
+def _examples_importable(monkeypatch):
+    """tinystats (examples/) is importable, as with run_cli's PYTHONPATH: the CLI knows it by its source."""
+    monkeypatch.syspath_prepend(EXAMPLES)
+
+
 def run_cli(*args, env=None):
     full = dict(os.environ, PYTHONPATH=EXAMPLES)
     full.update(env or {})
@@ -63,7 +69,10 @@ def test_status_explains_global_switch(monkeypatch, capsys):
     capsys.readouterr()
     cli.main(["status", "tinystats"])
     out = capsys.readouterr().out
-    assert "DO_NOT_TRACK is set" in out and "env:DO_NOT_TRACK" in out
+    assert "DO_NOT_TRACK is set: telemetry is off for every package" in out
+    assert "why:            DO_NOT_TRACK is set in this environment" in out and "env:DO_NOT_TRACK" not in out
+    cli.main(["status", "tinystats", "--verbose"])
+    assert "decided by env:DO_NOT_TRACK" in capsys.readouterr().out  # the technical detail behind --verbose
 
 
 def test_bad_usage_exits_2():
@@ -111,7 +120,7 @@ def test_preview_prints_the_payload_and_sends_nothing(tmp_path):
         result = run_cli(
             "preview", "tinystats", "--json", "--", sys.executable, "-c",
             "import tinystats; tinystats.mean([1, 2]); print('host output')",
-            env={"OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "DO_NOT_TRACK": "1"},
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint},
         )
         assert rx.connections == 0
     assert result.returncode == 0, result.stderr
@@ -121,6 +130,28 @@ def test_preview_prints_the_payload_and_sends_nothing(tmp_path):
              for ss in rs["scopeSpans"] for s in ss["spans"]]
     assert names == ["tinystats.mean"]
     assert not os.path.exists(os.path.join(paths.ids_dir(), "tinystats.id"))  # no id left behind
+    # Not `env` (the child's forced switch): what a real send would carry, here the yes `enable` would store.
+    sources = {kv["value"]["stringValue"] for r in data["requests"] for rs in r.get("resourceSpans", [])
+               for kv in rs["resource"]["attributes"] if kv["key"] == "usagetrace.consent.source"}
+    assert sources == {"user"} and data["would_send"] is False
+
+
+def test_preview_carries_the_real_consent_source_and_says_nothing_after_disable():
+    """An env grant is carried as `env`; after `disable` (or with DO_NOT_TRACK) preview says nothing would be sent."""
+    code = "import tinystats; tinystats.mean([1, 2]); print('host output')"
+    granted = run_cli("preview", "tinystats", "--json", "--", sys.executable, "-c", code,
+                      env={"TINYSTATS_TELEMETRY": "1"})
+    data = json.loads(granted.stdout[granted.stdout.index("{"):])
+    assert data["would_send"] is True and data["decided_by"] == "env:TINYSTATS_TELEMETRY"
+    assert {kv["value"]["stringValue"] for r in data["requests"] for rs in r.get("resourceSpans", [])
+            for kv in rs["resource"]["attributes"] if kv["key"] == "usagetrace.consent.source"} == {"env"}
+    for env in ({"DO_NOT_TRACK": "1"}, {}):
+        if not env:
+            assert run_cli("disable", "tinystats").returncode == 0
+        result = run_cli("preview", "tinystats", "--", sys.executable, "-c", code, env=env)
+        assert result.returncode == 0 and "host output" in result.stdout
+        assert "tinystats would send nothing: telemetry is off here" in result.stdout
+        assert "Resource" not in result.stdout and "usagetrace.install.id" not in result.stdout
 
 
 def test_preview_human_output():
@@ -165,7 +196,7 @@ def test_preview_output_order_with_stdout_and_stderr_in_one_file(tmp_path):
         )
     assert result.returncode == 0
     text = path.read_text()
-    marks = [text.index(m) for m in ("host stdout", "host stderr", "--- what tinystats would have sent",
+    marks = [text.index(m) for m in ("host stdout", "host stderr", "--- what tinystats would send",
                                      "Resource (sent with everything):", "tinystats.mean", "OTLP request(s)")]
     assert marks == sorted(marks), text
 
@@ -305,10 +336,16 @@ def test_what_was_observed_sends_nothing_after_the_denial(tmp_path):
             return subprocess.run([sys.executable, "-m", "usagetrace", *args], capture_output=True, text=True,
                                   env=child_env(env), timeout=120)
 
-        # 1. First run on a terminal: the notice is shown, then the opt-out package sends (a detached sender).
-        proc, terminal = run_on_terminal("import optpkg\noptpkg.f()\nprint('wrapped' if __import__('usagetrace.testing', fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n", env)
-        assert proc.returncode == 0 and proc.stdout.strip() == "wrapped"
+        # 1. First run on a terminal: the notice is shown and nothing is recorded (consent starts after it);
+        #    the next run of the opt-out package sends (a detached sender).
+        probe = ("import optpkg\noptpkg.f()\nprint('wrapped' if __import__('usagetrace.testing', "
+                 "fromlist=['x']).is_wrapped(optpkg.f) else 'function')\n")
+        proc, terminal = run_on_terminal(probe, env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "function"
         assert "optpkg collects anonymous usage statistics" in terminal
+        assert "usagetrace reset-id optpkg" in terminal and f"Where it goes:             {rx.endpoint}" in terminal
+        proc, terminal = run_on_terminal(probe, env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "wrapped" and "collects" not in terminal
         assert rx.wait_for(lambda r: r.calls("optpkg.f") == 1, timeout=60)
         assert _wait_for_empty_spool(home)
 
@@ -333,7 +370,7 @@ def test_what_was_observed_sends_nothing_after_the_denial(tmp_path):
         assert flushed.returncode == 0 and "Nothing was waiting" in flushed.stdout
 
         # 5. `enable otherpkg` refuses, exit 1, the file (and the denial in it) unchanged.
-        enabled = cli_run("enable", "otherpkg")
+        enabled = cli_run("enable", "otherpkg", "--force")
         assert enabled.returncode == 1
         assert f"{consent_file}, line {bad_line}" in enabled.stderr and "nothing was changed" in enabled.stderr
         assert consent_file.read_bytes() == before and "optpkg = false" in before.decode()
@@ -359,8 +396,9 @@ def test_status_is_true_after_a_one_second_run(tmp_path):
     with OTLPReceiver() as rx:
         env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
                "USAGETRACE_DETACHED_SEND": "1"}  # the default 5 s interval: this run is over long before it
-        proc, _ = run_on_terminal("import optpkg\noptpkg.f()\n", env)
-        assert proc.returncode == 0
+        for _ in range(2):  # the first run shows the notice and sends nothing
+            proc, _ = run_on_terminal("import optpkg\noptpkg.f()\n", env)
+            assert proc.returncode == 0
         assert rx.wait_for(lambda r: r.calls("optpkg.f") == 1, timeout=60)
         assert _wait_for_empty_spool(home)
         status = subprocess.run([sys.executable, "-m", "usagetrace", "status", "optpkg", "--json"],
@@ -381,11 +419,52 @@ def test_status_tells_never_ran_from_off(capsys):
     consent.write_choice("wasonpkg", False)
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out
-    never = out[out.index("neverpkg: off"):]
-    assert "ran with telemetry on: never" in never.split("\n\n")[0]
-    assert "policy:         unknown" in never.split("\n\n")[0]
-    was = out[out.index("wasonpkg: off"):]
-    assert "ran with telemetry on: last " in was.split("\n\n")[0] and "policy:         opt-in" in was
+    never = out[out.index("neverpkg: off"):].split("\n\n")[0]
+    assert "ran with telemetry on: never" in never
+    assert "sends to:       unknown until neverpkg runs with telemetry on" in never
+    assert "development mode" not in never
+    was = out[out.index("wasonpkg: off"):].split("\n\n")[0]
+    assert "ran with telemetry on: last " in was and "never" not in was
+    assert "sends to:       a local file" in was  # it ran with no endpoint: development mode is known
+
+
+def test_status_says_unknown_instead_of_inventing_and_names_a_broken_state_file(monkeypatch, capsys):
+    """An opt-out package that ran only without a terminal: no invented policy or endpoint; a truncated
+    state.json is named; jargon only behind --verbose."""
+    from usagetrace._internal import state
+
+    state.remember_package("optpkg", {"policy": "opt-out", "ci": "off", "endpoint": "https://t.example.org",
+                                      "consent_version": None})
+    consent.write_choice("optpkg", True)
+    with open(paths.state_file(), "r+") as fh:  # truncated mid-write by a crash
+        fh.truncate(20)
+    assert cli.main(["status", "optpkg"]) == 0
+    out = capsys.readouterr().out
+    assert f"{paths.state_file()} is not valid JSON" in out
+    assert "optpkg: ON" in out and "your choice, in" in out
+    assert "sends to:       unknown until optpkg runs with telemetry on" in out
+    assert "development mode" not in out and "opt-in assumed" not in out
+    for jargon in ("spool", "policy:", "http/protobuf", "/v1/traces", "[default]"):
+        assert jargon not in out, jargon
+    consent.write_choice("optpkg", None)  # now nothing here knows optpkg: --force asks anyway
+    assert cli.main(["status", "optpkg", "--json"]) == 2
+    assert cli.main(["status", "optpkg", "--json", "--force"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["packages"]
+    assert row["enabled"] is None and row["policy"] is None and row["sends_to"] is None
+    assert row["state_file_problem"].endswith("is not valid JSON (truncated?)")
+
+
+def test_status_never_contradicts_itself_on_upload_mode(monkeypatch, capsys):
+    """No endpoint: realtime to the local file, said once, with why; no "[default]" beside "not daily"."""
+    from usagetrace._internal import state
+
+    state.remember_package("devpkg", {"policy": "opt-in", "ci": "off", "endpoint": None, "consent_version": None})
+    assert cli.main(["status", "devpkg"]) == 0
+    out = capsys.readouterr().out
+    [line] = [line for line in out.splitlines() if line.strip().startswith("upload:")]
+    assert "as it happens" in line and "daily is the default, but there is no endpoint" in line
+    assert "[default]" not in out and "not daily" not in out
+    assert "last send:      none recorded (it writes to a local file; nothing goes over the network)" in out
 
 
 # -------------------------------------------------------------- choices: concurrent writers
@@ -401,7 +480,7 @@ for j in range(12):
     name = f"w{worker}p{j}"
     steps = (["enable", name], ["disable", name]) if j % 2 else (["disable", name], ["enable", name])
     for step in steps:
-        assert cli.main([*step, "--json"]) == 0
+        assert cli.main([*step, "--json", "--force"]) == 0
 """
 
 
@@ -479,3 +558,80 @@ def test_flush_says_what_happened_to_each_batch(tmp_path):
         assert "1 deleted: the collector rejected them" in result.stdout
         assert list(spool.glob("*.json")) == []
         assert flush().stdout.strip() == "Nothing was waiting in the spool."
+
+
+# -------------------------------------------------------------- secrets in endpoints
+
+SECRET_URL = "http://user:S3cret@127.0.0.1:{port}/otlp?api_key=sk-live-CANARY"
+
+
+def test_an_endpoint_with_userinfo_is_refused_and_never_shown(monkeypatch, capsys):
+    """user:password@ in the endpoint: nothing is sent, status points to OTEL_EXPORTER_OTLP_HEADERS, no secret shown."""
+    from usagetrace._internal import config, state
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", SECRET_URL.format(port=18001))
+    target = config.resolve("traces", None, "tinystats")
+    assert target.kind == "none" and "OTEL_EXPORTER_OTLP_HEADERS" in target.url
+    assert "S3cret" not in target.describe() and "sk-live" not in target.describe()
+    assert cli.main(["status", "tinystats", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in out and "OTEL_EXPORTER_OTLP_HEADERS" in out
+    assert "S3cret" not in out and "sk-live" not in out and "user:" not in out
+    assert cli.main(["status", "tinystats", "--force", "--json", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "S3cret" not in out and "sk-live" not in out
+    assert "S3cret" not in json.dumps(state.load())
+
+
+def test_a_base_url_path_gets_the_signal_path_and_keeps_its_query_unshown(monkeypatch):
+    """The OTLP spec: http://h/otlp?q sends to /otlp/v1/traces?q (the query kept in the request); shown without it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from usagetrace._internal import config, transport
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}/otlp/?api_key=sk-live-CANARY")
+        for signal in config.SIGNALS:
+            target = config.resolve(signal, None, "tinystats")
+            assert target.kind == "http"
+            assert target.describe() == f"http/protobuf http://127.0.0.1:{port}/otlp/v1/{signal}"
+            assert config.where(target) == f"http://127.0.0.1:{port}"
+            transport.for_target(target).send(signal, b"", 5)
+        assert seen == ["/otlp/v1/traces?api_key=sk-live-CANARY", "/otlp/v1/metrics?api_key=sk-live-CANARY"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bad_environment_values_are_named_in_status(monkeypatch, capsys):
+    """Every unusable variable is named with what happens instead (OTEL_EXPORTER_OTLP_TIMEOUT=abc included)."""
+    bad = {"OTEL_EXPORTER_OTLP_TIMEOUT": "abc", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon",
+           "OTEL_EXPORTER_OTLP_COMPRESSION": "zip", "USAGETRACE_UPLOAD": "hourly", "USAGETRACE_CONSOLE": "maybe",
+           "OTEL_EXPORTER_OTLP_HEADERS": "no equals sign", "USAGETRACE_EXPORT_INTERVAL": "soon",
+           "OTEL_SDK_DISABLED": "1"}
+    for name, value in bad.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    for name in bad:
+        assert name in out, name
+    assert cli.main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {p["variable"] for p in data["environment_problems"]} == set(bad)
