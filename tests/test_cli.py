@@ -635,3 +635,91 @@ def test_bad_environment_values_are_named_in_status(monkeypatch, capsys):
     assert cli.main(["status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {p["variable"] for p in data["environment_problems"]} == set(bad)
+
+
+# -------------------------------------------------------------- checked names
+
+
+def _fake_distribution(site, name: str, top_level: str | None, record: list[str], requires=("usagetrace",)):
+    """A minimal installed distribution (dist-info with METADATA, and top_level.txt or a RECORD)."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    reqs = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{reqs}")
+    if top_level is not None:
+        (info / "top_level.txt").write_text(top_level + "\n")
+    (info / "RECORD").write_text("".join(f"{r},,\n" for r in record) + f"{info.name}/METADATA,,\n")
+
+
+def test_a_mistyped_name_is_refused_with_the_closest_names(capsys):
+    """`disable MyLib` for mylib really disables mylib; `disable mylbi` refuses (exit 2), names mylib, changes nothing."""
+    consent.write_choice("mylib", True)
+    assert cli.main(["disable", "MyLib"]) == 0
+    assert consent.read_choices(paths.consent_file()) == {"mylib": False}
+    assert "Telemetry disabled for mylib" in capsys.readouterr().out
+    before = open(paths.consent_file()).read()
+    for command in (["enable", "mylbi"], ["disable", "mylbi"], ["reset", "mylbi"], ["reset-id", "mylbi"],
+                    ["status", "mylbi"], ["preview", "mylbi"]):
+        assert cli.main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "knows no package named 'mylbi'" in err and "Did you mean: mylib" in err and "--force" in err
+    assert open(paths.consent_file()).read() == before
+    assert not os.path.exists(os.path.join(paths.ids_dir(), "mylbi.id"))
+    assert cli.main(["enable", "futurepkg", "--force"]) == 0  # a choice for a package not installed yet
+    assert consent.read_choices(paths.consent_file())["futurepkg"] is True
+
+
+def test_a_distribution_name_resolves_to_its_import_name(tmp_path, monkeypatch, capsys):
+    """scikit-learn -> sklearn (top_level.txt), my-tool -> mytool (RECORD only); -/_ and case do not matter."""
+    site = tmp_path / "site"
+    _fake_distribution(site, "scikit-learn", "sklearn", ["sklearn/__init__.py"])
+    _fake_distribution(site, "My-Tool", None, ["mytool/__init__.py", "mytool/core.py", "../../bin/mytool"])
+    monkeypatch.syspath_prepend(str(site))
+    assert set(cli.known_packages()) >= {"sklearn", "mytool"}
+    assert cli.resolve_name("scikit-learn") == ("sklearn", "")
+    assert cli.resolve_name("Scikit_Learn") == ("sklearn", "")
+    assert cli.resolve_name("my-tool") == ("mytool", "")
+    assert cli.resolve_name("MYTOOL") == ("mytool", "")
+    assert cli.main(["disable", "scikit-learn"]) == 0
+    assert consent.read_choices(paths.consent_file()) == {"sklearn": False}
+    assert consent.resolve("sklearn", under_pytest=False).state == "denied"
+    name, why = cli.resolve_name("scikit-lern")
+    assert name is None and "scikit-learn" in why
+
+
+def test_reset_says_which_default_applies(capsys):
+    """reset names the default it restores: on for an opt-out package, off for opt-in, both when unknown."""
+    from usagetrace._internal import state
+
+    state.remember_package("outpkg", {"policy": "opt-out", "ci": "off", "endpoint": None, "consent_version": None})
+    state.remember_package("inpkg", {"policy": "opt-in", "ci": "off", "endpoint": None, "consent_version": None})
+    assert cli.main(["reset", "outpkg"]) == 0
+    assert "The default for outpkg now applies: on (its maintainers chose opt-out)" in capsys.readouterr().out
+    assert cli.main(["reset", "inpkg"]) == 0
+    assert "The default for inpkg now applies: off (opt-in)" in capsys.readouterr().out
+    assert cli.main(["reset", "newpkg", "--force"]) == 0
+    assert "unknown until newpkg runs with telemetry on" in capsys.readouterr().out
+
+
+def test_reset_id_argument_has_help():
+    result = run_cli("reset-id", "--help")
+    assert result.returncode == 0 and "the package whose install id to replace" in result.stdout
+
+
+def test_history_summarises_by_default(capsys):
+    """20 requests: a few summary lines by default; --last N and --full decode requests."""
+    from usagetrace._internal import receipts, transport
+    from usagetrace._internal.config import Target
+
+    target = Target("http", "http://127.0.0.1:4318/v1/traces", "http/protobuf")
+    for _ in range(20):
+        receipts.record("histpkg", target, "traces", b"", transport.OK, (True, "accepted (HTTP 200)", 10))
+    assert cli.main(["history", "histpkg"]) == 0
+    out = capsys.readouterr().out
+    assert "histpkg: 20 request(s) left this machine" in out and "200 bytes in all" in out
+    assert "20 x traces to http://127.0.0.1:4318: accepted (HTTP 200)" in out
+    assert len(out.splitlines()) <= 5 and "===" not in out
+    assert cli.main(["history", "histpkg", "--last", "3"]) == 0
+    assert capsys.readouterr().out.count("===") == 3
+    assert cli.main(["history", "histpkg", "--full"]) == 0
+    assert capsys.readouterr().out.count("===") == 20

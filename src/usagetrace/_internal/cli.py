@@ -164,8 +164,7 @@ def known_packages() -> dict[str, dict]:
         for dist in metadata.distributions():
             requires = dist.requires or []
             if any(r.split(";")[0].strip().lower().startswith("usagetrace") for r in requires):
-                top = (dist.read_text("top_level.txt") or "").split()
-                names = top or [dist.metadata["Name"].replace("-", "_").lower()]
+                names = _import_names(dist) or [dist.metadata["Name"].replace("-", "_").lower()]
                 for name in names:
                     found.setdefault(name, {})["distribution"] = dist.metadata["Name"]
     except Exception:
