@@ -557,6 +557,9 @@ def _print_forgotten(name: str, done: dict) -> None:
         parts.append(f"{done['spooled_batches']} spooled batch(es) not yet sent")
     if done.get("aggregated_runs"):
         parts.append(f"the counts of {done['aggregated_runs']} run(s) waiting for the daily upload")
+    if done.get("local_copies"):
+        parts.append(f"{done['local_copies']} other local file(s) (set-aside stores, the development file, "
+                     "its report cache)")
     if done["install_id"]:
         parts.append(f"install id {done['install_id']} (a later re-enable gets a new one; quote this id to "
                      f"{name}'s maintainers to have the data sent under it deleted)")

@@ -311,13 +311,15 @@ class FileTransport:
         try:
             line = otlp_json.to_json(signal, payload) + "\n"
             with self.lock:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
                 try:
                     if os.path.getsize(self.path) > FILE_MAX_BYTES:
                         os.replace(self.path, self.path + ".1")
                 except OSError:
                     pass
-                with open(self.path, "a", encoding="utf-8") as fh:
+                from . import paths
+
+                # 0600 in a 0700 directory: the file holds the install id.
+                with os.fdopen(paths.open_private(self.path), "a", encoding="utf-8") as fh:
                     fh.write(line)
             return OK
         except Exception:
