@@ -462,7 +462,7 @@ def test_status_never_contradicts_itself_on_upload_mode(monkeypatch, capsys):
     assert cli.main(["status", "devpkg"]) == 0
     out = capsys.readouterr().out
     [line] = [line for line in out.splitlines() if line.strip().startswith("upload:")]
-    assert "as it happens" in line and "daily is the default, but there is no endpoint" in line
+    assert "realtime: sent as it happens" in line and "daily is the default, but there is no endpoint" in line
     assert "[default]" not in out and "not daily" not in out
     assert "last send:      none recorded (it writes to a local file; nothing goes over the network)" in out
 
@@ -723,3 +723,17 @@ def test_history_summarises_by_default(capsys):
     assert capsys.readouterr().out.count("===") == 3
     assert cli.main(["history", "histpkg", "--full"]) == 0
     assert capsys.readouterr().out.count("===") == 20
+
+
+def test_state_json_never_stores_an_endpoints_secrets(capsys):
+    """A maintainer endpoint with userinfo and a query is stored as scheme://host:port/path (still refused)."""
+    from usagetrace._internal import state
+
+    state.remember_package("tinystats", {"policy": "opt-in", "ci": "off", "consent_version": None,
+                                         "endpoint": "https://user:S3cret@t.example.org/otlp?api_key=sk-live-1"})
+    stored = open(paths.state_file()).read()
+    assert "S3cret" not in stored and "sk-live" not in stored and "t.example.org:443/otlp" in stored
+    assert cli.main(["status", "tinystats"]) == 0
+    out = capsys.readouterr().out
+    assert "sends to:       nothing is sent (the endpoint holds a user name or password" in out
+    assert "S3cret" not in out and "sk-live" not in out

@@ -214,8 +214,6 @@ def _why(package: str, source: str, policy: str | None) -> str:
     """The deciding source, in plain words."""
     kind, _, rest = source.partition(":")
     if kind == "env":
-        if rest in ("DO_NOT_TRACK", "OTEL_SDK_DISABLED"):
-            return f"{rest} is set in this environment"
         return f"{rest} is set in this environment"
     if kind == "user":
         return f"your choice, in {rest}"
@@ -227,7 +225,7 @@ def _why(package: str, source: str, policy: str | None) -> str:
         return "running in CI (off unless you choose)"
     if source == consent.NOTICE_THIS_RUN:
         return "the notice was just shown; sending starts with the next run"
-    if source.startswith("policy:opt-out (notice"):
+    if source.startswith("policy:opt-out (notice not"):
         return (f"nobody chose; {package}'s default is on (opt-out), but only once its one-time notice has been "
                 "shown on a terminal, which has not happened here")
     if source == "policy:opt-out":
@@ -263,9 +261,9 @@ def _status_row(package: str, info: dict, *, state_problem: str | None = None) -
     traces, metrics = (config.resolve(signal, info.get("endpoint"), package) for signal in config.SIGNALS)
     if endpoint_known:
         technical = traces.describe()
-        if (metrics.kind, metrics.protocol) != (traces.kind, traces.protocol):  # e.g. ..._TRACES_PROTOCOL=grpc only
-            technical = f"traces: {technical}; metrics: {metrics.describe()}"
         where = config.where(traces)
+        if (metrics.kind, metrics.protocol) != (traces.kind, traces.protocol):  # e.g. ..._TRACES_PROTOCOL=grpc only
+            technical = where = f"traces: {technical}; metrics: {metrics.describe()}"
     else:
         technical = where = None
     upload = _upload_row(package, info, metrics.kind if endpoint_known else None)
@@ -297,11 +295,11 @@ def _status_row(package: str, info: dict, *, state_problem: str | None = None) -
 
 
 _MODE_TEXT = {
-    "realtime": "as it happens (every few seconds, and after each run by a separate process)",
-    "daily": "once a day: counted on this machine, one report a day sent by a separate process (nothing leaves "
+    "realtime": "realtime: sent as it happens (every few seconds, and after each run by a separate process)",
+    "daily": "daily: counted on this machine; one report a day, sent by a separate process (nothing leaves "
              "during runs)",
-    "weekly": "once a week: counted on this machine, one report a week sent by a separate process (nothing "
-              "leaves during runs)",
+    "weekly": "weekly: counted on this machine; one report a week, sent by a separate process (nothing leaves "
+              "during runs)",
 }
 
 
@@ -397,7 +395,7 @@ def _print_row(row: dict, verbose: bool = False) -> None:
         print(f"  note:           {path} says yes for {package}; a project file can only turn telemetry off "
               f"now, so it is ignored (`usagetrace enable {package}` is how you say yes)")
     print(f"  sends to:       {row['sends_to'] or UNKNOWN.format(package=package)}")
-    if verbose and row["endpoint"]:
+    if verbose and row["endpoint"] and row["endpoint"] != row["sends_to"]:
         print(f"                  [{row['endpoint']}]")
     if row["last_run_target"] and row["endpoint"] and row["last_run_target"] != row["endpoint"]:
         print(f"  last run:       sent to {row['last_run_target']} (its environment differed from this shell's)")
@@ -676,13 +674,13 @@ def cmd_preview(args) -> int:
     import subprocess
     import tempfile
 
+    if _checked(args) is None:
+        return 2
     if args.pending:
         if args.command_line:
             print(f"{PROG}: preview --pending shows what waits for upload; it runs no command", file=sys.stderr)
             return 2
         return cmd_preview_pending(args)
-    if _checked(args) is None:
-        return 2
     command = list(args.command_line)
     if not command:
         command = [sys.executable, "-c", f"import {args.package}"]
@@ -829,6 +827,8 @@ def _service(request: dict) -> str | None:
 def cmd_flush(args) -> int:
     from . import aggregate, spool, uploader
 
+    if args.package:
+        args.package = resolve_name(args.package, force=True)[0] or args.package
     only = {args.package} if args.package else None
     counts = spool.deliver(packages=only, deadline=None)
     stores = [args.package] if args.package else aggregate.packages()

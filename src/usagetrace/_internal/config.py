@@ -81,7 +81,7 @@ def where(target: Target) -> str:
         return f"a local file, {target.url} (development mode: nothing leaves this machine)"
     if target.kind == "console":
         return "the terminal (nothing leaves this machine)"
-    return f"nowhere: {target.url}" if target.url else "nowhere"
+    return f"nothing is sent ({target.url})" if target.url else "nothing is sent"
 
 
 def _signal_setting(signal: str, suffix: str) -> tuple[str, str] | None:

@@ -112,7 +112,10 @@ def remember_package(package: str, settings: dict) -> None:
         from . import config
 
         # Never a user name, password or query (an API key) on disk: scheme://host:port/path only.
-        settings = {**settings, "endpoint": config.safe_url(settings["endpoint"])}
+        clean = config.safe_url(settings["endpoint"])
+        if config._userinfo(settings["endpoint"]):
+            clean = clean.replace("://", "://removed@", 1)  # still refused when status resolves it
+        settings = {**settings, "endpoint": clean}
 
     def change(data: dict) -> bool:
         known = _section(data, "packages")
