@@ -240,6 +240,9 @@ def test_ask_consent_stores_the_answer(monkeypatch, answer, expected, no_ci):
     monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
     state = prompt.ask("askpkg")
     assert state.enabled is expected and "Share anonymous usage statistics of askpkg?" in err.getvalue()
+    # What a yes means: where it goes and the install id (named, not created before the answer), and its reset.
+    assert "a local file" in err.getvalue() and "random install id for askpkg" in err.getvalue()
+    assert "usagetrace reset-id askpkg" in err.getvalue()
     assert consent.read_choices(paths.consent_file()) == {"askpkg": expected}
     err.seek(0)
     err.truncate(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -644,3 +645,25 @@ def test_a_broken_link_is_refused_not_replaced(special):
     with pytest.raises(consent.BrokenSource, match="symbolic link"):
         consent.write_choice("mypkg", False)
     assert os.path.islink(path) and os.readlink(path) == before
+
+
+def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path):
+    """Daily mode: the run that shows the notice adds nothing to the local store; the next run adds its counts."""
+    from usagetrace._internal import aggregate
+
+    from .conftest import run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "daypkg").mkdir(parents=True)
+    (pkgs / "daypkg" / "__init__.py").write_text(VERPKG.format(version=None))
+    home = tmp_path / "home"
+    env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "USAGETRACE_DETACHED_SEND": "0",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "USAGETRACE_UPLOAD": "daily"}
+    store = home / "state" / "aggregate" / "daypkg.json"
+    proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
+    assert proc.returncode == 0 and "collects anonymous usage" in terminal
+    assert not store.exists() and not (home / "cache" / "spool").exists()
+    proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
+    assert proc.returncode == 0 and "collects anonymous usage" not in terminal
+    doc = json.loads(store.read_text())
+    assert aggregate.summary(doc)["runs"] == 1
