@@ -29,6 +29,13 @@ def _validate_package(name: str) -> str:
     return top
 
 
+def _import_name(name: str) -> str:
+    top = name.split(".", 1)[0]
+    if not top.isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} is not a Python package name (e.g. mypkg)")
+    return top
+
+
 # ------------------------------------------------------------ checked names
 
 
@@ -59,7 +66,7 @@ def _import_names(dist) -> list[str]:
 
 
 def _instruments_itself(name: str) -> bool:
-    """True when ``name`` is importable here (found, not imported) and its source calls usagetrace.instrument."""
+    """True when ``name`` is importable here (found, not imported) and its ``__init__`` uses usagetrace's instrument."""
     try:
         from importlib.util import find_spec
 
@@ -68,7 +75,8 @@ def _instruments_itself(name: str) -> bool:
         if not origin or not origin.endswith(".py"):
             return False
         with open(origin, encoding="utf-8", errors="replace") as fh:
-            return "usagetrace" in fh.read(1 << 20)
+            text = fh.read(1 << 20)
+        return "usagetrace" in text and "instrument" in text
     except Exception:
         return False
 
@@ -331,8 +339,11 @@ def _upload_text(package: str, up: dict) -> str:
     text = _MODE_TEXT[up["mode"]]
     note = up["note"]
     if note.startswith("not ") and ": " in note:
+        # config's "not daily (the default): <reason>" said once, without contradicting the mode above
         asked, _, reason = note[4:].partition(": ")
-        return f"{text}; {asked.replace('(the default)', 'is the default').replace('(the maintainer asked for it)', 'was asked for')}, but {reason}"
+        asked = asked.replace("(the default)", "is the default").replace("(the maintainer asked for it)",
+                                                                         "was asked for")
+        return f"{text}; {asked}, but {reason}"
     if note:
         return f"{text} ({note})"
     return text
@@ -990,7 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(never importing it) for the usagetrace integrations and declared measurements it uses.",
     )
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("package", nargs="?", type=_validate_package, help="package import name")
+    group.add_argument("package", nargs="?", type=_import_name, help="package import name")
     group.add_argument("--all", action="store_true", help="everything usagetrace can send, for any package")
     p.add_argument("--callables", action="store_true",
                    help="also list which public callables are counted and which are left unwrapped, and why "
