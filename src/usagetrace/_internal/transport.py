@@ -73,6 +73,13 @@ def _import_grpc():
     return grpc
 
 
+def _shown(target: Target) -> str:
+    """The endpoint as it may appear in a log line: never its query (an API key) or userinfo."""
+    from .config import safe_url
+
+    return safe_url(target.url)
+
+
 class HttpSession:
     """Keeps one HTTP connection per ``(scheme, host, port)`` open between requests (``keep-alive``).
 
@@ -184,11 +191,11 @@ class HttpTransport:
                     conn.close()
                 break
         except ssl.SSLError as exc:
-            log.debug("OTLP %s export to %s failed TLS verification: %s", signal, self.target.url, exc)
+            log.debug("OTLP %s export to %s failed TLS verification: %s", signal, _shown(self.target), exc)
             _note(wrote, "TLS error", len(body))
             return DROP
         except (OSError, http.client.HTTPException) as exc:
-            log.debug("OTLP %s export to %s failed: %r", signal, self.target.url, exc)
+            log.debug("OTLP %s export to %s failed: %r", signal, _shown(self.target), exc)
             _note(wrote, f"{'no answer' if wrote else 'not sent'}: {type(exc).__name__}", len(body))
             return 1.0
         if 200 <= status < 300:
@@ -197,7 +204,7 @@ class HttpTransport:
         if status in _RETRYABLE_HTTP:
             _note(True, f"retry later (HTTP {status})", len(body))
             return _retry_after(retry_after, 1.0)
-        log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, self.target.url, status)
+        log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, _shown(self.target), status)
         _note(True, f"rejected (HTTP {status})", len(body))
         return DROP
 
