@@ -196,7 +196,7 @@ def test_the_notice_names_the_install_id_its_reset_and_where_data_goes(monkeypat
     assert install_id and install_id in tty.text
     assert "usagetrace reset-id noticepkg" in tty.text
     assert "https://collector.example.org:4318" in tty.text and "sk-live" not in tty.text
-    assert "sending starts with the next one" in tty.text
+    assert "sending starts with the next one" in tty.text and "random install id" in tty.text
     # The notice-first rule: this run is off, and stays off whatever re-reads consent during the run.
     assert not mod.H.enabled and mod.H.consent.source == consent.NOTICE_THIS_RUN
     assert mod.H.recorder is None  # nothing recorded: nothing for a realtime send nor a daily store

@@ -330,7 +330,8 @@ def _env_problems() -> list[tuple[str, str]]:
     for signal in ("", "TRACES_", "METRICS_"):
         names += [f"OTEL_EXPORTER_OTLP_{signal}{suffix}"
                   for suffix in ("ENDPOINT", "PROTOCOL", "HEADERS", "TIMEOUT", "COMPRESSION")]
-    names += [*_BOOLEAN_VARS, *_SECONDS_VARS, UPLOAD_VAR, "USAGETRACE_HOME", "DO_NOT_TRACK", "OTEL_SDK_DISABLED"]
+    xdg = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+    names += [*_BOOLEAN_VARS, *_SECONDS_VARS, UPLOAD_VAR, "USAGETRACE_HOME", "OTEL_SDK_DISABLED", *xdg]
     for name in names:
         value = env.get(name)
         if value is None:
@@ -378,6 +379,9 @@ def _env_problems() -> list[tuple[str, str]]:
             if value.strip().lower() not in UPLOAD_MODES:
                 problem = (f"={_shown(value)} is not one of {', '.join(UPLOAD_MODES)}: using daily (weekly where "
                            "the maintainer asked for it), the safe choice")
+        elif name in xdg:
+            if not os.path.isabs(value):
+                problem = f"={_shown(value)} is not an absolute path: ignored (the XDG rule)"
         elif name == "USAGETRACE_HOME":
             if not os.path.isabs(value):
                 problem = f"={_shown(value)} is not an absolute path: ignored (the per-user directories are used)"

@@ -19,15 +19,16 @@ from . import runenv, state
 TEMPLATE = """\
 {package} collects anonymous usage statistics with usagetrace, to learn which
 features are used and where they fail. It sends function names, counts,
-durations, exception types and versions, under a random install id for
-{package} on this machine ({install_id}); never argument values, file
-paths, names, hostnames or IP addresses.
+durations, exception types and versions; never argument values, file paths,
+names, hostnames or IP addresses.
   Where it goes:             {where}
-  Nothing is sent by this run; sending starts with the next one.
+  Sent with it:              a random install id, for {package} on this machine
+                             only: {install_id}
+  New random install id:     usagetrace reset-id {package}
   See exactly what is sent:  usagetrace preview {package}
   See what was sent:         usagetrace history {package}
-  New random install id:     usagetrace reset-id {package}
   Turn it off:               usagetrace disable {package}   (or DO_NOT_TRACK=1)
+Nothing is sent by this run; sending starts with the next one.
 This notice is shown once.
 """
 
