@@ -752,9 +752,25 @@ def cmd_preview(args) -> int:
     else:
         sys.stdout.write(render_preview(requests))
         print(f"\n({len(requests)} OTLP request(s); `--json` prints them exactly as sent.)")
+        mode = _real_upload_mode(args.package)
+        if mode in ("daily", "weekly"):
+            print(f"(Runs here upload {mode}: these counts would be added to one report a "
+                  f"{'day' if mode == 'daily' else 'week'} instead, without a session id; "
+                  f"`usagetrace preview {args.package} --pending` shows the next report exactly.)")
     if status:
         print(f"(the command exited with status {status})")
     return status
+
+
+def _real_upload_mode(package: str) -> str | None:
+    """How a real run of ``package`` from this shell would upload; None when that depends on the unknown."""
+    from . import config, env
+
+    info = known_packages().get(package, {})
+    if "endpoint" not in info and not env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    target = config.resolve("metrics", info.get("endpoint"), package)
+    return config.upload_mode(info.get("upload"), target.kind).mode
 
 
 def _exit_status(code: int) -> int:
