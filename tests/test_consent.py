@@ -667,3 +667,14 @@ def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path):
     assert proc.returncode == 0 and "collects anonymous usage" not in terminal
     doc = json.loads(store.read_text())
     assert aggregate.summary(doc)["runs"] == 1
+
+
+def test_project_search_stops_at_a_home_reached_through_a_link(tmp_path, monkeypatch, no_ci):
+    """$HOME given as a symbolic link still bounds the walk (getcwd gives the resolved path)."""
+    (tmp_path / ".usagetrace_do_not_track").write_text("")
+    real = tmp_path / "real-home"
+    (real / "work").mkdir(parents=True)
+    os.symlink(real, tmp_path / "home-link")
+    monkeypatch.setenv("HOME", str(tmp_path / "home-link"))
+    monkeypatch.chdir(real / "work")
+    assert consent.project_files() == []

@@ -552,11 +552,16 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
 # ------------------------------------------------------------- project files
 
 
-def _home() -> str | None:
+def _homes() -> tuple[str, ...]:
+    """$HOME as given and as resolved (the walk's directories come from getcwd, which resolves links)."""
     home = env.get("HOME") if os.name != "nt" else env.get("USERPROFILE")
-    if home and os.path.isabs(home):
-        return os.path.normcase(os.path.abspath(home))
-    return None
+    if not home or not os.path.isabs(home):
+        return ()
+    given = os.path.normcase(os.path.abspath(home))
+    try:
+        return (given, os.path.normcase(os.path.realpath(home)))
+    except (OSError, ValueError):
+        return (given,)
 
 
 def project_files(start: str | None = None) -> list[str]:
@@ -574,7 +579,7 @@ def project_files(start: str | None = None) -> list[str]:
         directory = os.path.abspath(start or os.getcwd())
     except OSError:  # cwd deleted under us
         return found
-    home = _home()
+    homes = _homes()
     for _ in range(_MAX_PARENT_LEVELS):
         for name in (PROJECT_MARKER, PROJECT_FILE):
             candidate = os.path.join(directory, name)
@@ -582,7 +587,7 @@ def project_files(start: str | None = None) -> list[str]:
                 found.append(candidate)
         if os.path.exists(os.path.join(directory, ".git")) or os.path.exists(os.path.join(directory, ".hg")):
             break
-        if home is not None and os.path.normcase(directory) == home:
+        if os.path.normcase(directory) in homes:
             break
         parent = os.path.dirname(directory)
         if parent == directory:
