@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -50,9 +51,7 @@ def expected(dnt, pkg, project, user, policy):
         return False, "project"
     if user is False:
         return False, "user"
-    if project == "grant":
-        return True, "project"
-    if user is True:
+    if user is True:  # a grant in a project file never counts: only the person grants
         return True, "user"
     return policy == OPT_OUT, "policy"
 
@@ -140,6 +139,12 @@ def test_ci_is_off_for_opt_out_unless_configured(monkeypatch, no_ci):
     assert decide(OPT_OUT).enabled
 
 
+@pytest.fixture(autouse=True)
+def _a_fresh_run(monkeypatch):
+    """Each test is a run of its own: no notice shown by this process yet."""
+    monkeypatch.setattr(notice, "_SHOWN_NOW", set())
+
+
 def test_opt_out_waits_for_the_notice(monkeypatch, no_ci):
     """An opt-out package sends nothing until its one-time notice has been shown."""
     result = consent.resolve("mypkg", OPT_OUT, under_pytest=False, notice_shown=False)
@@ -167,12 +172,39 @@ def test_notice_is_shown_once_on_a_terminal_only(monkeypatch, no_ci):
     assert notice.ensure_shown("mypkg") is False
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    assert notice.ensure_shown("mypkg") is True
+    assert notice.ensure_shown("mypkg") is False  # shown now: this run sends nothing
     assert "usagetrace preview mypkg" in tty.text and "usagetrace disable mypkg" in tty.text
     tty.text = ""
+    assert notice.ensure_shown("mypkg") is False and tty.text == ""
+    notice._SHOWN_NOW.clear()  # the next run
     assert notice.ensure_shown("mypkg") is True
     assert tty.text == ""  # never again
     assert state.notice_shown("mypkg")
+
+
+def test_the_notice_names_the_install_id_its_reset_and_where_data_goes(monkeypatch, packages, no_ci):
+    """The notice says which random install id is used, how to replace it, and the endpoint's host only."""
+    monkeypatch.setattr("usagetrace._internal.runenv.under_pytest", lambda: False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.example.org:4318/otlp?api_key=sk-live-1")
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    mod = packages.load("noticepkg", {"__init__.py": "def f(): return 1\nimport usagetrace\n"
+                                                     "H = usagetrace.instrument(__name__, consent='opt-out')\n"})
+    from usagetrace._internal import resource
+
+    install_id = resource.stored_install_id("noticepkg")
+    assert install_id and install_id in tty.text
+    assert "usagetrace reset-id noticepkg" in tty.text
+    assert "https://collector.example.org:4318" in tty.text and "sk-live" not in tty.text
+    assert "sending starts with the next one" in tty.text and "random install id" in tty.text
+    # The notice-first rule: this run is off, and stays off whatever re-reads consent during the run.
+    assert not mod.H.enabled and mod.H.consent.source == consent.NOTICE_THIS_RUN
+    assert mod.H.recorder is None  # nothing recorded: nothing for a realtime send nor a daily store
+    consent.write_choice("otherpkg", False)  # any consent file change makes the refresher re-resolve
+    assert mod.H.refresh_consent() is False
+    assert not consent.resolve("noticepkg", OPT_OUT, under_pytest=False, notice_shown=True).enabled
+    notice._SHOWN_NOW.clear()  # the next run
+    assert consent.resolve("noticepkg", OPT_OUT, under_pytest=False).enabled
 
 
 def test_notice_never_in_ci(monkeypatch, no_ci):
@@ -263,7 +295,38 @@ def test_a_denial_in_any_project_file_wins_over_a_nearer_grant(project, monkeypa
     (project / ".usagetrace_do_not_track").write_text("")
     assert not decide().enabled
     (project / ".usagetrace_do_not_track").unlink()
-    assert decide() == (True, "granted", f"project:{project / 'src' / '.usagetrace'}")
+    assert decide() == (False, "unset", "policy:opt-in")  # the grant alone counts for nothing
+    assert consent.ignored_grants("mypkg") == [str(project / "src" / ".usagetrace")]
+
+
+@pytest.mark.parametrize("policy", POLICY)
+def test_a_granting_project_file_sends_nothing(tmp_path, monkeypatch, policy, no_ci):
+    """A /tmp-like directory with `.usagetrace` granting (another user's, or a cloned repository's) grants nothing."""
+    shared = tmp_path / "tmp"
+    work = shared / "work"
+    work.mkdir(parents=True)
+    (shared / ".usagetrace").write_text('[consent]\nmypkg = true\n"*" = true\n')
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert consent.project_files() == [str(shared / ".usagetrace")]
+    result = decide(policy, notice_shown=False)
+    assert not result.enabled and result.source.startswith("policy:")
+    assert consent.ignored_grants("mypkg") == [str(shared / ".usagetrace")]
+    consent.write_choice("mypkg", True)  # the person's own yes still counts
+    assert decide(policy) == (True, "granted", f"user:{paths.consent_file()}")
+
+
+def test_project_search_stops_at_home(tmp_path, monkeypatch, no_ci):
+    """Files above $HOME are never read; $HOME's own are."""
+    (tmp_path / ".usagetrace_do_not_track").write_text("")
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "work")
+    assert consent.project_files() == []
+    (home / ".usagetrace").write_text("[consent]\nmypkg = false\n")
+    assert consent.project_files() == [str(home / ".usagetrace")]
+    assert decide() == (False, "denied", f"project:{home / '.usagetrace'}")
 
 
 def test_parse_choices_subset_and_full_toml():
@@ -415,7 +478,8 @@ def test_opt_out_notice_is_shown_again_for_a_new_consent_version(monkeypatch, no
     """A version bump re-shows the notice (saying what changed); until then an opt-out package sends nothing."""
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    assert notice.ensure_shown("mypkg", "1") is True and "collects anonymous usage" in tty.text
+    assert notice.ensure_shown("mypkg", "1") is False and "collects anonymous usage" in tty.text
+    notice._SHOWN_NOW.clear()  # the next run
     tty.text = ""
     assert notice.ensure_shown("mypkg", "1") is True and tty.text == ""
     assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="1").enabled
@@ -423,8 +487,11 @@ def test_opt_out_notice_is_shown_again_for_a_new_consent_version(monkeypatch, no
     assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2") == (
         False, "unset", "policy:opt-out (notice not yet shown)")
     monkeypatch.setattr(sys, "stderr", tty)
-    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2").enabled
+    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2") == (
+        False, "unset", consent.NOTICE_THIS_RUN)
     assert "has changed since you last saw this notice" in tty.text and "consent version 2" in tty.text
+    notice._SHOWN_NOW.clear()
+    assert consent.resolve("mypkg", OPT_OUT, under_pytest=False, consent_version="2").enabled
     assert state.notice_shown("mypkg", "2") and not state.notice_shown("mypkg", "1")
 
 
@@ -524,10 +591,12 @@ def test_a_consent_version_bump_reshows_the_notice_and_sends_nothing_until_then(
                "PYTHONDONTWRITEBYTECODE": "1"}
         init.write_text(VERPKG.format(version=1))
         proc, terminal = run_on_terminal(code, env)
-        assert proc.stdout.strip() == "wrapped" and "collects anonymous usage" in terminal
-        assert rx.calls("verpkg.f") == 1
+        # Consent starts after the notice: the run that shows it records and sends nothing.
+        assert proc.stdout.strip() == "function" and "collects anonymous usage" in terminal
+        assert rx.connections == 0
         proc, terminal = run_on_terminal(code, env)
         assert proc.stdout.strip() == "wrapped" and "collects anonymous usage" not in terminal  # once
+        assert rx.calls("verpkg.f") == 1
 
         init.write_text(VERPKG.format(version=2))
         sent = rx.connections
@@ -537,7 +606,9 @@ def test_a_consent_version_bump_reshows_the_notice_and_sends_nothing_until_then(
         assert rx.connections == sent
         proc, terminal = run_on_terminal(code, env)
         assert "What verpkg collects has changed" in terminal and "consent version 2" in terminal
-        assert proc.stdout.strip() == "wrapped" and rx.calls("verpkg.f") == 3
+        assert proc.stdout.strip() == "function" and rx.calls("verpkg.f") == 1
+        proc, terminal = run_on_terminal(code, env)
+        assert proc.stdout.strip() == "wrapped" and rx.calls("verpkg.f") == 2
 
 
 def test_ask_consent_asks_again_when_the_grant_is_for_another_version(packages, monkeypatch, no_ci):
@@ -574,3 +645,36 @@ def test_a_broken_link_is_refused_not_replaced(special):
     with pytest.raises(consent.BrokenSource, match="symbolic link"):
         consent.write_choice("mypkg", False)
     assert os.path.islink(path) and os.readlink(path) == before
+
+
+def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path):
+    """Daily mode: the run that shows the notice adds nothing to the local store; the next run adds its counts."""
+    from usagetrace._internal import aggregate
+
+    from .conftest import run_on_terminal
+
+    pkgs = tmp_path / "pkgs"
+    (pkgs / "daypkg").mkdir(parents=True)
+    (pkgs / "daypkg" / "__init__.py").write_text(VERPKG.format(version=None))
+    home = tmp_path / "home"
+    env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "USAGETRACE_DETACHED_SEND": "0",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "USAGETRACE_UPLOAD": "daily"}
+    store = home / "state" / "aggregate" / "daypkg.json"
+    proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
+    assert proc.returncode == 0 and "collects anonymous usage" in terminal
+    assert not store.exists() and not (home / "cache" / "spool").exists()
+    proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
+    assert proc.returncode == 0 and "collects anonymous usage" not in terminal
+    doc = json.loads(store.read_text())
+    assert aggregate.summary(doc)["runs"] == 1
+
+
+def test_project_search_stops_at_a_home_reached_through_a_link(tmp_path, monkeypatch, no_ci):
+    """$HOME given as a symbolic link still bounds the walk (getcwd gives the resolved path)."""
+    (tmp_path / ".usagetrace_do_not_track").write_text("")
+    real = tmp_path / "real-home"
+    (real / "work").mkdir(parents=True)
+    os.symlink(real, tmp_path / "home-link")
+    monkeypatch.setenv("HOME", str(tmp_path / "home-link"))
+    monkeypatch.chdir(real / "work")
+    assert consent.project_files() == []

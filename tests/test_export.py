@@ -107,7 +107,7 @@ def test_signal_specific_grpc_without_the_extra(monkeypatch, capsys):
     assert traces.kind == "none" and "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc" in traces.describe()
     assert config.GRPC_EXTRA in traces.describe()
     assert metrics.kind == "http" and metrics.url == "http://127.0.0.1:4317/v1/metrics"
-    assert cli.main(["status", "p"]) == 0
+    assert cli.main(["status", "p", "--force"]) == 0  # "p" is known nowhere: --force asks anyway
     assert f"sends to:       traces: {traces.describe()}; metrics: {metrics.describe()}" in capsys.readouterr().out
     monkeypatch.delitem(sys.modules, "grpc")
     assert config.resolve("traces", None, "p").kind == "grpc"  # installed (dev extra): used

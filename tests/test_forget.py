@@ -27,10 +27,11 @@ def test_forget_deletes_only_that_packages_spool_and_id():
     my_id, _ = resource.install_id("mypkg")
     other_id, _ = resource.install_id("otherpkg")
     report = forget("mypkg")
-    assert report == {"spooled_batches": 3, "aggregated_runs": 0, "install_id": my_id, "errors": []}
+    assert report == {"spooled_batches": 3, "aggregated_runs": 0, "install_id": my_id, "local_copies": 0, "errors": []}
     assert not any(os.path.exists(p) for p in mine) and os.path.exists(other)
     assert resource.stored_install_id("mypkg") is None and resource.stored_install_id("otherpkg") == other_id
-    assert forget("mypkg") == {"spooled_batches": 0, "aggregated_runs": 0, "install_id": None, "errors": []}
+    assert forget("mypkg") == {"spooled_batches": 0, "aggregated_runs": 0, "install_id": None, "local_copies": 0,
+                              "errors": []}
 
 
 def test_disable_forgets_and_a_reenable_sends_under_a_new_id(tmp_path):
@@ -89,3 +90,22 @@ def test_a_running_process_reenabled_after_withdrawal_uses_a_new_id(packages, mo
         assert mod.H.flush(5)
     ids = [p["resource"]["usagetrace.install.id"] for p in rx.points("usagetrace.calls")]
     assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_disable_deletes_every_local_copy(capsys):
+    """Set-aside broken stores, the development file (and its rotation) and their report caches go; others stay."""
+    from usagetrace._internal import aggregate, cli, forget as forget_module
+    from usagetrace._internal.analytics.duckdb_engine import default_cache_path
+
+    consent.write_choice("mypkg", True)
+    store = aggregate.store_path("mypkg")
+    broken = [f"{store}.broken-20260101T000000-{n}" for n in (1, 2)]
+    dev, rotated = forget_module.dev_files("mypkg")
+    caches = [default_cache_path(dev), default_cache_path(os.path.dirname(dev))]
+    other_dev = forget_module.dev_files("otherpkg")[0]
+    for path in [*broken, dev, rotated, *caches, other_dev, aggregate.store_path("otherpkg") + ".broken-x"]:
+        paths.atomic_write(path, "{}")
+    assert cli.main(["disable", "mypkg"]) == 0
+    assert "6 other local file(s)" in capsys.readouterr().out
+    assert not any(os.path.exists(p) for p in [*broken, dev, rotated, *caches])
+    assert os.path.exists(other_dev) and os.path.exists(aggregate.store_path("otherpkg") + ".broken-x")

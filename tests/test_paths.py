@@ -47,3 +47,82 @@ def test_relative_usagetrace_home_is_ignored(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("USAGETRACE_HOME", "relative/dir")
     assert paths.user_dir("config") == platformdirs.user_config_dir("usagetrace", appauthor=False)
+
+
+# ------------------------------------------------------------------ file modes
+# Mode bits are checked with os.stat, which holds as root too (root only ignores them when reading).
+
+
+def _modes(root) -> dict[str, int]:
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            out[os.path.relpath(path, root)] = os.lstat(path).st_mode & 0o777
+    return out
+
+
+def test_every_file_usagetrace_writes_is_0600_in_0700_directories(tmp_path):
+    """A development-mode run, a realtime run with receipts, a daily run, a report with its cache, and a
+    disable: every file under the per-user home is 0600 and every directory 0700 (umask 022)."""
+    import subprocess
+    import sys
+
+    from usagetrace.testing import OTLPReceiver
+
+    from .conftest import EXAMPLES, child_env
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    base = {"USAGETRACE_HOME": str(home), "PYTHONPATH": EXAMPLES, "TINYSTATS_TELEMETRY": "1",
+            "USAGETRACE_DETACHED_SEND": "0"}
+    code = ("import tinystats; from usagetrace._internal import instrumentation; tinystats.mean([1, 2]); "
+            "instrumentation.get('tinystats').flush(10)")
+
+    def run(*argv, **extra):
+        proc = subprocess.run(list(argv), env=child_env({**base, **extra}), capture_output=True, text=True,
+                              timeout=120, preexec_fn=lambda: os.umask(0o022))
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run(sys.executable, "-c", code)  # development mode: the dev file
+    with OTLPReceiver() as rx:
+        run(sys.executable, "-c", code, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_UPLOAD="realtime")
+        run(sys.executable, "-c", code, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_UPLOAD="daily")
+        assert rx.calls("tinystats.mean") == 1
+    dev = home / "cache" / "dev" / "tinystats.jsonl"
+    assert dev.exists()
+    run(sys.executable, "-m", "usagetrace", "report", str(dev))  # the report cache
+    modes = _modes(home)
+    assert any(p.startswith(os.path.join("cache", "report")) and p.endswith(".duckdb") for p in modes), modes
+    assert any(p.startswith("aggregate") or "aggregate" in p for p in modes), modes
+    assert any("receipts" in p for p in modes), modes
+    wrong = {p: oct(m) for p, m in modes.items() if m != (0o700 if (home / p).is_dir() else 0o600)}
+    assert wrong == {}
+
+
+def test_our_directories_made_wider_before_are_tightened(tmp_path, monkeypatch):
+    """A dev file and directory left 0644/0755 by an older version become 0600/0700 on the next write; a
+    directory the person chose is never changed."""
+    from usagetrace._internal import config, transport
+
+    dev_dir = os.path.join(paths.user_dir("cache"), "dev")
+    os.makedirs(dev_dir, mode=0o755)
+    os.chmod(dev_dir, 0o755)
+    os.chmod(paths.user_dir("cache"), 0o755)
+    old = os.path.join(dev_dir, "mypkg.jsonl")
+    with open(old, "w"):
+        pass
+    os.chmod(old, 0o644)
+    target = config.resolve("traces", None, "mypkg")
+    assert target.kind == "file" and target.url == old
+    assert transport.for_target(target).send("traces", b"", 1) == transport.OK
+    assert os.stat(old).st_mode & 0o777 == 0o600
+    assert os.stat(dev_dir).st_mode & 0o777 == 0o700 and os.stat(paths.user_dir("cache")).st_mode & 0o777 == 0o700
+    chosen = tmp_path / "shared"
+    chosen.mkdir()
+    os.chmod(chosen, 0o755)
+    monkeypatch.setenv("USAGETRACE_DEV_FILE", str(chosen / "x.jsonl"))
+    target = config.resolve("traces", None, "mypkg")
+    assert transport.for_target(target).send("traces", b"", 1) == transport.OK
+    assert os.stat(chosen / "x.jsonl").st_mode & 0o777 == 0o600 and os.stat(chosen).st_mode & 0o777 == 0o755

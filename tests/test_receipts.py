@@ -48,7 +48,7 @@ def test_history_matches_exactly_what_the_receiver_got(tmp_path, protocol, compr
         assert proc.returncode == 0, proc.stderr
         assert _cli(env, "flush").returncode == 0
         history = _cli(env, "history", "tinystats", "--json")
-        text = _cli(env, "history", "tinystats")
+        text = _cli(env, "history", "tinystats", "--full")  # decoded (the default is a summary)
     receipts_ = json.loads(history.stdout)["packages"]["tinystats"]
     got = sorted(json.dumps([r["signal"], r["bytes"], r["request"]], sort_keys=True) for r in receipts_)
     sent = sorted(json.dumps([signal, size, request], sort_keys=True)

@@ -8,7 +8,15 @@ dir) and, with ``USAGETRACE_CONSOLE=1``, to stderr.
 
 An invalid value never raises: it is logged once at debug level and data for
 that signal is dropped (counted), rather than sent somewhere the person did not
-intend.
+intend; ``usagetrace status`` names it with its variable (:func:`env_problems`).
+
+Secrets: an endpoint is only ever shown or stored as ``scheme://host:port/path``
+(:func:`safe_url`), never with its query or userinfo. A base URL's path is
+kept and the signal path appended to it (``http://h:4318/otlp`` sends to
+``/otlp/v1/traces``, as the OTLP exporter specification says); its query is
+kept in the request (after the signal path) but never shown or stored. An
+endpoint with a user name or password is refused (nothing is sent): credentials
+belong in ``OTEL_EXPORTER_OTLP_HEADERS``, which is never shown.
 """
 
 from __future__ import annotations
@@ -41,12 +49,39 @@ class Target(NamedTuple):
     client_certificate: str | None = None
 
     def describe(self) -> str:
-        """Return a short, secret-free description for status output."""
+        """Return a short, secret-free technical description (``status --verbose``, state.json)."""
         if self.kind in ("http", "grpc"):
-            return f"{self.protocol} {self.url}"
+            return f"{self.protocol} {safe_url(self.url) if self.kind == 'http' else self.url}"
         if self.kind == "file":
             return f"development mode: {self.url}"
         return self.kind if not self.url else f"nothing is sent ({self.url})"
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host:port/path`` of a URL: never its userinfo, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "(an invalid URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}{parts.path}"
+
+
+def where(target: Target) -> str:
+    """Where data goes, in plain words: the host and port, a local file, or nothing and why."""
+    if target.kind == "http":
+        parts = urlsplit(target.url)
+        return safe_url(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}")
+    if target.kind == "grpc":
+        return f"{'https' if target.secure else 'http'}://{target.url} (gRPC)"
+    if target.kind == "file":
+        return f"a local file, {target.url} (development mode: nothing leaves this machine)"
+    if target.kind == "console":
+        return "the terminal (nothing leaves this machine)"
+    return f"nothing is sent ({target.url})" if target.url else "nothing is sent"
 
 
 def _signal_setting(signal: str, suffix: str) -> tuple[str, str] | None:
@@ -101,12 +136,21 @@ def _timeout(signal: str) -> float:
     except ValueError:
         log.debug("ignoring OTEL_EXPORTER_OTLP_TIMEOUT=%r: not a number", raw[:40])
         return DEFAULT_TIMEOUT
-    if not number > 0:
+    if not number > 0 or number == float("inf"):
         return DEFAULT_TIMEOUT
     # The spec says milliseconds; the Python SDK long read seconds. Values up to
     # 120 are taken as seconds (nobody means a 120 ms export timeout).
     seconds = number if number <= 120 else number / 1000.0
     return min(seconds, 60.0)
+
+
+USERINFO_REFUSED = ("the endpoint holds a user name or password, which usagetrace never sends, shows or stores: "
+                    "nothing is sent. Put credentials in OTEL_EXPORTER_OTLP_HEADERS "
+                    "(e.g. Authorization=Basic%20...) and remove them from the URL")
+
+
+def _userinfo(url: str) -> bool:
+    return "@" in urlsplit(url).netloc
 
 
 def _valid_http_url(url: str) -> bool:
@@ -147,8 +191,11 @@ def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_fil
         path = dev_file or env.get("USAGETRACE_DEV_FILE") or os.path.join(paths.user_dir("cache"), "dev", f"{package}.jsonl")
         return Target("file", path, "http/json")
     if not _valid_http_url(url):
-        log.debug("OTLP endpoint %r is not an http(s) URL; not sending %s", url[:80], signal)
-        return Target("none", "invalid endpoint", protocol)
+        log.debug("the OTLP endpoint is not an http(s) URL; not sending %s", signal)
+        return Target("none", "the endpoint is not an http(s) URL", protocol)
+    if _userinfo(url):
+        log.debug("the OTLP endpoint holds a user name or password; not sending %s", signal)
+        return Target("none", USERINFO_REFUSED, protocol)
     headers = parse_headers(_signal_var(signal, "HEADERS"))
     if headers is None:
         log.debug("OTEL_EXPORTER_OTLP_HEADERS is malformed; sending without headers")
@@ -180,7 +227,11 @@ def _resolve(signal: str, maintainer_endpoint: str | None, package: str, dev_fil
         port = parts.port or (443 if secure else 4317)
         return Target("grpc", f"{parts.hostname}:{port}", **common)
     if append:
-        url = url.rstrip("/") + f"/v1/{signal}"
+        # The OTLP exporter spec: the signal path goes after the base URL's path, never into its query.
+        base = parts._replace(path=parts.path.rstrip("/") + f"/v1/{signal}", fragment="")
+        url = base.geturl()
+    else:
+        url = parts._replace(fragment="").geturl()
     return Target("http", url, **common)
 
 
@@ -250,3 +301,94 @@ def upload_mode(requested: str | None, target_kind: str, state_dir: str | None =
         return Upload(REALTIME, source, f"not {asked}: the local store would probably not last until the "
                                         f"upload here ({reason}); set {UPLOAD_VAR}={mode} if it does")
     return Upload(mode, source)
+
+
+# ------------------------------------------------------------ bad variables
+
+_BOOLEAN_VARS = ("OTEL_EXPORTER_OTLP_INSECURE", "USAGETRACE_CONSOLE", "USAGETRACE_DETACHED_SEND")
+_SECONDS_VARS = ("USAGETRACE_EXPORT_INTERVAL", "USAGETRACE_FOLD_INTERVAL")
+
+
+def env_problems() -> list[tuple[str, str]]:
+    """``(variable, what is wrong and what happens)`` for every variable usagetrace reads that is set to a
+    value it cannot use (``usagetrace status`` names each one). Secret values (headers, an endpoint's
+    userinfo or query) are never repeated. Never raises."""
+    try:
+        return _env_problems()
+    except Exception:
+        log.internal_error("config.env_problems")
+        return []
+
+
+def _shown(value: str) -> str:
+    return repr(value.strip()[:40])
+
+
+def _env_problems() -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    names = []
+    for signal in ("", "TRACES_", "METRICS_"):
+        names += [f"OTEL_EXPORTER_OTLP_{signal}{suffix}"
+                  for suffix in ("ENDPOINT", "PROTOCOL", "HEADERS", "TIMEOUT", "COMPRESSION")]
+    xdg = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+    names += [*_BOOLEAN_VARS, *_SECONDS_VARS, UPLOAD_VAR, "USAGETRACE_HOME", "OTEL_SDK_DISABLED", *xdg]
+    for name in names:
+        value = env.get(name)
+        if value is None:
+            if env._present(name):
+                out.append((name, "cannot be read (longer than 8192 characters or not UTF-8): ignored"))
+            continue
+        if not value.strip():
+            continue
+        suffix = name.rsplit("_", 1)[-1]
+        problem = None
+        if name.startswith("OTEL_EXPORTER_OTLP_") and suffix == "ENDPOINT":
+            if not _valid_http_url(value.strip()):
+                problem = "is not an http(s) URL: nothing is sent"
+            elif _userinfo(value.strip()):
+                problem = USERINFO_REFUSED
+        elif name.startswith("OTEL_EXPORTER_OTLP_") and suffix == "PROTOCOL":
+            if value.strip().lower() not in PROTOCOLS:
+                problem = f"={_shown(value)} is not one of {', '.join(PROTOCOLS)}: nothing is sent"
+        elif name.startswith("OTEL_EXPORTER_OTLP_") and suffix == "HEADERS":
+            if parse_headers(value) is None:
+                problem = "is malformed (not key=value,key2=value2, URL-encoded): sending without headers"
+        elif name.startswith("OTEL_EXPORTER_OTLP_") and suffix == "TIMEOUT":
+            try:
+                number = float(value)
+                bad = not 0 < number < float("inf")
+            except ValueError:
+                bad = True
+            if bad:
+                problem = f"={_shown(value)} is not a positive number: using {DEFAULT_TIMEOUT:g} s"
+        elif name.startswith("OTEL_EXPORTER_OTLP_") and suffix == "COMPRESSION":
+            if value.strip().lower() not in ("gzip", "none"):
+                problem = f"={_shown(value)} is not gzip or none: sending uncompressed"
+        elif name in _BOOLEAN_VARS:
+            if env.choice(name) is env.INVALID:
+                problem = f"={_shown(value)} is not 1/0, true/false, yes/no or on/off: ignored"
+        elif name in _SECONDS_VARS:
+            try:
+                number = float(value)
+                bad = number != number
+            except ValueError:
+                bad = True
+            if bad:
+                problem = f"={_shown(value)} is not a number of seconds: the default applies"
+        elif name == UPLOAD_VAR:
+            if value.strip().lower() not in UPLOAD_MODES:
+                problem = (f"={_shown(value)} is not one of {', '.join(UPLOAD_MODES)}: using daily (weekly where "
+                           "the maintainer asked for it), the safe choice")
+        elif name in xdg:
+            if not os.path.isabs(value):
+                problem = f"={_shown(value)} is not an absolute path: ignored (the XDG rule)"
+        elif name == "USAGETRACE_HOME":
+            if not os.path.isabs(value):
+                problem = f"={_shown(value)} is not an absolute path: ignored (the per-user directories are used)"
+        elif name == "OTEL_SDK_DISABLED":
+            if value.strip().lower() not in ("true", "false"):
+                problem = (f"={_shown(value)}: only `true` turns telemetry off (the OpenTelemetry rule); "
+                           "use OTEL_SDK_DISABLED=true or DO_NOT_TRACK=1")
+        if problem:
+            out.append((name, problem))
+    return out

@@ -7,9 +7,12 @@ Sources, highest first (the README's "Turning it off" section documents the same
    Any other value is a choice that cannot be read: off.
 3. Under pytest: off, unless granted by 2.
 4. Files: a ``.usagetrace_do_not_track`` marker or a ``.usagetrace`` file in the
-   current directory or a parent (up to the repository root), and the per-user
-   ``consent.toml``. A denial in any file wins over a grant in another, so a
-   cloned repository can never override a person's ``usagetrace disable``.
+   current directory or a parent (never above the repository root or ``$HOME``,
+   whichever is nearer), and the per-user ``consent.toml``. Project files can
+   only say no: a grant in one is ignored (``status`` shows it as a note), since
+   anyone can put a file in ``/tmp`` or commit one to a repository a person
+   clones. Only the person grants: ``consent.toml`` (``usagetrace enable``,
+   ``ask_consent``) or ``<PACKAGE>_TELEMETRY=1``. A denial in any file wins.
 5. In CI with no explicit choice: off (``ci="off"``, the default) or policy.
 6. The maintainer's policy: ``opt-in`` (off) or ``opt-out`` (on, but only once
    the one-time notice has been shown on a terminal).
@@ -36,6 +39,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from . import env, log, paths, runenv
 
@@ -49,6 +53,8 @@ UNSET = "unset"
 #: The person's choice exists but cannot be read (a broken file, an unusable variable).
 INVALID = "invalid"
 
+#: The decision in the run that showed an opt-out notice: off; sending starts with the next run.
+NOTICE_THIS_RUN = "policy:opt-out (notice shown in this run; sending starts with the next run)"
 PROJECT_FILE = ".usagetrace"
 PROJECT_MARKER = ".usagetrace_do_not_track"
 ALL = "*"
@@ -546,24 +552,42 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
 # ------------------------------------------------------------- project files
 
 
-def project_files(start: str | None = None) -> list[str]:
-    """Return consent-relevant files from the current directory up to the repository root.
+def _homes() -> tuple[str, ...]:
+    """$HOME as given and as resolved (the walk's directories come from getcwd, which resolves links)."""
+    home = env.get("HOME") if os.name != "nt" else env.get("USERPROFILE")
+    if not home or not os.path.isabs(home):
+        return ()
+    given = os.path.normcase(os.path.abspath(home))
+    try:
+        return (given, os.path.normcase(os.path.realpath(home)))
+    except (OSError, ValueError):
+        return (given,)
 
-    Anything by those names counts, not only regular files: a directory or a
-    dangling link named ``.usagetrace`` is a broken source (off), and a marker
-    denies whatever it is.
+
+def project_files(start: str | None = None) -> list[str]:
+    """Return consent-relevant files from the current directory up to the repository root or ``$HOME``.
+
+    The walk stops at whichever of the two it meets first (so ``$HOME`` itself
+    is read, never its parent, and a repository's parent never is); from a
+    directory in neither it goes up to ``/``, which is harmless since a
+    project file can only say no. Anything by those names counts, not only
+    regular files: a directory or a dangling link named ``.usagetrace`` is a
+    broken source (off), and a marker denies whatever it is.
     """
     found = []
     try:
         directory = os.path.abspath(start or os.getcwd())
     except OSError:  # cwd deleted under us
         return found
+    homes = _homes()
     for _ in range(_MAX_PARENT_LEVELS):
         for name in (PROJECT_MARKER, PROJECT_FILE):
             candidate = os.path.join(directory, name)
             if os.path.lexists(candidate):
                 found.append(candidate)
         if os.path.exists(os.path.join(directory, ".git")) or os.path.exists(os.path.join(directory, ".hg")):
+            break
+        if os.path.normcase(directory) in homes:
             break
         parent = os.path.dirname(directory)
         if parent == directory:
@@ -599,7 +623,7 @@ def _from_files(package: str, version: str | None) -> ConsentState | None:
         choice = parsed.choices.get(package, parsed.choices.get(ALL))
         if choice is False:
             return ConsentState(False, DENIED, f"{kind}:{path}")
-        if choice is True and grant is None and _grant_counts(parsed, package, version):
+        if choice is True and kind == "user" and grant is None and _grant_counts(parsed, package, version):
             grant = f"{kind}:{path}"
     if broken is not None:
         return ConsentState(False, INVALID, f"{broken.kind}:{broken.path}")
@@ -627,6 +651,21 @@ def problems(package: str | None = None) -> list[BrokenSource]:
     return found
 
 
+def ignored_grants(package: str) -> list[str]:
+    """Project files holding a grant for ``package``: ignored since grants are personal (a ``status`` note)."""
+    out = []
+    for kind, path in _sources():
+        if kind != "project" or os.path.basename(path) == PROJECT_MARKER:
+            continue
+        try:
+            parsed = read_file(path, kind)
+        except BrokenSource:
+            continue
+        if parsed is not None and parsed.choices.get(package, parsed.choices.get(ALL)) is True:
+            out.append(path)
+    return out
+
+
 def stale_grants(package: str, version: str | None) -> list[str]:
     """Files holding a grant for ``package`` that does not count for consent version ``version``."""
     if version is None:
@@ -637,7 +676,7 @@ def stale_grants(package: str, version: str | None) -> list[str]:
             parsed = read_file(path, kind) if os.path.basename(path) != PROJECT_MARKER else None
         except BrokenSource:
             continue
-        if parsed is not None and parsed.choices.get(package, parsed.choices.get(ALL)) is True:
+        if kind == "user" and parsed is not None and parsed.choices.get(package, parsed.choices.get(ALL)) is True:
             if not _grant_counts(parsed, package, version):
                 out.append(f"{kind}:{path}")
     return out
@@ -728,10 +767,16 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version) -> Con
     if ci != "policy" and runenv.ci_provider():
         return ConsentState(False, UNSET, "ci")
     if policy == OPT_OUT:
+        shown = sys.modules.get(__package__ + ".notice")
+        if shown is not None and shown.shown_this_run(top):
+            # Consent starts after the notice: nothing of the run that showed it is ever sent.
+            return ConsentState(False, UNSET, NOTICE_THIS_RUN)
         if notice_shown is None:
             from . import notice
 
             notice_shown = notice.ensure_shown(top, version)
+            if notice.shown_this_run(top):
+                return ConsentState(False, UNSET, NOTICE_THIS_RUN)
         if not notice_shown:
             return ConsentState(False, UNSET, "policy:opt-out (notice not yet shown)")
         return ConsentState(True, UNSET, "policy:opt-out")

@@ -88,6 +88,68 @@ def state_path(*parts: str) -> str:
     return os.path.join(user_dir("state"), *parts)
 
 
+def _ours(path: str) -> bool:
+    """True when ``path`` is inside one of usagetrace's per-user directories (never a directory the person chose)."""
+    roots = [user_dir(kind) for kind in ("config", "data", "cache", "state")]
+    path = os.path.abspath(path)
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def private_dir(path: str) -> None:
+    """Create ``path`` (and parents) as 0700; tighten one of usagetrace's own directories made wider before.
+
+    A directory the person chose (``USAGETRACE_DEV_FILE=/tmp/x.jsonl``) is created 0700 when missing
+    but never changed. Raises OSError when it cannot be created.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.name != "posix" or not _ours(path):
+        return
+    for kind in ("config", "data", "cache", "state"):
+        root = user_dir(kind)
+        if os.path.abspath(path).startswith(root):
+            break
+    else:  # pragma: no cover - _ours said yes
+        return
+    current = os.path.abspath(path)
+    while True:  # the directory and its parents up to our root
+        _tighten(current, 0o700)
+        if current == root or len(current) <= len(root):
+            break
+        current = os.path.dirname(current)
+
+
+def _tighten(path: str, mode: int) -> None:
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
+            os.chmod(path, st.st_mode & mode)
+    except OSError:
+        pass
+
+
+def open_private(path: str, flags: int = os.O_WRONLY | os.O_APPEND | os.O_CREAT) -> int:
+    """Open (creating 0600, in a 0700 directory) a file usagetrace writes; return the descriptor.
+
+    A file of ours found wider than 0600 (written by an older version) is made 0600.
+    """
+    private_dir(os.path.dirname(os.path.abspath(path)))
+    fd = os.open(path, flags, 0o600)
+    if os.name == "posix":
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.fchmod(fd, st.st_mode & 0o600)
+        except OSError:
+            pass
+    return fd
+
+
+def make_private(path: str) -> None:
+    """Make an existing file usagetrace wrote (e.g. by a library: a DuckDB cache) 0600. Never raises."""
+    if os.name == "posix":
+        _tighten(path, 0o600)
+
+
 _counter = [0]
 
 
@@ -103,7 +165,8 @@ def atomic_write(path: str, data: str, *, durable: bool = False) -> None:
     import _thread
 
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if not os.path.isdir(directory):
+        private_dir(directory)
     # Unique without ``tempfile`` (whose import costs milliseconds, paid at exit by the spool).
     _counter[0] += 1
     tmp = f"{path}.{os.getpid()}-{_thread.get_ident()}-{_counter[0]}.tmp"

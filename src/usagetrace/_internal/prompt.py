@@ -18,6 +18,11 @@ DEFAULT_QUESTION = (
     "See exactly what is sent: usagetrace preview {package}\n"
     "Share anonymous usage statistics of {package}? [y/N] "
 )
+#: Always said before the question (a maintainer's own question included): what a yes means.
+FACTS = (
+    "If you agree, it goes to {where}, under a random install id for {package} on this machine "
+    "({install_id}; `usagetrace reset-id {package}` replaces it, `usagetrace disable {package}` deletes it).\n"
+)
 
 
 def _can_ask() -> bool:
@@ -58,7 +63,15 @@ def ask(package: str, *, question: str | None = None, timeout: float = 30.0, pol
         current = consent.resolve(top, policy, notice_shown=True, consent_version=version)
         if current.state != consent.UNSET or current.source in ("pytest", "ci") or not _can_ask():
             return current
-        sys.stderr.write((question or DEFAULT_QUESTION).format(package=top))
+        from . import notice
+
+        endpoint = handle.endpoint if handle is not None else None
+        # The id is named, not created: a no must leave nothing behind.
+        from . import resource
+
+        install_id = resource.stored_install_id(top) or "a new one, made when it first sends"
+        facts = FACTS.format(package=top, where=notice.destination(top, endpoint), install_id=install_id)
+        sys.stderr.write(facts + (question or DEFAULT_QUESTION).format(package=top))
         sys.stderr.flush()
         answer = _read_answer(timeout)
         if answer is None:

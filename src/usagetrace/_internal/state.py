@@ -20,16 +20,24 @@ LOCK_TIMEOUT = 0.5
 
 def load() -> dict:
     """Return the state as a dict; an empty one when absent or corrupt."""
+    return load_checked()[0]
+
+
+def load_checked() -> tuple[dict, str | None]:
+    """Return ``(state, problem)``: what is wrong with an existing state file (``usagetrace status`` names it)."""
     path = paths.state_file()
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.loads(fh.read(1 << 20))
-        return data if isinstance(data, dict) else {}
+        if isinstance(data, dict):
+            return data, None
+        return {}, f"{path} does not hold a JSON object"
     except FileNotFoundError:
-        return {}
-    except Exception:
+        return {}, None
+    except Exception as exc:
         log.debug("state file %s unreadable; ignoring", path, exc_info=True)
-        return {}
+        what = "is not valid JSON (truncated?)" if isinstance(exc, ValueError) else f"cannot be read ({exc})"
+        return {}, f"{path} {what}"
 
 
 def save(data: dict) -> bool:
@@ -100,6 +108,14 @@ def remember_package(package: str, settings: dict) -> None:
     spool sender); writes at most once a day per package unless a setting changed.
     """
     today = clock.utc("%Y-%m-%d")
+    if settings.get("endpoint"):
+        from . import config
+
+        # Never a user name, password or query (an API key) on disk: scheme://host:port/path only.
+        clean = config.safe_url(settings["endpoint"])
+        if config._userinfo(settings["endpoint"]):
+            clean = clean.replace("://", "://removed@", 1)  # still refused when status resolves it
+        settings = {**settings, "endpoint": clean}
 
     def change(data: dict) -> bool:
         known = _section(data, "packages")

@@ -73,6 +73,13 @@ def _import_grpc():
     return grpc
 
 
+def _shown(target: Target) -> str:
+    """The endpoint as it may appear in a log line: never its query (an API key) or userinfo."""
+    from .config import safe_url
+
+    return safe_url(target.url)
+
+
 class HttpSession:
     """Keeps one HTTP connection per ``(scheme, host, port)`` open between requests (``keep-alive``).
 
@@ -184,11 +191,11 @@ class HttpTransport:
                     conn.close()
                 break
         except ssl.SSLError as exc:
-            log.debug("OTLP %s export to %s failed TLS verification: %s", signal, self.target.url, exc)
+            log.debug("OTLP %s export to %s failed TLS verification: %s", signal, _shown(self.target), exc)
             _note(wrote, "TLS error", len(body))
             return DROP
         except (OSError, http.client.HTTPException) as exc:
-            log.debug("OTLP %s export to %s failed: %r", signal, self.target.url, exc)
+            log.debug("OTLP %s export to %s failed: %r", signal, _shown(self.target), exc)
             _note(wrote, f"{'no answer' if wrote else 'not sent'}: {type(exc).__name__}", len(body))
             return 1.0
         if 200 <= status < 300:
@@ -197,7 +204,7 @@ class HttpTransport:
         if status in _RETRYABLE_HTTP:
             _note(True, f"retry later (HTTP {status})", len(body))
             return _retry_after(retry_after, 1.0)
-        log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, self.target.url, status)
+        log.debug("OTLP %s export to %s rejected with HTTP %d; dropping", signal, _shown(self.target), status)
         _note(True, f"rejected (HTTP {status})", len(body))
         return DROP
 
@@ -311,13 +318,15 @@ class FileTransport:
         try:
             line = otlp_json.to_json(signal, payload) + "\n"
             with self.lock:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
                 try:
                     if os.path.getsize(self.path) > FILE_MAX_BYTES:
                         os.replace(self.path, self.path + ".1")
                 except OSError:
                     pass
-                with open(self.path, "a", encoding="utf-8") as fh:
+                from . import paths
+
+                # 0600 in a 0700 directory: the file holds the install id.
+                with os.fdopen(paths.open_private(self.path), "a", encoding="utf-8") as fh:
                     fh.write(line)
             return OK
         except Exception:

@@ -408,15 +408,19 @@ def default_cache_path(source: str | os.PathLike[str]) -> str:
 
 def _open_cache(duckdb: Any, cache: str | os.PathLike[str], notes: list[str]) -> Any:
     """Connect to the cache database; replace it if corrupt; None (no cache) if it is in use."""
+    from .. import paths
+
     path = os.fspath(cache)
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        paths.private_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as exc:
         notes.append(f"report cache {path} unusable ({exc}); reading everything")
         return None
     for attempt in (1, 2):
         try:
-            return duckdb.connect(path)
+            con = duckdb.connect(path)
+            paths.make_private(path)  # DuckDB creates it with the umask's mode; the data is private
+            return con
         except Exception as exc:  # noqa: BLE001 - any failure: fall back, never fail the report
             if "lock" in str(exc).lower() or attempt == 2:
                 notes.append(f"report cache {path} not used ({str(exc).splitlines()[0]}); reading everything")
