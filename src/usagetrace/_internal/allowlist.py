@@ -27,6 +27,7 @@ __all__ = [
     "NEVER_SENT",
     "SCOPE_NAME",
     "SPAN_NAMES",
+    "SUBCLASS_SUFFIX",
     "VERSION_KEYS",
     "Attr",
     "Metric",
@@ -43,6 +44,11 @@ MAX_ARRAY_ITEMS = 32
 MAX_ATTRIBUTES = 32
 #: Span events per span (only ``exception`` events are sent; a span records one).
 MAX_EVENTS = 4
+
+#: Appended to ``error.type``/``exception.type`` when the exception's own class
+#: is not the package's, a builtin or the standard library's: the name sent is
+#: then its nearest base class that is (``ValueError+subclass``).
+SUBCLASS_SUFFIX = "+subclass"
 
 #: Prefix under which a maintainer's *declared* command/event measurements
 #: travel (``usagetrace.command(..., measures={"flowgroups": int})``). Only
@@ -152,9 +158,37 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "function, method, classmethod, staticmethod, constructor, coroutine, generator or asyncgen.",
         "function",
     ),
-    Attr("usagetrace.args.count", "span", "int", "Number of positional arguments (never their values).", "2"),
-    Attr("usagetrace.kwargs.names", "span", "string[]", "Sorted keyword-argument names (never values).", '["sep"]'),
-    Attr("error.type", "span", "string", "Qualified exception type when the call failed.", "ValueError"),
+    Attr(
+        "usagetrace.args.count",
+        "span",
+        "int",
+        "Number of positional parameters given a value, by position or by keyword (Python binds both alike), plus "
+        "extra *args; self/cls and a parameter holding its default object not counted. Never the values.",
+        "2",
+    ),
+    Attr(
+        "usagetrace.params.set",
+        "span",
+        "string[]",
+        "Sorted names of the function's declared parameters with a default that were given another object than "
+        "that default (identity), by position or by keyword. Names from the package's own signature, never values.",
+        '["sep"]',
+    ),
+    Attr(
+        "usagetrace.kwargs.extra",
+        "span",
+        "int",
+        "How many extra **kwargs entries the call passed (their keys are the caller's data: never sent).",
+        "0",
+    ),
+    Attr(
+        "error.type",
+        "span",
+        "string",
+        "Qualified exception class when the call failed: a class of the package, of builtins or of the "
+        "standard library; any other class is sent as its nearest such base class plus \"+subclass\".",
+        "ValueError+subclass",
+    ),
     Attr(
         "usagetrace.exception.signature",
         "span",
@@ -163,7 +197,13 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "a1b2c3d4e5f6",
     ),
     # --- span event "exception" ---------------------------------------------
-    Attr("exception.type", "event", "string", "Qualified exception type (never its message).", "KeyError"),
+    Attr(
+        "exception.type",
+        "event",
+        "string",
+        "Qualified exception class, as error.type (never its message).",
+        "KeyError",
+    ),
     Attr(
         "exception.stacktrace",
         "event",

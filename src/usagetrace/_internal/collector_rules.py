@@ -19,17 +19,23 @@ from . import allowlist
 
 __all__ = [
     "BLOCKED_VALUES",
+    "DECLARED_NAME",
+    "EXCEPTION_NAME",
     "FIELDS",
     "IDENTIFIER",
     "INVALID_UTF8",
+    "ITEM_SHAPES",
     "MASK",
+    "MEASUREMENT_VALUE",
     "NAME_LENGTH",
+    "NAME_SHAPES",
     "QUALIFIED_NAME",
     "REPLACEMENT_CHARACTER",
     "TRUNCATE",
     "VERSION",
     "Check",
     "Handling",
+    "masked",
 ]
 
 # --- value patterns -------------------------------------------------------------
@@ -79,11 +85,40 @@ VERSION = r"^(?:unknown|v?[0-9][0-9A-Za-z.+!_-]{0,63})$"
 
 # A Python identifier: XID_Start (letters, letter numbers, "_") then XID_Continue.
 _ID = r"[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*"
-#: One Python identifier (items of ``usagetrace.kwargs.names``): a ``**{...}``
-#: key that is not an identifier is data, not a keyword name.
+#: One Python identifier (items of ``usagetrace.params.set``: parameter names
+#: from the package's own signatures).
 IDENTIFIER = rf"^{_ID}$"
-#: Span names: a dotted qualified name (``mypkg.io.read_table``, ``usagetrace.command``).
+#: Span names, function and module names: a dotted qualified name
+#: (``mypkg.io.read_table``, ``usagetrace.command``).
 QUALIFIED_NAME = rf"^{_ID}(?:[.]{_ID})*$"
+#: Exception class names: a dotted qualified name, optionally marked as a subclass
+#: of that class (``ValueError+subclass``, see ``sanitize.type_name``).
+EXCEPTION_NAME = rf"^{_ID}(?:[.]{_ID})*(?:[+]{allowlist.SUBCLASS_SUFFIX[1:]})?$"
+#: Command and event names, as ``events.py`` and the CLI integrations accept them:
+#: an ASCII letter or digit, then letters, digits, spaces and ``._:/-``
+#: (``mycli run``, ``export:csv``).
+DECLARED_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$"
+#: A declared measurement's value: one of its declared values, true/false, or "(numeric)".
+MEASUREMENT_VALUE = r"^(?:[(]numeric[)]|[A-Za-z0-9][A-Za-z0-9._-]*)$"
+
+#: The string attributes whose values must have a name's shape (and
+#: :data:`NAME_LENGTH`); any other value is replaced by :data:`MASK`. The one
+#: list of these rules: the generated collector config and ``usagetrace collect``
+#: both read it (:func:`shape_of`, :func:`masked`).
+NAME_SHAPES: dict[str, str] = {
+    "code.function.name": QUALIFIED_NAME,
+    "usagetrace.module": QUALIFIED_NAME,
+    "error.type": EXCEPTION_NAME,
+    "exception.type": EXCEPTION_NAME,
+    "usagetrace.command.name": DECLARED_NAME,
+    "usagetrace.event.name": DECLARED_NAME,
+    "usagetrace.measurement": DECLARED_NAME,
+    "usagetrace.measurement.value": MEASUREMENT_VALUE,
+}
+#: Items of these ``string[]`` attributes must be identifiers, else the whole attribute is deleted.
+ITEM_SHAPES: dict[str, str] = {
+    "usagetrace.params.set": IDENTIFIER,
+}
 #: Identifiers and names are also at most MAX_VALUE_LENGTH characters. (A separate
 #: pattern: a bounded repeat of a Unicode class is a very large RE2 program.)
 NAME_LENGTH = rf"^(?s).{{1,{allowlist.MAX_VALUE_LENGTH}}}$"
@@ -97,6 +132,36 @@ TRUNCATE = rf"^(?s)(.{{{allowlist.MAX_VALUE_LENGTH}}}).+$"
 #: Replacing them with the real U+FFFD makes the string valid UTF-8.
 INVALID_UTF8 = r"[\x{FFFD}-\x{FFFF}]"
 REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def masked(key: str, value: object) -> object:
+    """Apply :data:`NAME_SHAPES` to one attribute value the way the collector does (Python ``re``):
+    a string of the wrong shape or too long becomes :data:`MASK`; other values pass unchanged.
+
+    For ``usagetrace collect`` and tests; the patterns use only syntax Python's ``re``
+    and RE2 read alike, except ``\\p{..}`` classes, which this translates.
+    """
+    pattern = NAME_SHAPES.get(key)
+    if pattern is None or not isinstance(value, str):
+        return value
+    if not value or len(value) > allowlist.MAX_VALUE_LENGTH or not _python_re(pattern).fullmatch(value):
+        return MASK
+    return value
+
+
+_COMPILED: dict = {}
+
+
+def _python_re(pattern: str):
+    """``pattern`` (RE2 syntax) compiled with Python's ``re``: Unicode identifier classes become ``str.isidentifier``
+    checks via ``\\w``-based equivalents (XID classes are approximated by ``[^\\W\\d]`` and ``\\w``)."""
+    import re
+
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        text = pattern.replace(_ID, r"[^\W\d]\w*")
+        compiled = _COMPILED[pattern] = re.compile(text)
+    return compiled
 
 
 # --- field inventory --------------------------------------------------------------
