@@ -27,7 +27,9 @@ __all__ = [
     "NEVER_SENT",
     "SCOPE_NAME",
     "SPAN_NAMES",
+    "STRING_SOURCES",
     "SUBCLASS_SUFFIX",
+    "TIMES",
     "VERSION_KEYS",
     "Attr",
     "Metric",
@@ -163,7 +165,7 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "span",
         "int",
         "Number of positional parameters given a value, by position or by keyword (Python binds both alike), plus "
-        "extra *args; self/cls and a parameter holding its default object not counted. Never the values.",
+        "extra `*args`; self/cls and a parameter holding its default object not counted. Never the values.",
         "2",
     ),
     Attr(
@@ -178,7 +180,7 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "usagetrace.kwargs.extra",
         "span",
         "int",
-        "How many extra **kwargs entries the call passed (their keys are the caller's data: never sent).",
+        "How many extra `**kwargs` entries the call passed (their keys are the caller's data: never sent).",
         "0",
     ),
     Attr(
@@ -351,6 +353,27 @@ NEVER_SENT = (
     "environment variable values, including OTEL_RESOURCE_ATTRIBUTES",
     "current directory, command-line option values, full URLs and query strings",
     "e-mail addresses and app user ids (only salted hashes)",
+)
+
+
+#: Where every string value sent comes from (rendered by ``usagetrace inventory``).
+STRING_SOURCES = (
+    "a qualified name of the package's own code (functions, modules, parameter names, its exception classes)",
+    "a value the maintainer declared (command, event and measurement names and allowed values)",
+    "an allowlisted enum (outcome, callable kind, run context, drop reason ...)",
+    "a hash (install id, exception signature, salted user and recipient hashes)",
+    "a fixed format (versions, ``module:function:line`` frames, a masked command line)",
+    "exception classes only by name of the package's, builtins' or the standard library's; any other class "
+    "as its nearest such base class plus \"+subclass\" (ValueError+subclass)",
+)
+
+#: How times are sent, per upload mode (rendered by ``usagetrace inventory``).
+TIMES = (
+    "realtime: each span carries its start and end, and each metric point the interval since the previous "
+    "export, to the nanosecond",
+    "daily and weekly: periods, not moments. Every metric point starts at the period's first nanosecond "
+    "(00:00 UTC; Monday 00:00 UTC for weekly) and ends at its last; every exemplar span starts at the period's "
+    "start and lasts as long as the call did (durations stay, the time of day does not)",
 )
 
 
