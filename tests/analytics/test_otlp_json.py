@@ -178,3 +178,20 @@ def test_scan_file_repairs_instead_of_stopping(tmp_path):
     result = otlp_json.scan_file(p)
     assert (result.good_lines, result.repaired_lines, result.problems) == (3, 1, [])
     assert len(result.notes(p)) == 1
+
+
+def test_deeply_nested_line_is_skipped_with_its_own_number(truth, tmp_path):
+    """A line nested deeper than the JSON parser allows (RecursionError) is skipped and named; every later line loads."""
+    lines = list(truth.lines[:10])
+    deep = '{"resourceSpans": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    lines.insert(4, deep)  # line 5
+    p = tmp_path / "deep.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    result = otlp_json.scan_file(p)
+    assert [(pr.line, pr.reason) for pr in result.problems] == [(5, "invalid JSON (nested too deeply)")]
+    assert result.good_lines == 10
+    e = DuckDBEngine.from_path(p)
+    assert e.skipped_lines == 1 and any(f"{p}:5:" in w for w in e.warnings), e.warnings
+    want = sum(len(sc["spans"]) for t in truth.lines[:10] for rs in json.loads(t).get("resourceSpans", [])
+               for sc in rs["scopeSpans"] if sc["scope"].get("name") == "usagetrace")
+    assert e.counts()["spans"] == want

@@ -289,7 +289,11 @@ def scan_file(path: Path, out: IO[str] | None = None) -> ScanResult:
             try:
                 obj = json.loads(line)
             except ValueError as exc:
-                result.problems.append(LineProblem(str(path), number, f"invalid JSON ({exc.msg})"))
+                msg = getattr(exc, "msg", None) or str(exc)
+                result.problems.append(LineProblem(str(path), number, f"invalid JSON ({msg})"))
+                continue
+            except RecursionError:  # nesting deeper than the parser allows: this line only, not the rest
+                result.problems.append(LineProblem(str(path), number, "invalid JSON (nested too deeply)"))
                 continue
             reason = validate_request(obj)
             if reason:
