@@ -259,7 +259,7 @@ def generate(seed: int = 7) -> Truth:
                              _kv("usagetrace.callable.kind", "method" if fn.count(".") > 2 else "function"),
                              _kv("usagetrace.args.count", j)]
                     if j == 1:
-                        attrs.append(_kv("usagetrace.kwargs.names", ["sep"]))
+                        attrs.append(_kv("usagetrace.params.set", ["sep"]))
                     dur = rng.randrange(1, 50) * 10**6
                     spans.append(_span(next(ids), next(ids), fn, base + j * NS, dur, attrs, kind=1 if j else 0))
                     t.spans.append({"package": inst.package, "install": inst.id, "version": version, "day": day,
