@@ -35,6 +35,7 @@ __all__ = [
     "VERSION",
     "Check",
     "Handling",
+    "clean_names",
     "masked",
 ]
 
@@ -147,6 +148,23 @@ def masked(key: str, value: object) -> object:
     if not value or len(value) > allowlist.MAX_VALUE_LENGTH or not _python_re(pattern).fullmatch(value):
         return MASK
     return value
+
+
+def clean_names(attributes: dict) -> dict:
+    """Return ``attributes`` with :data:`NAME_SHAPES` values masked and :data:`ITEM_SHAPES` lists checked
+    (more than ``MAX_ARRAY_ITEMS`` items, or one that is not a short identifier string: the key is removed),
+    as the generated collector config does. Other keys and values are returned unchanged."""
+    out = {}
+    for key, value in attributes.items():
+        pattern = ITEM_SHAPES.get(key)
+        if pattern is not None:
+            if not isinstance(value, (list, tuple)) or len(value) > allowlist.MAX_ARRAY_ITEMS or not all(
+                isinstance(v, str) and 0 < len(v) <= allowlist.MAX_VALUE_LENGTH and _python_re(pattern).fullmatch(v)
+                for v in value
+            ):
+                continue
+        out[key] = masked(key, value)
+    return out
 
 
 _COMPILED: dict = {}
