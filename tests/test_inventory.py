@@ -170,3 +170,13 @@ def test_feature_map_covers_every_key_each_integration_sends():
     integrations = {m for m in os.listdir(os.path.join(ROOT, "src", "usagetrace", "integrations"))
                     if m.endswith(".py") and not m.startswith("_")}
     assert integrations == {f"{name}.py" for name in inventory.INTEGRATIONS}
+
+
+def test_inventory_states_where_strings_come_from_and_how_times_are_sent():
+    """The inventory (text and JSON) says what every string value is, the +subclass form, and periods not moments."""
+    text = inventory.markdown()
+    assert "Every string value sent is one of:" in text and "Times:" in text
+    assert "usagetrace.params.set" in text and "usagetrace.kwargs.names" not in text
+    assert "+subclass" in text and "periods, not moments" in text
+    data = inventory.to_json()
+    assert data["strings"] == list(allowlist.STRING_SOURCES) and data["times"] == list(allowlist.TIMES)
