@@ -21,6 +21,7 @@ __all__ = [
     "BLOCKED_VALUES",
     "DECLARED_NAME",
     "EXCEPTION_NAME",
+    "HEX_ID",
     "FIELDS",
     "IDENTIFIER",
     "INVALID_UTF8",
@@ -31,6 +32,7 @@ __all__ = [
     "NAME_SHAPES",
     "QUALIFIED_NAME",
     "REPLACEMENT_CHARACTER",
+    "TOKEN",
     "TRUNCATE",
     "VERSION",
     "Check",
@@ -102,11 +104,17 @@ DECLARED_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$"
 #: A declared measurement's value: one of its declared values, true/false, or "(numeric)".
 MEASUREMENT_VALUE = r"^(?:[(]numeric[)]|[A-Za-z0-9][A-Za-z0-9._-]*)$"
 
-#: The string attributes whose values must have a name's shape (and
-#: :data:`NAME_LENGTH`); any other value is replaced by :data:`MASK`. The one
+#: Values from a fixed list usagetrace sends (outcomes, kinds, contexts, OS, CI ...): a lowercase token.
+TOKEN = r"^[a-z0-9][a-z0-9_.-]*$"
+#: Random ids and hashes: lowercase hexadecimal, UUIDs with their dashes.
+HEX_ID = r"^[0-9a-f][0-9a-f-]*$"
+
+#: The string attributes whose values must have a name's, token's or id's shape
+#: (and :data:`NAME_LENGTH`); any other value is replaced by :data:`MASK`. The one
 #: list of these rules: the generated collector config and ``usagetrace collect``
 #: both read it (:func:`shape_of`, :func:`masked`).
 NAME_SHAPES: dict[str, str] = {
+    "service.name": QUALIFIED_NAME,
     "code.function.name": QUALIFIED_NAME,
     "usagetrace.module": QUALIFIED_NAME,
     "error.type": EXCEPTION_NAME,
@@ -115,6 +123,30 @@ NAME_SHAPES: dict[str, str] = {
     "usagetrace.event.name": DECLARED_NAME,
     "usagetrace.measurement": DECLARED_NAME,
     "usagetrace.measurement.value": MEASUREMENT_VALUE,
+    # allowlisted enums
+    "usagetrace.outcome": TOKEN,
+    "usagetrace.drop.reason": TOKEN,
+    "usagetrace.callable.kind": TOKEN,
+    "usagetrace.run.context": TOKEN,
+    "usagetrace.upload": TOKEN,
+    "usagetrace.consent.policy": TOKEN,
+    "usagetrace.consent.source": TOKEN,
+    "usagetrace.ci.provider": TOKEN,
+    "usagetrace.crash.thread": TOKEN,
+    "usagetrace.page.kind": TOKEN,
+    "usagetrace.email.action": TOKEN,
+    "os.type": TOKEN,
+    "host.arch": TOKEN,
+    "process.runtime.name": TOKEN,
+    "telemetry.sdk.name": TOKEN,
+    "telemetry.sdk.language": TOKEN,
+    "telemetry.distro.name": TOKEN,
+    # ids and hashes
+    "usagetrace.install.id": HEX_ID,
+    "usagetrace.session.id": HEX_ID,
+    "usagetrace.exception.signature": HEX_ID,
+    "usagetrace.user.hash": HEX_ID,
+    "usagetrace.email.recipient.hash": HEX_ID,
 }
 #: Items of these ``string[]`` attributes must be identifiers, else the whole attribute is deleted.
 ITEM_SHAPES: dict[str, str] = {
