@@ -49,8 +49,10 @@ MAX_EVENTS = 4
 
 #: Appended to ``error.type``/``exception.type`` when the exception's own class
 #: is not the package's, a builtin or the standard library's: the name sent is
-#: then its nearest base class that is (``ValueError+subclass``).
-SUBCLASS_SUFFIX = "+subclass"
+#: then its nearest base class that is (``ValueError+subclass``). Defined where
+#: the names are made (``sanitize``, imported by the recorder: a failing call
+#: imports nothing).
+from .sanitize import SUBCLASS_SUFFIX  # noqa: E402
 
 #: Prefix under which a maintainer's *declared* command/event measurements
 #: travel (``usagetrace.command(..., measures={"flowgroups": int})``). Only

@@ -19,6 +19,10 @@ def _identifier(text: str) -> str:
     return cleaned[:_MAX_NAME] or "_"
 
 
+#: Appended to the name of the nearest sendable base class (see :func:`type_name`);
+#: ``allowlist.SUBCLASS_SUFFIX`` (documented there) is this very constant.
+SUBCLASS_SUFFIX = "+subclass"
+
 _NAMES: dict = {}  # (id(type), package) -> (type, name); bounded (dynamically made classes must not pile up)
 _MAX_NAMES = 1024
 
@@ -34,7 +38,7 @@ def type_name(exc_type: type, package: str) -> str:
     word). Any other class (the host's own, a third-party library's) is sent
     as its nearest such base class in the MRO plus a suffix:
     ``acme.billing.SecretError(ValueError)`` becomes ``ValueError+subclass``
-    (``allowlist.SUBCLASS_SUFFIX``).
+    (:data:`SUBCLASS_SUFFIX`).
     """
     key = (id(exc_type), package)  # by id: a metaclass's __hash__ is the host's code
     entry = _NAMES.get(key)
@@ -48,8 +52,6 @@ def type_name(exc_type: type, package: str) -> str:
 
 
 def _type_name(exc_type: type, package: str) -> str:
-    from .allowlist import SUBCLASS_SUFFIX  # here, not at import: the first failed call pays for it
-
     try:
         mro = type.__dict__["__mro__"].__get__(exc_type)
     except Exception:
@@ -101,25 +103,26 @@ _STDLIB_39: set = set()
 
 
 def _stdlib_39() -> set:
-    """Python 3.9: the top-level modules found in the interpreter's own library directories."""
-    if not _STDLIB_39:
-        import os
-        import sysconfig
+    """Python 3.9: the top-level modules in the interpreter's own library directory (where ``os`` lives).
 
+    Nothing is imported for it (the host's ``sys.modules`` stays as it was): ``os``
+    is always loaded, and its directory is the standard library's.
+    """
+    if not _STDLIB_39:
+        os = sys.modules["os"]
+        root = os.path.dirname(os.__file__)
         found = {"__future__"}
-        for key in ("stdlib", "platstdlib"):
-            root = sysconfig.get_paths().get(key)
-            for folder in (root, os.path.join(root, "lib-dynload") if root else None):
-                try:
-                    entries = os.listdir(folder) if folder else ()
-                except OSError:
+        for folder in (root, os.path.join(root, "lib-dynload")):
+            try:
+                entries = os.listdir(folder)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry in ("site-packages", "dist-packages"):
                     continue
-                for entry in entries:
-                    if entry in ("site-packages", "dist-packages"):
-                        continue
-                    name = entry.partition(".")[0]
-                    if name.isidentifier():
-                        found.add(name)
+                name = entry.partition(".")[0]
+                if name.isidentifier():
+                    found.add(name)
         _STDLIB_39.update(found)
     return _STDLIB_39
 
