@@ -163,10 +163,15 @@ class World:
         })
 
     def run(self, *args: str, **extra) -> subprocess.CompletedProcess:
+        before = self._cwd_files()
         proc = subprocess.run([sys.executable, str(self.cwd / "run_zq.py"), *args], cwd=str(self.cwd),
                               capture_output=True, text=True, env=self.env(**extra), timeout=120)
         assert proc.returncode == 0, proc.stderr
+        assert self._cwd_files() == before  # usagetrace writes nothing where the person works
         return proc
+
+    def _cwd_files(self) -> set:
+        return {p for p in self.cwd.rglob("*") if "__pycache__" not in p.parts}
 
     def python(self, code: str, **extra) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-c", code], cwd=str(self.cwd), capture_output=True, text=True,
