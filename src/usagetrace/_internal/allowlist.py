@@ -355,6 +355,9 @@ NEVER_SENT = (
     "environment variable values, including OTEL_RESOURCE_ATTRIBUTES",
     "current directory, command-line option values, full URLs and query strings",
     "e-mail addresses and app user ids (only salted hashes)",
+    "keys passed through `**kwargs` (only how many), and the caller's own exception classes, modules and callback "
+    "names (an exception class of the caller's is sent as its builtin, standard-library or package base class)",
+    "the time of day of anything in a daily or weekly upload",
 )
 
 
