@@ -263,7 +263,8 @@ def generate(seed: int = 7) -> Truth:
                     dur = rng.randrange(1, 50) * 10**6
                     spans.append(_span(next(ids), next(ids), fn, base + j * NS, dur, attrs, kind=1 if j else 0))
                     t.spans.append({"package": inst.package, "install": inst.id, "version": version, "day": day,
-                                    "name": fn, "fn": fn, "module": mod, "error": False, "duration": dur})
+                                    "name": fn, "fn": fn, "module": mod, "error": False, "duration": dur,
+                                    "params": ["sep"] if j == 1 else []})
                 for et in by_type:
                     sig, stack = _signature(fn, et)
                     attrs = [_kv("code.function.name", fn), _kv("usagetrace.module", mod), _kv("error.type", et),

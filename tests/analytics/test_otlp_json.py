@@ -195,3 +195,25 @@ def test_deeply_nested_line_is_skipped_with_its_own_number(truth, tmp_path):
     want = sum(len(sc["spans"]) for t in truth.lines[:10] for rs in json.loads(t).get("resourceSpans", [])
                for sc in rs["scopeSpans"] if sc["scope"].get("name") == "usagetrace")
     assert e.counts()["spans"] == want
+
+
+def test_array_values_of_any_shape_read_without_losing_lines(tmp_path):
+    """usagetrace.params.set arrays are read from any shape a writer sends: strings kept, the rest ignored, no line lost."""
+    def line(value):
+        return json.dumps({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "hp"}},
+                                        {"key": "usagetrace.install.id", "value": {"stringValue": "i1"}}]},
+            "scopeSpans": [{"scope": {"name": "usagetrace"}, "spans": [{
+                "name": "hp.f", "traceId": "00", "spanId": "01", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                "attributes": [{"key": "code.function.name", "value": {"stringValue": "hp.f"}},
+                               {"key": "usagetrace.params.set", "value": value}]}]}]}]})
+
+    values = [{"arrayValue": "x"}, {"arrayValue": {"values": "oops"}}, {"arrayValue": 5}, {"arrayValue": None},
+              {"arrayValue": {"values": [1, {"intValue": "3"}, {"stringValue": "sep"}, [1]]}}, {"arrayValue": []},
+              {"stringValue": "sep"}, {"arrayValue": {"values": [{"stringValue": "sep"}, {"stringValue": "mode"}]}}]
+    p = tmp_path / "arrays.jsonl"
+    p.write_text("\n".join(line(v) for v in values) + "\n")
+    e = DuckDBEngine.from_path(p)
+    assert e.warnings == [] and e.counts()["spans"] == len(values)
+    got = {(r["parameter"], r["sampled_calls"]) for r in Analytics(e, package="hp", k=1).parameters()}
+    assert got == {("sep", 2), ("mode", 1)}
