@@ -203,8 +203,12 @@ _COMPILED: dict = {}
 
 
 def _python_re(pattern: str):
-    """``pattern`` (RE2 syntax) compiled with Python's ``re``: Unicode identifier classes become ``str.isidentifier``
-    checks via ``\\w``-based equivalents (XID classes are approximated by ``[^\\W\\d]`` and ``\\w``)."""
+    """``pattern`` (RE2 syntax) compiled with Python's ``re``.
+
+    The identifier classes (``\\p{L}`` ...) become ``[^\\W\\d]\\w*``: the same for
+    every identifier Python accepts; a few exotic code points may be decided
+    differently (the parity test checks a corpus of names and hostile values).
+    """
     import re
 
     compiled = _COMPILED.get(pattern)
