@@ -265,7 +265,7 @@ def scenario_otel() -> dict:
 
     # the same span attributes and a resource of the same shape as usagetrace's, for a like-for-like row
     span_attrs = {"code.function.name": "pkg.f", "usagetrace.module": "pkg", "usagetrace.callable.kind": "function",
-                  "usagetrace.args.count": 1, "usagetrace.kwargs.names": ["b"]}
+                  "usagetrace.args.count": 1, "usagetrace.params.set": ["b"], "usagetrace.kwargs.extra": 0}
     resource = Resource({f"resource.key{i}": f"value-{i}" for i in range(17)})
     tp2 = TracerProvider(resource=resource)
     bsp2 = BatchSpanProcessor(EncodeDiscard(), max_queue_size=1_000_000)

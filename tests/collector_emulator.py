@@ -575,6 +575,22 @@ class Statement:
         return self.value(node, c)
 
     def setter(self, node: tuple) -> Callable:
+        if node[0] == "path" and len(node[2]) == 1 and isinstance(node[2][0], str):
+            # set(attributes["key"], "text"): OTTL sets (or adds) that key of the map
+            getter, key = resolve(self.context, node[1])[0], node[2][0]
+
+            def set_key(c: Ctx, value: Any) -> None:
+                m = getter(c)
+                if not isinstance(m, AttrMap) or not isinstance(value, str):
+                    raise OTTLError(f"cannot set {node} to {value!r}")
+                if key in m.keys():
+                    m.put_str(key, value)
+                else:
+                    from rotel_sdk.open_telemetry.common.v1 import AnyValue, KeyValue
+
+                    m.write(m.kvs() + [KeyValue(key, AnyValue(value))])
+
+            return set_key
         if node[0] != "path" or node[2]:
             raise OTTLError(f"cannot set {node}")
         setter = resolve(self.context, node[1])[1]

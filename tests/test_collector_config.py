@@ -568,3 +568,23 @@ def test_otelcol_contrib_validate(name, tmp_path):
     args = [binary, "validate"] + [f"--config={CONFIG_DIR / f}" for f in VARIANTS[name]]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_name_shapes_python_and_re2_agree():
+    """collector_rules.masked/clean_names (Python re, for `usagetrace collect`) decide as the generated RE2 config does."""
+    re2 = _re2()
+    length = re2.compile(collector_rules.NAME_LENGTH)
+    samples = ["mypkg.io.read_table", "ValueError+subclass", "mypkg.E+subclass", "a+subclass+subclass", "名前.関数",
+               "mycli run", "export:csv/x-y", " lead", "x\n", "x\ny", "=HYPERLINK(1)", "+cmd|x", "-1", "@a",
+               "\x1b[2J", "alice@example.com", "a..b", "_", "1abc", "(numeric)", "dev", "a" * 256, "a" * 257,
+               "é" * 256, "é" * 257, "€", "𝄞", "x\u200by", ""]
+    for key, pattern in collector_rules.NAME_SHAPES.items():
+        rx = re2.compile(pattern)
+        for value in samples:
+            go = bool(rx.search(value)) and bool(length.search(value))
+            assert (collector_rules.masked(key, value) == value) == go, (key, value)
+    assert collector_rules.clean_names({"usagetrace.params.set": ["sep", "x y"], "code.function.name": "=1",
+                                        "usagetrace.args.count": 2}) == {
+        "code.function.name": collector_rules.MASK, "usagetrace.args.count": 2}
+    assert collector_rules.clean_names({"usagetrace.params.set": ["sep", "名前"]}) == {
+        "usagetrace.params.set": ["sep", "名前"]}

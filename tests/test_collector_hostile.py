@@ -205,7 +205,7 @@ def build_traces() -> tuple[bytes, dict]:
         "hostilepkg.ok",
         **{
             "code.function.name": "hostilepkg.ok",
-            "usagetrace.kwargs.names": ["sep", "café", "名前"],
+            "usagetrace.params.set": ["sep", "café", "名前"],
             "usagetrace.args.count": 2,
             "usagetrace.command.line": "run --to " + " ".join(EMAILS + ADDRESSES),
             "process.exit.code": 0,
@@ -222,18 +222,18 @@ def build_traces() -> tuple[bytes, dict]:
     put(bad_event.attributes, "exception.type", canary())
     expect["spans"]["hostilepkg.ok"] = {
         "code.function.name": "hostilepkg.ok",
-        "usagetrace.kwargs.names": ["sep", "café", "名前"],
+        "usagetrace.params.set": ["sep", "café", "名前"],
         "usagetrace.args.count": 2,
         "process.exit.code": 0,
     }
 
     # kept with the attribute removed: arrays that are too long or hold non-names
-    span("hostilepkg.toolong", **{"usagetrace.kwargs.names": [f"k{i}" for i in range(allowlist.MAX_ARRAY_ITEMS + 1)]})
-    span("hostilepkg.notnames", **{"usagetrace.kwargs.names": ["sep", canary("@example.com")]})
-    span("hostilepkg.nested", **{"usagetrace.kwargs.names": ["sep", {"x": canary()}]})
+    span("hostilepkg.toolong", **{"usagetrace.params.set": [f"k{i}" for i in range(allowlist.MAX_ARRAY_ITEMS + 1)]})
+    span("hostilepkg.notnames", **{"usagetrace.params.set": ["sep", canary("@example.com")]})
+    span("hostilepkg.nested", **{"usagetrace.params.set": ["sep", {"x": canary()}]})
     span("hostilepkg.typed", **{a: HOSTILE_FOR_KEY[t]() for a, t in (
         ("usagetrace.args.count", "int"), ("usagetrace.module", "string"), ("code.function.name", "string"),
-        ("usagetrace.kwargs.names", "string[]"))})
+        ("usagetrace.params.set", "string[]"))})
     for name in ("hostilepkg.toolong", "hostilepkg.notnames", "hostilepkg.nested", "hostilepkg.typed"):
         expect["spans"][name] = {}
 
@@ -253,7 +253,23 @@ def build_traces() -> tuple[bytes, dict]:
         name = f"hostilepkg.long{i}"
         chunk = dict(zip(STRING_SPAN_KEYS, (WIDTHS[w] * n for w, n in values[i:i + per_span])))
         span(name, **chunk)
-        expect["spans"][name] = {k: v[:CAP] for k, v in chunk.items()}
+        expect["spans"][name] = {k: collector_rules.masked(k, v) if k in collector_rules.NAME_SHAPES else v[:CAP]
+                                 for k, v in chunk.items()}
+
+    # names of the wrong shape (spreadsheet formulas, terminal escapes, data) are masked
+    hostile_names = {
+        "code.function.name": "=HYPERLINK(\"http://evil\")",
+        "usagetrace.module": "\x1b]0;owned\x07",
+        "error.type": "acme_internal.Secret+subclass+x",
+        "usagetrace.command.name": "+cmd|' /C calc'!A0",
+        "usagetrace.event.name": "\x1b[2J",
+    }
+    span("hostilepkg.badnames", **hostile_names)
+    expect["spans"]["hostilepkg.badnames"] = {k: collector_rules.MASK for k in hostile_names}
+    good_names = {"error.type": "ValueError+subclass", "usagetrace.command.name": "my-cli run:all",
+                  "usagetrace.event.name": "session_start", "usagetrace.module": "hostilepkg.io"}
+    span("hostilepkg.goodnames", **good_names)
+    expect["spans"]["hostilepkg.goodnames"] = good_names
 
     # 2. not usagetrace's scope, and 3. no service.name: dropped whole
     other = req.resource_spans.add()
@@ -425,7 +441,7 @@ def test_hostile_traces_leave_nothing_identifying(sink, emulated_collector):
             if isinstance(value, str):
                 assert len(value) <= CAP
             if isinstance(value, list):
-                assert key == "usagetrace.kwargs.names" and len(value) <= allowlist.MAX_ARRAY_ITEMS
+                assert key == "usagetrace.params.set" and len(value) <= allowlist.MAX_ARRAY_ITEMS
         for absent in ("toolong", "notnames", "nested", "typed"):
             if name == f"hostilepkg.{absent}":
                 assert set(got) - {"usagetrace.args.count"} == set(), (name, got)

@@ -185,3 +185,13 @@ def test_a_packages_examples_name_only_what_it_has(tmp_path, monkeypatch):
     text = inventory.markdown(inventory.scan("mylib"))
     assert "mycli" not in text and "read_table" not in text and "mypkg" not in text
     assert "`mylib:greet:12`" in text and "`mylib --option *****`" in text
+
+
+def test_inventory_states_where_strings_come_from_and_how_times_are_sent():
+    """The inventory (text and JSON) says what every string value is, the +subclass form, and periods not moments."""
+    text = inventory.markdown()
+    assert "Every string value sent is one of:" in text and "Times:" in text
+    assert "usagetrace.params.set" in text and "usagetrace.kwargs.names" not in text
+    assert "+subclass" in text and "periods, not moments" in text
+    data = inventory.to_json()
+    assert data["strings"] == list(allowlist.STRING_SOURCES) and data["times"] == list(allowlist.TIMES)

@@ -135,16 +135,16 @@ def test_allowlist_is_enforced_at_export():
         {
             "code.function.name": "x" * 1000,
             "host.name": "laptop",
-            "usagetrace.kwargs.names": [str(i) for i in range(100)] + [object()],
+            "usagetrace.params.set": [str(i) for i in range(100)] + [object()],
             "user.email": "a@b.c",
             "usagetrace.args.count": 3,
             "usagetrace.module": {"nested": "dict"},
         },
         allowlist.allowed_keys("span"),
     )
-    assert set(cleaned) == {"code.function.name", "usagetrace.kwargs.names", "usagetrace.args.count"}
+    assert set(cleaned) == {"code.function.name", "usagetrace.params.set", "usagetrace.args.count"}
     assert len(cleaned["code.function.name"]) == allowlist.MAX_VALUE_LENGTH
-    assert len(cleaned["usagetrace.kwargs.names"]) == allowlist.MAX_ARRAY_ITEMS
+    assert len(cleaned["usagetrace.params.set"]) == allowlist.MAX_ARRAY_ITEMS
 
 
 def test_allowlist_keys_are_unique_and_documented():

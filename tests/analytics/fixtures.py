@@ -259,11 +259,12 @@ def generate(seed: int = 7) -> Truth:
                              _kv("usagetrace.callable.kind", "method" if fn.count(".") > 2 else "function"),
                              _kv("usagetrace.args.count", j)]
                     if j == 1:
-                        attrs.append(_kv("usagetrace.kwargs.names", ["sep"]))
+                        attrs.append(_kv("usagetrace.params.set", ["sep"]))
                     dur = rng.randrange(1, 50) * 10**6
                     spans.append(_span(next(ids), next(ids), fn, base + j * NS, dur, attrs, kind=1 if j else 0))
                     t.spans.append({"package": inst.package, "install": inst.id, "version": version, "day": day,
-                                    "name": fn, "fn": fn, "module": mod, "error": False, "duration": dur})
+                                    "name": fn, "fn": fn, "module": mod, "error": False, "duration": dur,
+                                    "params": ["sep"] if j == 1 else []})
                 for et in by_type:
                     sig, stack = _signature(fn, et)
                     attrs = [_kv("code.function.name", fn), _kv("usagetrace.module", mod), _kv("error.type", et),

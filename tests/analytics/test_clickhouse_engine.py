@@ -18,7 +18,7 @@ QUESTIONS = [
     ("overview", {}), ("feature_usage", {}), ("rollup", {"level": "module"}), ("rollup", {"level": "class"}),
     ("adoption", {"interval": "day"}), ("adoption", {"interval": "week"}), ("python_versions", {}),
     ("platforms", {}), ("run_contexts", {}), ("error_rates", {}), ("exceptions", {}), ("signatures", {}),
-    ("crashes", {}), ("commands", {}), ("command_measures", {}), ("events", {}), ("page_views", {}),
+    ("parameters", {}), ("crashes", {}), ("commands", {}), ("command_measures", {}), ("events", {}), ("page_views", {}),
     ("page_activity", {"path": "/"}), ("user_activity", {}), ("user_count", {}), ("user_count_by_path", {}),
     ("callbacks", {}), ("dropped", {}),
 ]

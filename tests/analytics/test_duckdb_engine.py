@@ -138,6 +138,17 @@ def test_error_rates_and_exception_versions(a, truth):
     assert keyerr["last_version"] == "1.0.0" and keyerr["in_latest"] is False  # fixed in 1.1.0
 
 
+def test_parameters_set_come_from_sampled_spans(a, truth):
+    """Parameters set (usagetrace.params.set): sampled calls and distinct installs per function, small groups removed."""
+    spans = [s for s in truth.spans if s["package"] == fixtures.PKG and s.get("params")]
+    sampled = Counter((s["fn"], p) for s in spans for p in s["params"])
+    installs = {key: {s["install"] for s in spans if (s["fn"], key[1]) == key} for key in sampled}
+    expected = {key: (n, len(installs[key])) for key, n in sampled.items() if len(installs[key]) >= K}
+    got = {(r["function"], r["parameter"]): (r["sampled_calls"], r["installs"]) for r in a.parameters()
+           if r["function"] != "(other)"}
+    assert got == expected and expected
+
+
 def test_signatures_come_from_error_spans(a, truth):
     """Stack signatures, sample counts and stack traces come from the sampled error spans."""
     spans = [s for s in truth.spans if s["package"] == fixtures.PKG and s["error"] and "fn" in s]

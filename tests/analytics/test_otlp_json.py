@@ -178,3 +178,42 @@ def test_scan_file_repairs_instead_of_stopping(tmp_path):
     result = otlp_json.scan_file(p)
     assert (result.good_lines, result.repaired_lines, result.problems) == (3, 1, [])
     assert len(result.notes(p)) == 1
+
+
+def test_deeply_nested_line_is_skipped_with_its_own_number(truth, tmp_path):
+    """A line nested deeper than the JSON parser allows (RecursionError) is skipped and named; every later line loads."""
+    lines = list(truth.lines[:10])
+    deep = '{"resourceSpans": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    lines.insert(4, deep)  # line 5
+    p = tmp_path / "deep.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    result = otlp_json.scan_file(p)
+    assert [(pr.line, pr.reason) for pr in result.problems] == [(5, "invalid JSON (nested too deeply)")]
+    assert result.good_lines == 10
+    e = DuckDBEngine.from_path(p)
+    assert e.skipped_lines == 1 and any(f"{p}:5:" in w for w in e.warnings), e.warnings
+    want = sum(len(sc["spans"]) for t in truth.lines[:10] for rs in json.loads(t).get("resourceSpans", [])
+               for sc in rs["scopeSpans"] if sc["scope"].get("name") == "usagetrace")
+    assert e.counts()["spans"] == want
+
+
+def test_array_values_of_any_shape_read_without_losing_lines(tmp_path):
+    """usagetrace.params.set arrays are read from any shape a writer sends: strings kept, the rest ignored, no line lost."""
+    def line(value):
+        return json.dumps({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "hp"}},
+                                        {"key": "usagetrace.install.id", "value": {"stringValue": "i1"}}]},
+            "scopeSpans": [{"scope": {"name": "usagetrace"}, "spans": [{
+                "name": "hp.f", "traceId": "00", "spanId": "01", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                "attributes": [{"key": "code.function.name", "value": {"stringValue": "hp.f"}},
+                               {"key": "usagetrace.params.set", "value": value}]}]}]}]})
+
+    values = [{"arrayValue": "x"}, {"arrayValue": {"values": "oops"}}, {"arrayValue": 5}, {"arrayValue": None},
+              {"arrayValue": {"values": [1, {"intValue": "3"}, {"stringValue": "sep"}, [1]]}}, {"arrayValue": []},
+              {"stringValue": "sep"}, {"arrayValue": {"values": [{"stringValue": "sep"}, {"stringValue": "mode"}]}}]
+    p = tmp_path / "arrays.jsonl"
+    p.write_text("\n".join(line(v) for v in values) + "\n")
+    e = DuckDBEngine.from_path(p)
+    assert e.warnings == [] and e.counts()["spans"] == len(values)
+    got = {(r["parameter"], r["sampled_calls"]) for r in Analytics(e, package="hp", k=1).parameters()}
+    assert got == {("sep", 2), ("mode", 1)}

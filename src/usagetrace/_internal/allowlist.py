@@ -27,6 +27,9 @@ __all__ = [
     "NEVER_SENT",
     "SCOPE_NAME",
     "SPAN_NAMES",
+    "STRING_SOURCES",
+    "SUBCLASS_SUFFIX",
+    "TIMES",
     "VERSION_KEYS",
     "Attr",
     "Metric",
@@ -43,6 +46,13 @@ MAX_ARRAY_ITEMS = 32
 MAX_ATTRIBUTES = 32
 #: Span events per span (only ``exception`` events are sent; a span records one).
 MAX_EVENTS = 4
+
+#: Appended to ``error.type``/``exception.type`` when the exception's own class
+#: is not the package's, a builtin or the standard library's: the name sent is
+#: then its nearest base class that is (``ValueError+subclass``). Defined where
+#: the names are made (``sanitize``, imported by the recorder: a failing call
+#: imports nothing).
+from .sanitize import SUBCLASS_SUFFIX  # noqa: E402
 
 #: Prefix under which a maintainer's *declared* command/event measurements
 #: travel (``usagetrace.command(..., measures={"flowgroups": int})``). Only
@@ -152,9 +162,37 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "function, method, classmethod, staticmethod, constructor, coroutine, generator or asyncgen.",
         "function",
     ),
-    Attr("usagetrace.args.count", "span", "int", "Number of positional arguments (never their values).", "2"),
-    Attr("usagetrace.kwargs.names", "span", "string[]", "Sorted keyword-argument names (never values).", '["sep"]'),
-    Attr("error.type", "span", "string", "Qualified exception type when the call failed.", "ValueError"),
+    Attr(
+        "usagetrace.args.count",
+        "span",
+        "int",
+        "Number of positional parameters given a value, by position or by keyword (Python binds both alike), plus "
+        "extra `*args`; self/cls and a parameter holding its default object not counted. Never the values.",
+        "2",
+    ),
+    Attr(
+        "usagetrace.params.set",
+        "span",
+        "string[]",
+        "Sorted names of the function's declared parameters with a default that were given another object than "
+        "that default (identity), by position or by keyword. Names from the package's own signature, never values.",
+        '["sep"]',
+    ),
+    Attr(
+        "usagetrace.kwargs.extra",
+        "span",
+        "int",
+        "How many extra `**kwargs` entries the call passed (their keys are the caller's data: never sent).",
+        "0",
+    ),
+    Attr(
+        "error.type",
+        "span",
+        "string",
+        "Qualified exception class when the call failed: a class of the package, of builtins or of the "
+        "standard library; any other class is sent as its nearest such base class plus \"+subclass\".",
+        "ValueError+subclass",
+    ),
     Attr(
         "usagetrace.exception.signature",
         "span",
@@ -163,7 +201,13 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "a1b2c3d4e5f6",
     ),
     # --- span event "exception" ---------------------------------------------
-    Attr("exception.type", "event", "string", "Qualified exception type (never its message).", "KeyError"),
+    Attr(
+        "exception.type",
+        "event",
+        "string",
+        "Qualified exception class, as error.type (never its message).",
+        "KeyError",
+    ),
     Attr(
         "exception.stacktrace",
         "event",
@@ -311,6 +355,30 @@ NEVER_SENT = (
     "environment variable values, including OTEL_RESOURCE_ATTRIBUTES",
     "current directory, command-line option values, full URLs and query strings",
     "e-mail addresses and app user ids (only salted hashes)",
+    "keys passed through `**kwargs` (only how many), and the caller's own exception classes, modules and callback "
+    "names (an exception class of the caller's is sent as its builtin, standard-library or package base class)",
+    "the time of day of anything in a daily or weekly upload",
+)
+
+
+#: Where every string value sent comes from (rendered by ``usagetrace inventory``).
+STRING_SOURCES = (
+    "a qualified name of the package's own code (functions, modules, parameter names, its exception classes)",
+    "a value the maintainer declared (command, event and measurement names and allowed values)",
+    "an allowlisted enum (outcome, callable kind, run context, drop reason ...)",
+    "a hash (install id, exception signature, salted user and recipient hashes)",
+    "a fixed format (versions, ``module:function:line`` frames, a masked command line)",
+    "exception classes only by name of the package's, builtins' or the standard library's; any other class "
+    "as its nearest such base class plus \"+subclass\" (ValueError+subclass)",
+)
+
+#: How times are sent, per upload mode (rendered by ``usagetrace inventory``).
+TIMES = (
+    "realtime: each span carries its start and end, and each metric point the interval since the previous "
+    "export, to the nanosecond",
+    "daily and weekly: periods, not moments. Every metric point starts at the period's first nanosecond "
+    "(00:00 UTC; Monday 00:00 UTC for weekly) and ends at its last; every exemplar span starts at the period's "
+    "start and lasts as long as the call did (durations stay, the time of day does not)",
 )
 
 

@@ -137,10 +137,21 @@ def _attribute_statements(where: str, extra_keys: Sequence[str] = ()) -> list[st
                 f"not IsMatch({ref}, {ottl_string(rules.VERSION)})"
             )
     for a in attrs:
+        pattern = rules.NAME_SHAPES.get(a.key)
+        if pattern is None:
+            continue
+        # A name of the wrong shape is data, not a name: masked (collector_rules.NAME_SHAPES).
+        ref = _attr(a.key)
+        out.append(
+            f"set({ref}, {ottl_string(rules.MASK)}) where {ref} != nil and "
+            f"(not IsMatch({ref}, {ottl_string(pattern)}) or not IsMatch({ref}, {ottl_string(rules.NAME_LENGTH)}))"
+        )
+    for a in attrs:
         if a.type != "string[]":
             continue
         # The SDK sends at most MAX_ARRAY_ITEMS identifiers; anything else came
         # from a modified client, and the whole attribute goes (fail closed).
+        item_pattern = rules.ITEM_SHAPES[a.key]
         ref = _attr(a.key)
         out.append(
             f"delete_key(attributes, {ottl_string(a.key)}) where {ref} != nil and "
@@ -150,7 +161,7 @@ def _attribute_statements(where: str, extra_keys: Sequence[str] = ()) -> list[st
             item = f"{ref}[{i}]"
             out.append(
                 f"delete_key(attributes, {ottl_string(a.key)}) where {ref} != nil and Len({ref}) > {i} and "
-                f"(not IsString({item}) or not IsMatch({item}, {ottl_string(rules.IDENTIFIER)}) "
+                f"(not IsString({item}) or not IsMatch({item}, {ottl_string(item_pattern)}) "
                 f"or not IsMatch({item}, {ottl_string(rules.NAME_LENGTH)}))"
             )
     out += [
@@ -252,7 +263,7 @@ def render(extra_keys: Iterable[str] = ()) -> str:
     lines += [
         "",
         "  # Per place: only that place's keys, each of its declared type; versions and",
-        "  # keyword names format-checked; invalid UTF-8 replaced; values cut to",
+        "  # parameter names format-checked; names of the wrong shape masked; invalid UTF-8 replaced; values cut to",
         f"  # {allowlist.MAX_VALUE_LENGTH} characters (never inside a character); free-text fields cleared.",
         "  transform/allowlist:",
         "    error_mode: ignore",

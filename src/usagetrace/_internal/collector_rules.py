@@ -19,17 +19,26 @@ from . import allowlist
 
 __all__ = [
     "BLOCKED_VALUES",
+    "DECLARED_NAME",
+    "EXCEPTION_NAME",
+    "HEX_ID",
     "FIELDS",
     "IDENTIFIER",
     "INVALID_UTF8",
+    "ITEM_SHAPES",
     "MASK",
+    "MEASUREMENT_VALUE",
     "NAME_LENGTH",
+    "NAME_SHAPES",
     "QUALIFIED_NAME",
     "REPLACEMENT_CHARACTER",
+    "TOKEN",
     "TRUNCATE",
     "VERSION",
     "Check",
     "Handling",
+    "clean_names",
+    "masked",
 ]
 
 # --- value patterns -------------------------------------------------------------
@@ -79,11 +88,70 @@ VERSION = r"^(?:unknown|v?[0-9][0-9A-Za-z.+!_-]{0,63})$"
 
 # A Python identifier: XID_Start (letters, letter numbers, "_") then XID_Continue.
 _ID = r"[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*"
-#: One Python identifier (items of ``usagetrace.kwargs.names``): a ``**{...}``
-#: key that is not an identifier is data, not a keyword name.
+#: One Python identifier (items of ``usagetrace.params.set``: parameter names
+#: from the package's own signatures).
 IDENTIFIER = rf"^{_ID}$"
-#: Span names: a dotted qualified name (``mypkg.io.read_table``, ``usagetrace.command``).
+#: Span names, function and module names: a dotted qualified name
+#: (``mypkg.io.read_table``, ``usagetrace.command``).
 QUALIFIED_NAME = rf"^{_ID}(?:[.]{_ID})*$"
+#: Exception class names: a dotted qualified name, optionally marked as a subclass
+#: of that class (``ValueError+subclass``, see ``sanitize.type_name``).
+EXCEPTION_NAME = rf"^{_ID}(?:[.]{_ID})*(?:[+]{allowlist.SUBCLASS_SUFFIX[1:]})?$"
+#: Command and event names, as ``events.py`` and the CLI integrations accept them:
+#: an ASCII letter or digit, then letters, digits, spaces and ``._:/-``
+#: (``mycli run``, ``export:csv``).
+DECLARED_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$"
+#: A declared measurement's value: one of its declared values, true/false, or "(numeric)".
+MEASUREMENT_VALUE = r"^(?:[(]numeric[)]|[A-Za-z0-9][A-Za-z0-9._-]*)$"
+
+#: Values from a fixed list usagetrace sends (outcomes, kinds, contexts, OS, CI ...): a lowercase token.
+TOKEN = r"^[a-z0-9][a-z0-9_.-]*$"
+#: Random ids and hashes: lowercase hexadecimal, UUIDs with their dashes.
+HEX_ID = r"^[0-9a-f][0-9a-f-]*$"
+
+#: The string attributes whose values must have a name's, token's or id's shape
+#: (and :data:`NAME_LENGTH`); any other value is replaced by :data:`MASK`. The one
+#: list of these rules: the generated collector config and ``usagetrace collect``
+#: both read it (:func:`shape_of`, :func:`masked`).
+NAME_SHAPES: dict[str, str] = {
+    "service.name": QUALIFIED_NAME,
+    "code.function.name": QUALIFIED_NAME,
+    "usagetrace.module": QUALIFIED_NAME,
+    "error.type": EXCEPTION_NAME,
+    "exception.type": EXCEPTION_NAME,
+    "usagetrace.command.name": DECLARED_NAME,
+    "usagetrace.event.name": DECLARED_NAME,
+    "usagetrace.measurement": DECLARED_NAME,
+    "usagetrace.measurement.value": MEASUREMENT_VALUE,
+    # allowlisted enums
+    "usagetrace.outcome": TOKEN,
+    "usagetrace.drop.reason": TOKEN,
+    "usagetrace.callable.kind": TOKEN,
+    "usagetrace.run.context": TOKEN,
+    "usagetrace.upload": TOKEN,
+    "usagetrace.consent.policy": TOKEN,
+    "usagetrace.consent.source": TOKEN,
+    "usagetrace.ci.provider": TOKEN,
+    "usagetrace.crash.thread": TOKEN,
+    "usagetrace.page.kind": TOKEN,
+    "usagetrace.email.action": TOKEN,
+    "os.type": TOKEN,
+    "host.arch": TOKEN,
+    "process.runtime.name": TOKEN,
+    "telemetry.sdk.name": TOKEN,
+    "telemetry.sdk.language": TOKEN,
+    "telemetry.distro.name": TOKEN,
+    # ids and hashes
+    "usagetrace.install.id": HEX_ID,
+    "usagetrace.session.id": HEX_ID,
+    "usagetrace.exception.signature": HEX_ID,
+    "usagetrace.user.hash": HEX_ID,
+    "usagetrace.email.recipient.hash": HEX_ID,
+}
+#: Items of these ``string[]`` attributes must be identifiers, else the whole attribute is deleted.
+ITEM_SHAPES: dict[str, str] = {
+    "usagetrace.params.set": IDENTIFIER,
+}
 #: Identifiers and names are also at most MAX_VALUE_LENGTH characters. (A separate
 #: pattern: a bounded repeat of a Unicode class is a very large RE2 program.)
 NAME_LENGTH = rf"^(?s).{{1,{allowlist.MAX_VALUE_LENGTH}}}$"
@@ -97,6 +165,57 @@ TRUNCATE = rf"^(?s)(.{{{allowlist.MAX_VALUE_LENGTH}}}).+$"
 #: Replacing them with the real U+FFFD makes the string valid UTF-8.
 INVALID_UTF8 = r"[\x{FFFD}-\x{FFFF}]"
 REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def masked(key: str, value: object) -> object:
+    """Apply :data:`NAME_SHAPES` to one attribute value the way the collector does (Python ``re``):
+    a string of the wrong shape or too long becomes :data:`MASK`; other values pass unchanged.
+
+    For ``usagetrace collect`` and tests; the patterns use only syntax Python's ``re``
+    and RE2 read alike, except ``\\p{..}`` classes, which this translates.
+    """
+    pattern = NAME_SHAPES.get(key)
+    if pattern is None or not isinstance(value, str):
+        return value
+    if not value or len(value) > allowlist.MAX_VALUE_LENGTH or not _python_re(pattern).fullmatch(value):
+        return MASK
+    return value
+
+
+def clean_names(attributes: dict) -> dict:
+    """Return ``attributes`` with :data:`NAME_SHAPES` values masked and :data:`ITEM_SHAPES` lists checked
+    (more than ``MAX_ARRAY_ITEMS`` items, or one that is not a short identifier string: the key is removed),
+    as the generated collector config does. Other keys and values are returned unchanged."""
+    out = {}
+    for key, value in attributes.items():
+        pattern = ITEM_SHAPES.get(key)
+        if pattern is not None:
+            if not isinstance(value, (list, tuple)) or len(value) > allowlist.MAX_ARRAY_ITEMS or not all(
+                isinstance(v, str) and 0 < len(v) <= allowlist.MAX_VALUE_LENGTH and _python_re(pattern).fullmatch(v)
+                for v in value
+            ):
+                continue
+        out[key] = masked(key, value)
+    return out
+
+
+_COMPILED: dict = {}
+
+
+def _python_re(pattern: str):
+    """``pattern`` (RE2 syntax) compiled with Python's ``re``.
+
+    The identifier classes (``\\p{L}`` ...) become ``[^\\W\\d]\\w*``: the same for
+    every identifier Python accepts; a few exotic code points may be decided
+    differently (the parity test checks a corpus of names and hostile values).
+    """
+    import re
+
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        text = pattern.replace(_ID, r"[^\W\d]\w*")
+        compiled = _COMPILED[pattern] = re.compile(text)
+    return compiled
 
 
 # --- field inventory --------------------------------------------------------------

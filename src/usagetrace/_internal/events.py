@@ -110,7 +110,7 @@ def record(
 
 def error_info(exc: BaseException, package: str) -> tuple:
     """Return ``(type name, in-package frames, signature)`` for an exception."""
-    type_name = sanitize.type_name(type(exc))
+    type_name = sanitize.type_name(type(exc), package)
     frames = sanitize.frames(exc.__traceback__, package)
     return (type_name, frames, sanitize.signature(type_name, frames))
 

@@ -370,6 +370,10 @@ def markdown(profile: Profile | None = None) -> str:
     if usable & {"command", "event"}:
         lines += ["", f"Maintainer-declared command/event measurements travel as `{allowlist.MEASURE_PREFIX}<name>` "
                   "(numbers, booleans or values from a declared list only)."]
+    lines += ["", "Every string value sent is one of:", ""]
+    lines += [f"- {item}" for item in allowlist.STRING_SOURCES]
+    lines += ["", "Times:", ""]
+    lines += [f"- {item}" for item in allowlist.TIMES]
     lines += ["", "Never sent:", ""]
     lines += [f"- {item}" for item in allowlist.NEVER_SENT]
     package = profile.package if profile is not None else _GENERIC_PACKAGE
@@ -393,7 +397,8 @@ def markdown(profile: Profile | None = None) -> str:
 
 def to_json(profile: Profile | None = None) -> dict:
     """The inventory as JSON-able data."""
-    data = {"attributes": rows(profile), "never_sent": list(allowlist.NEVER_SENT)}
+    data = {"attributes": rows(profile), "strings": list(allowlist.STRING_SOURCES), "times": list(allowlist.TIMES),
+            "never_sent": list(allowlist.NEVER_SENT)}
     if profile is not None:
         data.update(
             package=profile.package, version=profile.version, version_from=profile.version_from or None,

@@ -75,7 +75,7 @@ class FunctionStats:
     """Exact counters and sampling budget for one public callable."""
 
     __slots__ = ("name", "module", "kind", "ok", "err", "interrupted", "budget", "error_budget", "_exempt",
-                 "launcher", "marker", "off", "params", "defaults", "kwdefaults", "skip")
+                 "launcher", "marker", "off", "required", "optional", "kwoptional", "kwonly", "params", "skip")
 
     def __init__(self, name: str, module: str, kind: str, budget: int, error_budget: int) -> None:
         self.name = name
@@ -95,17 +95,32 @@ class FunctionStats:
         self.launcher = False
         self.marker = _Usage()
         self.marker.stats = self
-        #: The original's signature facts, to tell which arguments a caller gave (see ``call_attributes``).
-        self.params, self.defaults, self.kwdefaults, self.skip = 0, None, None, 0
+        #: The original's parameters, precomputed once (see ``signature_from`` and ``call_attributes``).
+        self.required, self.optional, self.kwoptional, self.kwonly, self.params, self.skip = 0, (), (), frozenset(), 0, 0
 
     def signature_from(self, func, bound: bool) -> None:
-        """Remember what ``call_attributes`` needs of ``func``; ``bound``: its first argument is self or cls."""
-        code = getattr(func, "__code__", None)
-        self.params = code.co_argcount if code is not None else 0
-        self.defaults = getattr(func, "__defaults__", None)
-        self.kwdefaults = getattr(func, "__kwdefaults__", None)
-        self.skip = 1 if bound else 0
+        """Remember what ``call_attributes`` needs of ``func``; ``bound``: its first argument is self or cls.
 
+        Precomputed at wrap time so a sampled call only compares objects:
+        ``required``: how many positional parameters have no default, ``optional``
+        ``(index, name, default)`` of positional parameters with a default,
+        ``kwoptional`` ``(name, default)`` of keyword-only ones, and the names
+        of all keyword-only parameters (any other keyword is a ``**kwargs`` extra).
+        """
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return
+        n, nkw = code.co_argcount, code.co_kwonlyargcount
+        names = code.co_varnames[:n]
+        defaults = getattr(func, "__defaults__", None) or ()
+        kwdefaults = getattr(func, "__kwdefaults__", None) or {}
+        first = n - len(defaults)
+        self.skip = 1 if bound and n else 0
+        self.params = n
+        self.required = max(first, 0)
+        self.optional = tuple((i, names[i], defaults[i - first]) for i in range(max(first, 0), n))
+        self.kwonly = frozenset(code.co_varnames[n : n + nkw])
+        self.kwoptional = tuple((k, kwdefaults[k]) for k in code.co_varnames[n : n + nkw] if k in kwdefaults)
 
     @property
     def exempt(self) -> bool:
@@ -191,26 +206,42 @@ class Recorder:
                 log.internal_error("recorder.start_delivery")
 
     def call_attributes(self, stats: FunctionStats, args: tuple, kwargs: dict) -> dict:
-        """Return a usage span's attributes: names and counts only, never values.
+        """Return a usage span's attributes: the package's own names and counts, never a caller's string.
 
-        The trampoline passes every bound parameter on; a parameter still holding
-        its default object counts as not given (positional ones from the end).
+        The trampoline binds the call as the original would and passes every
+        positional parameter by position, every keyword-only one by keyword,
+        then the ``*args`` and ``**kwargs`` extras. So after binding, whether a
+        caller wrote ``f("x", ";")`` or ``f("x", sep=";")`` is the same thing:
+
+        * ``usagetrace.params.set``: sorted names of declared parameters with a
+          default that hold another object than that default (identity);
+        * ``usagetrace.args.count``: positional parameters given a value (required
+          ones, and optional ones not holding their default) plus ``*args`` extras,
+          self/cls left out;
+        * ``usagetrace.kwargs.extra``: how many ``**kwargs`` entries (their keys are
+          the caller's data and are never sent).
         """
-        given = len(args)
-        defaults = stats.defaults
-        if defaults:
-            first = stats.params - len(defaults)
-            while given > max(first, 0) and given <= stats.params and args[given - 1] is defaults[given - 1 - first]:
-                given -= 1
-        kwdefaults = stats.kwdefaults or {}
-        names = sorted(k for k, v in kwargs.items()
-                       if isinstance(k, str) and not (k in kwdefaults and v is kwdefaults[k]))
+        n = len(args)  # 0 for an error raised while a generator is iterated: its arguments are gone
+        given = max(min(n, stats.required) - stats.skip, 0)
+        names = []
+        for i, name, default in stats.optional:
+            if i < n and args[i] is not default:
+                names.append(name)
+        given += len(names) + max(n - stats.params, 0)
+        extra = 0
+        if kwargs:
+            for name, default in stats.kwoptional:
+                if kwargs.get(name, default) is not default:
+                    names.append(name)
+            extra = len(kwargs.keys() - stats.kwonly)
+        names.sort()
         return {
             "code.function.name": stats.name,
             "usagetrace.module": stats.module,
             "usagetrace.callable.kind": stats.kind,
-            "usagetrace.args.count": max(given - stats.skip, 0),
-            "usagetrace.kwargs.names": names,
+            "usagetrace.args.count": given,
+            "usagetrace.params.set": names,
+            "usagetrace.kwargs.extra": extra,
         }
 
     def sampled(self, stats: FunctionStats, args: tuple, kwargs: dict, start_ns: int) -> None:
@@ -264,7 +295,7 @@ class Recorder:
         try:
             if count_call:
                 next(stats.err)
-            type_name = sanitize.type_name(type(exc))
+            type_name = sanitize.type_name(type(exc), self.package)
             key = (stats.name, type_name)
             counter = self.errors.get(key)
             if counter is None:

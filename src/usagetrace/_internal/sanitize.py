@@ -6,6 +6,8 @@ paths, never local variables.
 
 from __future__ import annotations
 
+import sys
+
 MAX_FRAMES = 32
 _MAX_NAME = 128
 
@@ -17,18 +19,112 @@ def _identifier(text: str) -> str:
     return cleaned[:_MAX_NAME] or "_"
 
 
-def type_name(exc_type: type) -> str:
-    """Return ``module.Qualname`` of an exception type (builtins without module)."""
+#: Appended to the name of the nearest sendable base class (see :func:`type_name`);
+#: ``allowlist.SUBCLASS_SUFFIX`` (documented there) is this very constant.
+SUBCLASS_SUFFIX = "+subclass"
+
+_NAMES: dict = {}  # (id(type), package) -> (type, name); bounded (dynamically made classes must not pile up)
+_MAX_NAMES = 1024
+
+
+def type_name(exc_type: type, package: str) -> str:
+    """Return the sendable name of an exception class raised through ``package``.
+
+    A class's qualified name (``module.Qualname``; builtins without module) is
+    sent only when the class is defined in ``package``, in builtins or in the
+    standard library, *and* that name resolves back to the very class (so a
+    class that sets its own ``__module__``/``__qualname__``, or one made with
+    ``type(name, ...)`` and never bound under that name, is not taken at its
+    word). Any other class (the host's own, a third-party library's) is sent
+    as its nearest such base class in the MRO plus a suffix:
+    ``acme.billing.SecretError(ValueError)`` becomes ``ValueError+subclass``
+    (:data:`SUBCLASS_SUFFIX`).
+    """
+    key = (id(exc_type), package)  # by id: a metaclass's __hash__ is the host's code
+    entry = _NAMES.get(key)
+    if entry is not None and entry[0] is exc_type:  # the entry holds the class: its id is not reused
+        return entry[1]
+    name = _type_name(exc_type, package)
+    if len(_NAMES) >= _MAX_NAMES:
+        _NAMES.clear()
+    _NAMES[key] = (exc_type, name)
+    return name
+
+
+def _type_name(exc_type: type, package: str) -> str:
     try:
-        qualname = getattr(exc_type, "__qualname__", None) or getattr(exc_type, "__name__", "Exception")
-        module = getattr(exc_type, "__module__", None)
-        if not isinstance(qualname, str):
-            qualname = "Exception"
-        if isinstance(module, str) and module not in ("builtins", "__main__", ""):
-            return _identifier(f"{module}.{qualname}")
-        return _identifier(qualname)
+        mro = type.__dict__["__mro__"].__get__(exc_type)
     except Exception:
-        return "Exception"
+        return "BaseException" + SUBCLASS_SUFFIX
+    for i, cls in enumerate(mro):
+        name = _own_name(cls, package)
+        if name is not None:
+            return name if i == 0 else name + SUBCLASS_SUFFIX
+    return "BaseException" + SUBCLASS_SUFFIX  # not a class at all
+
+
+def _own_name(cls: type, package: str) -> str | None:
+    """``cls``'s qualified name when it may be sent (see :func:`type_name`), else None."""
+    try:
+        # type's own descriptors: a metaclass cannot answer with a property of its own
+        module = type.__dict__["__module__"].__get__(cls)
+        qualname = type.__dict__["__qualname__"].__get__(cls)
+        if not isinstance(module, str) or not isinstance(qualname, str):
+            return None
+        if not (module == "builtins" or in_package(module, package) or is_stdlib(module)):
+            return None
+        parts = qualname.split(".")
+        if not all(part.isidentifier() for part in parts) or not all(p.isidentifier() for p in module.split(".")):
+            return None
+        obj = sys.modules.get(module)
+        for part in parts:
+            # the namespace itself: no module __getattr__, property or warning runs
+            obj = vars(obj).get(part) if obj is not None else None
+        if obj is not cls:
+            return None
+        name = qualname if module == "builtins" else f"{module}.{qualname}"
+        return name if len(name) <= _MAX_NAME else None
+    except Exception:
+        return None
+
+
+def is_stdlib(module: str) -> bool:
+    """True for a module of the standard library (``sys.stdlib_module_names``; before 3.10, by location)."""
+    top = module.partition(".")[0]
+    names = getattr(sys, "stdlib_module_names", None)
+    if names is not None:
+        return top in names
+    if top in sys.builtin_module_names:
+        return True
+    return top in _stdlib_39()
+
+
+_STDLIB_39: set = set()
+
+
+def _stdlib_39() -> set:
+    """Python 3.9: the top-level modules in the interpreter's own library directory (where ``os`` lives).
+
+    Nothing is imported for it (the host's ``sys.modules`` stays as it was): ``os``
+    is always loaded, and its directory is the standard library's.
+    """
+    if not _STDLIB_39:
+        os = sys.modules["os"]
+        root = os.path.dirname(os.__file__)
+        found = {"__future__"}
+        for folder in (root, os.path.join(root, "lib-dynload")):
+            try:
+                entries = os.listdir(folder)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry in ("site-packages", "dist-packages"):
+                    continue
+                name = entry.partition(".")[0]
+                if name.isidentifier():
+                    found.add(name)
+        _STDLIB_39.update(found)
+    return _STDLIB_39
 
 
 def in_package(module: object, package: str) -> bool:

@@ -10,8 +10,9 @@ For each package: under the store lock, expired periods are deleted and the
 due buckets move to the outbox; then, without the lock, consent is asked
 again (not on: the package's pending data is forgotten unsent, and its install
 id too when the answer is a no); each bucket becomes OTLP delta sums whose
-start and end span what the period recorded (from the grant on: nothing is
-recorded before it) plus its exemplar spans, sanitized by the same
+start and time are the period's first and last nanosecond, plus its exemplar spans, each
+starting at the period's start with its own duration (:func:`period_times`:
+periods, not moments, leave), sanitized by the same
 ``pipeline.py`` as realtime data, all of a package's buckets in one traces and
 one metrics request over one connection, each through ``receipts.send``.
 Buckets leave the outbox once the collector accepted them; a rejected (4xx)
@@ -62,15 +63,16 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
             pipe = pipeline.Pipeline(b["resource"], lambda: True, frozenset(b["settings"].get("extra_keys") or ()))
             samples = [s for kept in b["exemplars"].values() for s in samples_from_json(kept)]
             if samples and "traces" not in sent:
-                spans += pipe.spans(sorted(samples, key=lambda s: s[1]))
+                spans += pipe.spans(period_times(sorted(samples, key=lambda s: s[1]), b["start_ns"]))
                 span_ids.append(b["id"])
             if "metrics" not in sent:
                 counts = {tuple(k): v for k, v in b["counts"]}
                 if b["runs"]:
                     counts[("runs",)] = b["runs"]
                 sums = {tuple(k): v for k, v in b["sums"]}
-                start = b["first_ns"] or b["start_ns"]
-                parts.append(pipe.metrics(counts, start, max(b["last_ns"], start), sums))
+                # The period's boundaries, never the first and last moment something happened: from its
+                # first to its last nanosecond, so a report that dates a point by its time keeps it in its day.
+                parts.append(pipe.metrics(counts, b["start_ns"], b["end_ns"] - 1, sums))
                 metric_ids.append(b["id"])
         payloads = []
         if spans:
@@ -80,6 +82,18 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
             payloads.append(("metrics", pipeline.encode_metric_request(data), metric_ids))
         out.append({"endpoint": endpoint, "dev_file": dev_file, "payloads": payloads})
     return out
+
+
+def period_times(samples: list, period_start_ns: int) -> list[tuple]:
+    """Exemplar samples timed relative to their period: each starts at the period's start and keeps its duration.
+
+    A daily or weekly report carries periods, not moments: the time of day of
+    a call could be joined with a maintainer's own server logs. Durations stay
+    (they are what an exemplar is for); the order of the exemplars is kept by
+    the caller's sort, not by their times.
+    """
+    return [(name, period_start_ns, period_start_ns + max(end - start, 0), attrs, error)
+            for name, start, end, attrs, error in samples]
 
 
 def _done(bucket: dict) -> bool:

@@ -67,7 +67,7 @@ class CrashHooks:
             frames = sanitize.frames(tb, self.package)
             if not frames:
                 return  # the crash did not pass through this package
-            type_name = sanitize.type_name(exc_type)
+            type_name = sanitize.type_name(exc_type, self.package)
             error = (type_name, frames, sanitize.signature(type_name, frames))
             now = _clock.time_ns()
             events.record(

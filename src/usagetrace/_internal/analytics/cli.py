@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import kanon
-from .render import FORMATS, render
+from .render import FORMATS, render, terminal_safe
 
 __all__ = ["DESCRIPTION", "add_arguments", "build_parser", "main", "run"]
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             engine = DuckDBEngine.from_path(args.source, cache=cache)
             shown = args.source
         for w in engine.warnings:
-            print(f"usagetrace report: warning: {w}", file=err)
+            print(f"usagetrace report: warning: {terminal_safe(w)}", file=err)  # names files and bad lines
         analytics = Analytics(engine, package=args.package, since=args.since, k=args.k)
         report = build_report(analytics, interval=args.interval, source=shown)
         text = render(report, args.format)
@@ -84,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"usagetrace report: {exc}", file=err)
         return 1
     except (FileNotFoundError, AnalyticsError, ValueError) as exc:
-        print(f"usagetrace report: {exc}", file=err)
+        print(f"usagetrace report: {terminal_safe(str(exc))}", file=err)
         return 2 if isinstance(exc, (AnalyticsError, ValueError)) else 1
     except RuntimeError as exc:  # missing optional dependency, engine failures
-        print(f"usagetrace report: {exc}", file=err)
+        print(f"usagetrace report: {terminal_safe(str(exc))}", file=err)
         return 1
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

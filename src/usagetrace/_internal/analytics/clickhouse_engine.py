@@ -62,6 +62,10 @@ class ClickHouseDialect:
         """A NULL Int64 (Nullable)."""
         return "CAST(NULL AS Nullable(Int64))"
 
+    def params(self, spans: str) -> str:
+        """(fn, install_id, param) rows: one per parameter a sampled call set."""
+        return f"(SELECT fn, install_id, p AS param FROM {spans} s0 ARRAY JOIN params AS p WHERE fn <> '')"
+
     def measures(self, spans: str) -> str:
         """(command, install_id, measure, value) rows from command spans."""
         return (
@@ -195,6 +199,7 @@ class ClickHouseEngine:
     SpanAttributes['usagetrace.page.kind'] AS page_kind,
     SpanAttributes['usagetrace.user.hash'] AS user_hash,
     SpanAttributes['usagetrace.callback.id'] AS callback_id,
+    JSONExtract(SpanAttributes['usagetrace.params.set'], 'Array(String)') AS params,
     mapFilter((k, v) -> startsWith(k, 'usagetrace.measure.'), SpanAttributes) AS measures
   FROM {self._table(self.traces_table)}{sw})"""
         points = f"""(SELECT

@@ -435,6 +435,13 @@ class Analytics:
                                 str(x["error_type"])))
         return out[:limit] if limit else out
 
+    def parameters(self) -> list[dict[str, Any]]:
+        """Which declared parameters sampled calls set (``usagetrace.params.set``), per function, by installs."""
+        out = self._run("parameters")
+        out.sort(key=lambda x: (x["function"] == kanon.OTHER, str(x["function"]), -x["installs"],
+                                str(x["parameter"])))
+        return out
+
     def crashes(self) -> list[dict[str, Any]]:
         """Unhandled exceptions that passed through the package, by type and signature."""
         out = []
@@ -612,6 +619,7 @@ def build_report(a: Analytics, *, interval: str = "auto", source: str = "") -> R
         "From sampled error spans: counts are samples, not totals.",
     )
     optional = {
+        "parameters": ("Parameters set (from sampled calls)", a.parameters),
         "crashes": ("Unhandled crashes", a.crashes),
         "commands": ("Commands", a.commands),
         "command_measures": ("Command measurements", a.command_measures),

@@ -76,6 +76,10 @@ class DuckDBDialect:
         """A NULL BIGINT."""
         return "CAST(NULL AS BIGINT)"
 
+    def params(self, spans: str) -> str:
+        """(fn, install_id, param) rows: one per parameter a sampled call set."""
+        return f"(SELECT fn, install_id, unnest(params) AS param FROM {spans} s0 WHERE fn <> '')"
+
     def measures(self, spans: str) -> str:
         """(command, install_id, measure, value) rows from command spans."""
         return (
@@ -89,6 +93,10 @@ _MACROS = """
 CREATE OR REPLACE MACRO ut_val(v) AS coalesce(v.stringValue, v.intValue, lower(v.boolValue), v.doubleValue);
 CREATE OR REPLACE MACRO ut_get(attrs, name) AS
     coalesce(ut_val((list_filter(attrs, lambda x: x.key = name))[1].value), '');
+-- the string items of an arrayValue read as JSON text; NULL for anything else a hostile writer put there
+CREATE OR REPLACE MACRO ut_strings(a) AS
+    CASE WHEN json_valid(a) AND json_type(a) = 'OBJECT' AND json_type(a, '$.values') = 'ARRAY'
+         THEN json_extract_string(a, '$.values[*].stringValue') END;
 CREATE OR REPLACE MACRO ut_ns(v) AS coalesce(TRY_CAST(v AS BIGINT), 0);
 CREATE OR REPLACE MACRO ut_day(ns) AS CAST(make_timestamp(ns // 1000) AS DATE);
 """
@@ -137,6 +145,9 @@ SELECT start_ns AS ts_ns, ut_day(start_ns) AS day, {_RES},
        ut_get(sp.attributes, 'usagetrace.page.kind') AS page_kind,
        ut_get(sp.attributes, 'usagetrace.user.hash') AS user_hash,
        ut_get(sp.attributes, 'usagetrace.callback.id') AS callback_id,
+       list_filter(coalesce(TRY_CAST(ut_strings(
+           (list_filter(sp.attributes, lambda x: x.key = 'usagetrace.params.set'))[1].value.arrayValue)
+           AS VARCHAR[]), CAST([] AS VARCHAR[])), lambda x: x IS NOT NULL) AS params,
        list_transform(list_filter(sp.attributes, lambda x: starts_with(x.key, 'usagetrace.measure.')),
                       lambda x: {{'k': substr(x.key, 20), 'v': coalesce(ut_val(x.value), '')}}) AS measures,
        filename

@@ -9,6 +9,14 @@ its partition (e.g. one day of an adoption curve) it is folded into a single
 size of the *union* of the folded groups' ids. If that union is itself smaller
 than ``k``, the "other" row is dropped too. Non-additive values (percentiles,
 version lists, first/last times) of folded rows are discarded.
+
+The limit, stated rather than hidden: units are install ids, which clients
+report about themselves. Someone who can send to the endpoint can add ``k - 1``
+made-up ids to a group and so show one real install's rare row. No field of
+the data can tell a forged id from a real one (the collector stores no source
+address, by design), so this guards reports of honest data; an endpoint that
+anyone can reach needs authentication in front of it before its reports are
+published (README, "Reports"; docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ DATA_SUFFIXES = (".json", ".jsonl", ".ndjson")
 # --- explicit schema ---------------------------------------------------------
 # proto3 JSON: AnyValue is a oneof; every leaf is read as VARCHAR (DuckDB turns
 # JSON numbers and booleans into their text) and cast in SQL.
-_ANY_VALUE = "STRUCT(stringValue VARCHAR, boolValue VARCHAR, intValue VARCHAR, doubleValue VARCHAR)"
+# arrayValue is read as its JSON text (any shape reads; SQL takes the strings out of it).
+_ANY_VALUE = "STRUCT(stringValue VARCHAR, boolValue VARCHAR, intValue VARCHAR, doubleValue VARCHAR, arrayValue VARCHAR)"
 _KEY_VALUES = f"STRUCT(key VARCHAR, value {_ANY_VALUE})[]"
 _SCOPE = "STRUCT(name VARCHAR, version VARCHAR)"
 _RESOURCE = f"STRUCT(attributes {_KEY_VALUES})"
@@ -289,7 +290,11 @@ def scan_file(path: Path, out: IO[str] | None = None) -> ScanResult:
             try:
                 obj = json.loads(line)
             except ValueError as exc:
-                result.problems.append(LineProblem(str(path), number, f"invalid JSON ({exc.msg})"))
+                msg = getattr(exc, "msg", None) or str(exc)
+                result.problems.append(LineProblem(str(path), number, f"invalid JSON ({msg})"))
+                continue
+            except RecursionError:  # nesting deeper than the parser allows: this line only, not the rest
+                result.problems.append(LineProblem(str(path), number, "invalid JSON (nested too deeply)"))
                 continue
             reason = validate_request(obj)
             if reason:

@@ -75,6 +75,9 @@ class Dialect(Protocol):
     def measures(self, spans: str) -> str:
         """A relation of (command, install_id, measure, value) from command spans."""
 
+    def params(self, spans: str) -> str:
+        """A relation of (fn, install_id, param): the ``usagetrace.params.set`` items of sampled calls."""
+
 
 @dataclass(frozen=True)
 class Relations:
@@ -260,6 +263,21 @@ FROM (SELECT fn, signature, stacktrace, version, install_id,
              CASE WHEN error_type <> '' THEN error_type ELSE exc_type END AS etype
       FROM {r.spans} s WHERE is_error = 1 AND fn <> '' AND span_name <> 'usagetrace.crash') x
 GROUP BY fn, etype, signature"""
+
+
+@question(
+    name="parameters",
+    title="Parameters set (from sampled spans)",
+    labels=("function", "parameter"),
+    additive=("sampled_calls",),
+)
+def q_parameters(d: Dialect, r: Relations, k: int) -> str:
+    # usagetrace.params.set: declared parameters given another value than their default, by position or keyword
+    return f"""
+SELECT fn AS function, param AS parameter, count(*) AS sampled_calls, {_unit(d, k)}
+FROM {d.params(r.spans)} x
+WHERE param <> ''
+GROUP BY fn, param"""
 
 
 @question(name="versions", title="(internal) versions seen")

@@ -14,12 +14,13 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from .core import Report, Table
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "csv_safe", "render", "terminal_safe"]
 
 FORMATS = ("table", "json", "csv", "html")
 
@@ -37,6 +38,44 @@ def render(report: Report, fmt: str = "table") -> str:
     if fmt == "html":
         return _render_html(report)
     raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+# --- hostile text ------------------------------------------------------------------
+# Every value in a report came from telemetry, which anyone who can reach the
+# endpoint can send. The collector masks names of the wrong shape, but the
+# report does not rely on it: the terminal and CSV outputs are made safe here.
+
+#: Terminal escape sequences (CSI ``ESC [ … final``, OSC ``ESC ] … BEL|ST``, other ``ESC x``, 8-bit CSI):
+#: removed whole, so no part of one reaches the terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -~]?|\x9b[0-?]*[ -/]*[@-~]?")
+#: What is left of control characters (C0 but newline, DEL, C1) and the bidirectional-text controls
+#: that reorder what a terminal shows: each shown as U+FFFD.
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def terminal_safe(text: str, newlines: bool = True) -> str:
+    """``text`` without terminal escape sequences and control characters (each remaining one shown as U+FFFD).
+
+    ``newlines=False`` replaces line breaks too (one table cell, one line).
+    """
+    text = _CONTROLS.sub("\ufffd", _ESCAPES.sub("", text))
+    return text if newlines else text.replace("\n", "\ufffd")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs: control characters as in :func:`terminal_safe`, and a text
+    starting with ``= + - @``, tab or carriage return prefixed with ``'`` (OWASP). Numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ";".join(map(str, value))
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    return terminal_safe(value)
 
 
 # --- cells ------------------------------------------------------------------------
@@ -60,6 +99,7 @@ def _cell(col: str, v: Any, width: int | None = 60) -> str:
     s = str(v)
     if "\n" in s:
         s = s.split("\n", 1)[0] + " …"
+    s = terminal_safe(s, newlines=False)
     if width and len(s) > width:
         s = s[: width - 1] + "…"
     return s
@@ -114,7 +154,7 @@ def _table_text(t: Table) -> str:
 def _render_table(report: Report) -> str:
     parts = ["\n".join(_meta_lines(report))]
     parts.extend(_table_text(t) for t in report.sections.values())
-    return "\n\n".join(parts) + "\n"
+    return terminal_safe("\n\n".join(parts) + "\n")  # titles, notes and warnings too (they name files)
 
 
 # --- csv --------------------------------------------------------------------------
@@ -124,15 +164,14 @@ def _render_csv(report: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if report.meta.get("hidden_note"):
-        buf.write(f"# {report.meta['hidden_note']}\n")
+        buf.write(f"# {terminal_safe(report.meta['hidden_note'], newlines=False)}\n")
     for name, t in report.sections.items():
-        buf.write(f"# {name}\n")
+        buf.write(f"# {terminal_safe(name, newlines=False)}\n")
         if t.hidden:
-            buf.write(f"# {t.hidden}\n")
-        w.writerow(t.columns)
+            buf.write(f"# {terminal_safe(t.hidden, newlines=False)}\n")
+        w.writerow([csv_safe(c) for c in t.columns])
         for r in t.rows:
-            w.writerow(["" if r.get(c) is None else (";".join(r[c]) if isinstance(r.get(c), list) else r[c])
-                        for c in t.columns])
+            w.writerow([csv_safe(r.get(c)) for c in t.columns])
         buf.write("\n")
     return buf.getvalue()
 
