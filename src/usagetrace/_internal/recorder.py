@@ -148,6 +148,8 @@ class Recorder:
         self._lock = threading.Lock()
         #: Called (once) when the first sample is queued; starts delivery.
         self.on_first_sample = None
+        #: Called with the new value whenever ``enabled`` is set (monitoring events follow consent).
+        self.on_enabled = None
 
     @property
     def enabled(self) -> bool:
@@ -159,6 +161,12 @@ class Recorder:
         self._enabled = bool(value)
         for stats in list(self.functions.values()):
             stats.off = not self._enabled or stats.exempt
+        hook = self.on_enabled
+        if hook is not None:
+            try:
+                hook(self._enabled)
+            except Exception:
+                log.internal_error("recorder.on_enabled")
 
     # -- registration -------------------------------------------------------
     def function(self, name: str, module: str, kind: str) -> FunctionStats:
@@ -195,7 +203,12 @@ class Recorder:
 
         The trampoline passes every bound parameter on; a parameter still holding
         its default object counts as not given (positional ones from the end).
+        ``args`` None: a monitored call (see monitor.py), whose arguments are not
+        seen, so nothing is said about them.
         """
+        if args is None:
+            return {"code.function.name": stats.name, "usagetrace.module": stats.module,
+                    "usagetrace.callable.kind": stats.kind}
         given = len(args)
         defaults = stats.defaults
         if defaults:
