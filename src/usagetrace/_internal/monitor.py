@@ -259,10 +259,16 @@ def _on_return(code, offset, value):
         entry = _codes.get(id(code))
         if entry is None:
             return
-        marker = _current(entry, code)
-        if marker is None:
+        rec = entry[1]
+        outside = rec.outside
+        marker = outside.get()  # _current() inlined: this is the hot path
+        if type(marker) is not _Active or marker.stats is not entry[2] or marker.frame != id(_getframe(1)):
             return
-        stats, rec = marker.stats, entry[1]
+        try:
+            outside.reset(marker.token)
+        except ValueError:
+            outside.set(True)
+        stats = marker.stats
         if marker.how:
             _suspended.pop(marker.frame, None)
             if marker.how == 1:
