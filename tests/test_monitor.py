@@ -16,6 +16,7 @@ SOURCE = {
     "__init__.py": '''
         import functools
         import sys
+        import types
         import warnings
 
         from ._engine import Engine as _Engine, _Registry
@@ -49,7 +50,14 @@ SOURCE = {
                 sys._getframe(1)
             if x == "boom":
                 raise LookupError(x)
+            if x == "sleep":
+                await _pause()
             return x
+
+        @types.coroutine
+        def _pause():
+            for _ in range(1000):  # yields to the event loop (asyncio.sleep(0)), works without one too
+                yield
 
         def plain(x):
             """Safe to wrap: calls a monitored function (an inner call, not a usage)."""
@@ -163,10 +171,16 @@ def test_errors_attributed_with_type_and_interruptions(mpkg):
         assert next(gen) == 0 and next(gen) == 1
         gen.close()  # the consumer stopped early: not an error
         assert list(mpkg.items(3)) == [0, 1, 2]
+        abandoned = mpkg.items(5)
+        next(abandoned)
+        del abandoned  # closed by the collector (3.13: without any event)
         assert mpkg.where() == "test_errors_attributed_with_type_and_interruptions"  # no usage left open
+        from usagetrace._internal import monitor
+
+        assert not monitor._suspended  # nothing kept for generators between their runs
     assert cap.calls("monpkg.fail", "error") == 2
     assert cap.calls("monpkg.fail", "interrupted") == 1 and cap.calls("monpkg.fail", "ok") == 1
-    assert cap.calls("monpkg.items", "ok") == 2 and cap.calls("monpkg.items", "error") == 0
+    assert cap.calls("monpkg.items", "ok") == 3 and cap.calls("monpkg.items", "error") == 0
     assert cap.calls("monpkg.where", "ok") == 1
     errors = {p["attributes"]["error.type"]: p["value"] for p in cap.points("usagetrace.errors")
               if p["attributes"]["code.function.name"] == "monpkg.fail"}
@@ -190,7 +204,23 @@ def test_coroutine_outcome_when_it_ends(mpkg):
             return await asyncio.gather(mpkg.fetch(2), mpkg.fetch(3))
 
         assert asyncio.run(main()) == [2, 3]
+
+        async def cancelled():
+            task = asyncio.ensure_future(mpkg.fetch("sleep"))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+        never_finished = mpkg.fetch("sleep")
+        never_finished.send(None)
+        never_finished.close()
+        from usagetrace._internal import monitor
+
+        assert not monitor._suspended
     assert cap.calls("monpkg.fetch", "ok") == 3 and cap.calls("monpkg.fetch", "error") == 1
+    assert cap.calls("monpkg.fetch", "interrupted") == 2
 
 
 @needs_monitoring

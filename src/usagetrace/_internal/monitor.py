@@ -65,7 +65,8 @@ _tool: int | None = None
 #: function, 1 generator or async generator (the usage is counted when it first runs), 2 coroutine
 #: (counted when it ends, like an awaited wrapped coroutine).
 _codes: dict[int, tuple] = {}
-#: id(frame) of a generator or coroutine usage that is suspended -> its marker (resumed: active again).
+#: id(frame) of a coroutine usage that is suspended -> its marker (resumed: active again; dropped when it
+#: returns or an exception, GeneratorExit from close() included, leaves it).
 _suspended: dict[int, object] = {}
 
 
@@ -193,6 +194,17 @@ def stop(codes) -> None:
 # before deciding the event is not a usage.
 
 
+def _begin(entry, outside, start: int):
+    """Mark a usage (or one run of a generator's) in progress in this thread or task."""
+    marker = _Active()
+    marker.stats = entry[2]
+    marker.frame = id(_getframe(2))
+    marker.how = entry[3]
+    marker.start = start
+    marker.token = outside.set(marker)
+    return marker
+
+
 def _on_start(code, offset):
     try:
         entry = _codes.get(id(code))
@@ -204,19 +216,21 @@ def _on_start(code, offset):
         outside = entry[1].outside
         if not outside.get():
             return  # inside a usage of the package: an inner call
-        marker = _Active()
-        marker.stats = stats
-        marker.frame = id(_getframe(1))
-        marker.how = how = entry[3]
-        marker.start = start = _clock.time_ns() if stats.budget > 0 else 0
-        marker.token = outside.set(marker)
+        start = _clock.time_ns() if stats.budget > 0 else 0
+        how = entry[3]
+        if how == 1:
+            # A generator's usage is its call, as for a wrapped one: counted once, when it first runs.
+            # Its runs are marked while they last (inner calls are not usages) and its errors recorded;
+            # nothing is kept between runs (3.13 closes a generator suspended outside a ``try``
+            # without any event, so state kept per frame could never be dropped).
+            _begin(entry, outside, 0)
+            next(stats.ok)
+            if start:
+                entry[1].sampled(stats, None, None, start)
+            return
+        marker = _begin(entry, outside, start)
         if how:
-            _suspended[marker.frame] = marker
-            if how == 1:  # a generator's usage is its call, as for a wrapped one: counted once, now
-                next(stats.ok)
-                if start:
-                    marker.start = 0
-                    entry[1].sampled(stats, None, None, start)
+            _suspended[marker.frame] = marker  # a coroutine is closed with PY_THROW + PY_UNWIND: dropped then
     except Exception:
         log.internal_error("monitor.start")
 
@@ -226,9 +240,14 @@ def _on_resume(code, offset, *exc):
         entry = _codes.get(id(code))
         if entry is None:
             return
+        outside = entry[1].outside
+        if entry[3] == 1:
+            if not entry[2].off and outside.get():
+                _begin(entry, outside, 0)  # a run of a generator, not inside another usage
+            return
         marker = _suspended.get(id(_getframe(1)))
-        if marker is not None:
-            marker.token = entry[1].outside.set(marker)
+        if marker is not None and marker.stats is entry[2]:
+            marker.token = outside.set(marker)
     except Exception:
         log.internal_error("monitor.resume")
 
@@ -270,9 +289,9 @@ def _on_return(code, offset, value):
             outside.set(True)
         stats = marker.stats
         if marker.how:
-            _suspended.pop(marker.frame, None)
             if marker.how == 1:
                 return  # counted when it started
+            _suspended.pop(marker.frame, None)
         next(stats.ok)
         if marker.start:
             rec.sampled(stats, None, None, marker.start)
@@ -287,10 +306,10 @@ def _on_unwind(code, offset, exc):
             return  # not ours: the cost of a global event, one lookup per frame an exception leaves
         marker = _current(entry, code)
         if marker is None:
-            if entry[3]:
+            if entry[3] == 2:
                 _suspended.pop(id(_getframe(1)), None)
             return
-        if marker.how:
+        if marker.how == 2:
             _suspended.pop(marker.frame, None)
         # A generator's usage was counted when it started: an error while it runs adds the error only.
         entry[1].ended(marker.stats, exc, None, None, marker.start, count_call=marker.how != 1)
