@@ -59,6 +59,11 @@ SOURCE = {
             for _ in range(1000):  # yields to the event loop (asyncio.sleep(0)), works without one too
                 yield
 
+        def run(callback):
+            if callback is None:
+                sys._getframe(1)
+            return callback()
+
         def plain(x):
             """Safe to wrap: calls a monitored function (an inner call, not a usage)."""
             return where()
@@ -354,3 +359,21 @@ def test_callable_counts_add_up(mpkg):
         assert counts["skipped"] == len(cap.handle.skipped)
         assert not set(cap.handle.monitored_names) & set(cap.handle.skipped)
         assert not set(cap.handle.monitored_names) & set(cap.handle.wrapped_names)
+
+
+@needs_monitoring
+def test_events_off_during_a_call_leave_no_usage_open(mpkg):
+    """Consent withdrawn and granted again while a monitored call runs: its end is never seen, and later
+    calls in the same thread are still usages."""
+    with capture("monpkg") as cap:
+        recorder = cap.handle.recorder
+
+        def toggle():
+            recorder.enabled = False
+            recorder.enabled = True
+            return 1
+
+        assert mpkg.run(toggle) == 1
+        assert mpkg.where() == "test_events_off_during_a_call_leave_no_usage_open"
+        assert mpkg.plain(1) == "plain"
+    assert cap.calls("monpkg.where") == 1 and cap.calls("monpkg.plain") == 1

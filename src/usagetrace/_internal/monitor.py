@@ -68,6 +68,10 @@ _codes: dict[int, tuple] = {}
 #: id(frame) of a coroutine usage that is suspended -> its marker (resumed: active again; dropped when it
 #: returns or an exception, GeneratorExit from close() included, leaves it).
 _suspended: dict[int, object] = {}
+#: Bumped whenever events are turned off: a usage marked before then may never see its end event (a call
+#: running on another thread while consent is withdrawn), so a later start does not take it for a usage
+#: still in progress.
+_epoch = 0
 
 
 class _Active(_Usage):
@@ -78,7 +82,7 @@ class _Active(_Usage):
     frame ends it) and the context-variable token to restore.
     """
 
-    __slots__ = ("frame", "token", "start", "how")
+    __slots__ = ("frame", "token", "start", "how", "epoch")
 
 
 def tool_id() -> int | None:
@@ -177,7 +181,9 @@ def start(rec, stats, code) -> str | None:
 
 def stop(codes) -> None:
     """Turn the events of ``codes`` off; free the tool id when nothing is left. Never raises."""
+    global _epoch
     with _lock:
+        _epoch += 1
         for code in codes:
             try:
                 if _codes.pop(id(code), None) is not None and _tool is not None:
@@ -201,8 +207,20 @@ def _begin(entry, outside, start: int):
     marker.frame = id(_getframe(2))
     marker.how = entry[3]
     marker.start = start
+    marker.epoch = _epoch
     marker.token = outside.set(marker)
     return marker
+
+
+def _stale(outside, current) -> bool:
+    """True (and the variable cleared) when the usage in progress was marked before events were last off."""
+    if type(current) is not _Active or current.epoch == _epoch:
+        return False
+    try:
+        outside.reset(current.token)
+    except ValueError:
+        outside.set(True)
+    return bool(outside.get())  # what it restored may itself be a usage in progress
 
 
 def _on_start(code, offset):
@@ -214,7 +232,8 @@ def _on_start(code, offset):
         if stats.off:
             return
         outside = entry[1].outside
-        if not outside.get():
+        current = outside.get()
+        if not current and not _stale(outside, current):
             return  # inside a usage of the package: an inner call
         start = _clock.time_ns() if stats.budget > 0 else 0
         how = entry[3]
