@@ -368,12 +368,12 @@ def test_events_off_during_a_call_leave_no_usage_open(mpkg):
     with capture("monpkg") as cap:
         recorder = cap.handle.recorder
 
-        def toggle():
-            recorder.enabled = False
-            recorder.enabled = True
+        def withdraw():
+            recorder.enabled = False  # events off: this call's end is never seen
             return 1
 
-        assert mpkg.run(toggle) == 1
+        assert mpkg.run(withdraw) == 1
+        recorder.enabled = True
         assert mpkg.where() == "test_events_off_during_a_call_leave_no_usage_open"
         assert mpkg.plain(1) == "plain"
     assert cap.calls("monpkg.where") == 1 and cap.calls("monpkg.plain") == 1
