@@ -475,7 +475,7 @@ class Instrumentation:
         if not discovery.defined_in(cls, self.package):
             targets = _dispatch_targets(obj, self.package)
             if targets:
-                self._monitor(None, qualname, module_name, "dispatch", False,
+                self._monitor(None, qualname, module_name, "function", False,
                               f"dispatch object of {type(obj).__module__}.{type(obj).__qualname__}: the package's "
                               "implementations registered with it are counted",
                               codes=[t.__code__ for t in targets])

@@ -488,5 +488,5 @@ def callables_markdown(package: str, account: dict) -> str:
         lines += ["", "| Counted without a wrapper | Why not wrapped |", "|---|---|"]
         lines += [f"| `{name}` | {reason.replace('|', '/')} |" for name, reason in sorted(monitored.items())]
     if wrapped:
-        lines += ["", "Counted: " + ", ".join(f"`{name}`" for name in wrapped)]
+        lines += ["", "Counted (wrapped): " + ", ".join(f"`{name}`" for name in wrapped)]
     return "\n".join(lines) + "\n"
