@@ -213,9 +213,7 @@ def _begin(entry, outside, start: int):
 
 
 def _stale(outside, current) -> bool:
-    """True (and the variable cleared) when the usage in progress was marked before events were last off."""
-    if type(current) is not _Active or current.epoch == _epoch:
-        return False
+    """Clear a usage marked before events were last off; True when no usage is in progress now."""
     try:
         outside.reset(current.token)
     except ValueError:
@@ -233,7 +231,7 @@ def _on_start(code, offset):
             return
         outside = entry[1].outside
         current = outside.get()
-        if not current and not _stale(outside, current):
+        if not current and (type(current) is not _Active or current.epoch == _epoch or not _stale(outside, current)):
             return  # inside a usage of the package: an inner call
         start = _clock.time_ns() if stats.budget > 0 else 0
         how = entry[3]
