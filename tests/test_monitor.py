@@ -377,3 +377,41 @@ def test_events_off_during_a_call_leave_no_usage_open(mpkg):
         assert mpkg.where() == "test_events_off_during_a_call_leave_no_usage_open"
         assert mpkg.plain(1) == "plain"
     assert cap.calls("monpkg.where") == 1 and cap.calls("monpkg.plain") == 1
+
+
+@needs_monitoring
+def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
+    """coverage.py measuring through sys.monitoring (COVERAGE_CORE=sysmon, its tool id 1) and usagetrace counting
+    the same function: both see it. Runs where coverage is installed (it is not in the test extra)."""
+    pytest.importorskip("coverage")
+    import subprocess
+    import textwrap
+
+    packages.write("monpkg", SOURCE)
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(f'''
+        import sys
+        import coverage
+        sys.path.insert(0, {str(tmp_path / "pkgs")!r})
+        cov = coverage.Coverage(data_file=None, include=[{str(tmp_path / "pkgs") + "/*"!r}])
+        cov.start()
+        import monpkg
+        from usagetrace.testing import capture
+        with capture("monpkg") as cap:
+            assert "monpkg.where" in cap.handle.monitored_names
+            def caller():
+                return monpkg.where()
+            assert caller() == "caller" and monpkg.fact(5) == 120
+            tools = {{i: sys.monitoring.get_tool(i) for i in range(6) if sys.monitoring.get_tool(i)}}
+        cov.stop()
+        lines = cov.get_data().lines(monpkg.__file__)
+        body = monpkg.where.__code__.co_firstlineno + 2  # its return line
+        print(tools, cap.calls("monpkg.where"), cap.calls("monpkg.fact"), body in lines)
+    '''))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["COVERAGE_CORE"] = "sysmon"
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    tools, where_calls, fact_calls, covered = proc.stdout.strip().rsplit("} ", 1)[0] + "}", *proc.stdout.split()[-3:]
+    assert "coverage" in tools and "usagetrace" in tools, tools
+    assert (where_calls, fact_calls, covered) == ("1", "1", "True")
