@@ -172,10 +172,10 @@ def start(rec, stats, code) -> str | None:
         _codes[id(code)] = (code, rec, stats, how)
         try:
             sys.monitoring.set_local_events(_tool, code, _events(code))
-        except Exception:
+        except Exception as exc:
             del _codes[id(code)]
             _release()
-            raise
+            return f"; sys.monitoring refused its code object ({type(exc).__name__})"
     return None
 
 
@@ -184,12 +184,19 @@ def stop(codes) -> None:
     global _epoch
     with _lock:
         _epoch += 1
+        stopped = set()
         for code in codes:
             try:
-                if _codes.pop(id(code), None) is not None and _tool is not None:
-                    sys.monitoring.set_local_events(_tool, code, 0)
+                entry = _codes.pop(id(code), None)
+                if entry is not None:
+                    stopped.add(id(entry[2]))
+                    if _tool is not None:
+                        sys.monitoring.set_local_events(_tool, code, 0)
             except Exception:
                 log.internal_error("monitor.stop")
+        for frame_id, marker in list(_suspended.items()):
+            if id(marker.stats) in stopped:  # their end event will not come
+                _suspended.pop(frame_id, None)
         _release()
 
 
