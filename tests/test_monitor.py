@@ -19,7 +19,7 @@ SOURCE = {
         import types
         import warnings
 
-        from ._engine import Engine as _Engine, _Registry
+        from ._engine import Engine as _Engine, _Registry, _Counter
 
         _DEBUG = False
 
@@ -85,6 +85,7 @@ SOURCE = {
 
         ALIASES = {"area": area}   # held elsewhere: wrapping area would change `is`
 
+        add = _Counter().add       # a bound method exported as a function
         registry = _Registry()     # a dispatch object of "another library" (its class is not the package's)
     ''',
     "_engine.py": '''
@@ -101,6 +102,13 @@ SOURCE = {
                 if x is None:
                     sys._getframe(1)
                 return x * 2
+
+        class _Counter:
+            total = 0
+
+            def add(self, n):
+                self.total += n
+                return self.total
 
         class _Registry:
             def __init__(self):
@@ -249,6 +257,7 @@ def test_public_instances_and_dispatch_objects_count(mpkg):
         assert "monpkg.engine" in handle.monitored_names  # __call__, frame reach
         assert "monpkg.area" in handle.monitored_names  # singledispatch held elsewhere: its implementations
         assert "monpkg.registry" in handle.monitored_names  # another library's dispatch object
+        assert "monpkg.add" in handle.monitored_names  # a bound method: the method object holds the function
         assert type(mpkg.engine) is engine_cls and mpkg.ALIASES["area"] is mpkg.area
         assert mpkg.engine.run(1) == ("test_public_instances_and_dispatch_objects_count", 1)
         assert mpkg.engine.plain(1) == 2 and mpkg.engine(3) == 6
@@ -256,10 +265,12 @@ def test_public_instances_and_dispatch_objects_count(mpkg):
         with pytest.raises(TypeError):
             mpkg.area("square")
         assert mpkg.registry(5) == 10
+        assert mpkg.add(2) == 2 and mpkg.add(3) == 5
     assert cap.calls("monpkg.engine.run") == 1 and cap.calls("monpkg.engine.plain") == 1
     assert cap.calls("monpkg.engine") == 1
     assert cap.calls("monpkg.area", "ok") == 1 and cap.calls("monpkg.area", "error") == 1
     assert cap.calls("monpkg.registry", "ok") == 1
+    assert cap.calls("monpkg.add", "ok") == 2
 
 
 @needs_monitoring
@@ -348,6 +359,7 @@ def test_before_312_they_stay_skipped_with_the_reason(mpkg):
         assert cap.handle.monitored_names == []
         assert cap.handle.callable_counts["monitored"] == 0
         assert "needs Python 3.12+" in cap.handle.skipped["monpkg.where"]
+        assert "bound method" in cap.handle.skipped["monpkg.add"]  # listed, not silently uncounted
         assert "monpkg.plain" in cap.handle.wrapped_names
 
 

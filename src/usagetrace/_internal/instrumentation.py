@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import _thread
-from types import FunctionType, MappingProxyType, ModuleType
+from types import FunctionType, MappingProxyType, MethodType, ModuleType
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import: not on the import path
 if TYPE_CHECKING:
@@ -471,6 +471,13 @@ class Instrumentation:
 
         cls = type(obj)  # never isinstance() or getattr() on obj: a proxy would run code (or import) for them
         if issubclass(cls, (enum.Enum, BaseException)):
+            return
+        if cls is MethodType:  # `info = _logger.info`: the method object holds the function, so only monitoring
+            func = obj.__func__
+            if type(func) is FunctionType and discovery.defined_in(func, self.package):
+                self._monitor(func, qualname, module_name, "method", True,
+                              "a bound method exported as a module attribute: the method object holds its "
+                              "function, so a wrapper would never be called")
             return
         if not discovery.defined_in(cls, self.package):
             targets = _dispatch_targets(obj, self.package)
