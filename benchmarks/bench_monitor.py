@@ -99,6 +99,7 @@ print(json.dumps(out))
 
 
 def measure(n: int = 500_000, repeat: int = 5) -> dict:
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="usagetrace-bench-monitor-") as tmp:
         for name in ("mb", "mb_bare"):
             os.makedirs(os.path.join(tmp, name))
@@ -113,7 +114,9 @@ def measure(n: int = 500_000, repeat: int = 5) -> dict:
                               capture_output=True, text=True, timeout=900, cwd=tmp)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["load"] = ", ".join(f"{x:.2f}" for x in load)
+        return result
 
 
 def section(r: dict) -> str:
@@ -132,7 +135,8 @@ def section(r: dict) -> str:
              f"500,000 calls of `f(1, b=2)`, `timeit` loop overhead included in every row). "
              f"CPython {platform.python_version()}, wrapt {wrapt.__version__}, usagetrace tool id "
              f"{r['tool id']}; counts exact: {r['counts exact']}; tool id freed by uninstrument(): "
-             f"{r['tool freed']}.", "",
+             f"{r['tool freed']}. Load average at start: {r.get('load', '?')} (2 cores, shared machine: compare the "
+             f"ratios, not the nanoseconds).", "",
              "| case | ns/call (median) | × bare | × wrapped |", "|---|---:|---:|---:|"]
     for name, value in rows:
         lines.append(f"| {name} | {value:,.0f} | {value / bare:.2f}× | {value / wrapped:.2f}× |")

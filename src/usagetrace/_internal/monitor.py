@@ -252,9 +252,15 @@ def _on_start(code, offset):
             if start:
                 entry[1].sampled(stats, None, None, start)
             return
-        marker = _begin(entry, outside, start)
+        marker = _Active()  # _begin() inlined: the hot path of a plain function
+        marker.stats = stats
+        marker.frame = frame = id(_getframe(1))
+        marker.how = how
+        marker.start = start
+        marker.epoch = _epoch
+        marker.token = outside.set(marker)
         if how:
-            _suspended[marker.frame] = marker  # a coroutine is closed with PY_THROW + PY_UNWIND: dropped then
+            _suspended[frame] = marker  # a coroutine is closed with PY_THROW + PY_UNWIND: dropped then
     except Exception:
         log.internal_error("monitor.start")
 
