@@ -1,4 +1,4 @@
-"""Counting without a wrapper: a monitored call (sys.monitoring, 3.12+) against a wrapped call against a bare call.
+"""Counting without a wrapper: a monitored call (sys.monitoring, 3.12+) vs a wrapped call vs a bare call.
 
     python benchmarks/bench_monitor.py            # writes its section of BENCHMARKS.md
     python benchmarks/bench_monitor.py --print    # prints the section only
@@ -60,7 +60,8 @@ def host_raise():
 N, REPEAT = int(sys.argv[2]), int(sys.argv[3])
 h = instrumentation.instrument("mb")
 assert h.enabled, h.consent
-assert h.wrapped_names == ["mb.call_with", "mb.f"] and h.monitored_names == ["mb.fm"], (h.wrapped_names, h.monitored)
+assert h.wrapped_names == ["mb.call_with", "mb.f"], h.wrapped_names
+assert h.monitored_names == ["mb.fm"], h.monitored
 bare, f, fm = mb_bare.f, mb.f, mb.fm
 cases = {
     "bare": lambda: timeit.timeit("f(1, b=2)", globals={"f": bare}, number=N),
@@ -69,7 +70,8 @@ cases = {
     "wrapped inner": lambda: mb.call_with(lambda: timeit.timeit("f(1, b=2)", globals={"f": f}, number=N)),
     "monitored inner": lambda: mb.call_with(lambda: timeit.timeit("f(1, b=2)", globals={"f": fm}, number=N)),
     "host exception": lambda: timeit.timeit(host_raise, number=N // 10) * 10,
-    "host exception, monitoring off": lambda: events_off(lambda: timeit.timeit(host_raise, number=N // 10) * 10),
+    "host exception, monitoring off": lambda: events_off(
+        lambda: timeit.timeit(host_raise, number=N // 10) * 10),
 }
 
 def events_off(run):
@@ -90,7 +92,8 @@ for _ in range(REPEAT):
 counts = h.recorder.counts()
 made = N * (REPEAT + 1)
 out = {k: statistics.median(v) for k, v in times.items()}
-out["counts exact"] = counts.get(("calls", "mb.fm", "ok")) == made and counts.get(("calls", "mb.f", "ok")) == made
+out["counts exact"] = (counts.get(("calls", "mb.fm", "ok")) == made
+                       and counts.get(("calls", "mb.f", "ok")) == made)
 out["tool id"] = monitor.tool_id()
 h.uninstrument()
 out["tool freed"] = monitor.tool_id() is None and sys.monitoring.get_tool(3) is None
@@ -131,19 +134,19 @@ def section(r: dict) -> str:
         ("monitored, inner call (inside a usage: two callbacks that return early)", r["monitored inner"]),
     ]
     lines = [START, "", "## Counting without a wrapper: monitored vs wrapped vs bare (Python 3.12+)", "",
-             f"Written by `benchmarks/bench_monitor.py` (one child process, round-robin, median of 5 repeats of "
-             f"500,000 calls of `f(1, b=2)`, `timeit` loop overhead included in every row). "
+             f"Written by `benchmarks/bench_monitor.py` (one child process, round-robin, median of 5 "
+             f"repeats of 500,000 calls of `f(1, b=2)`, `timeit` loop overhead included in every row). "
              f"CPython {platform.python_version()}, wrapt {wrapt.__version__}, usagetrace tool id "
              f"{r['tool id']}; counts exact: {r['counts exact']}; tool id freed by uninstrument(): "
-             f"{r['tool freed']}. Load average at start: {r.get('load', '?')} (2 cores, shared machine: compare the "
-             f"ratios, not the nanoseconds).", "",
+             f"{r['tool freed']}. Load average at start: {r.get('load', '?')} (2 cores, shared machine: "
+             f"compare the ratios, not the nanoseconds).", "",
              "| case | ns/call (median) | × bare | × wrapped |", "|---|---:|---:|---:|"]
     for name, value in rows:
         lines.append(f"| {name} | {value:,.0f} | {value / bare:.2f}× | {value / wrapped:.2f}× |")
     off, on = r["host exception, monitoring off"], r["host exception"]
-    lines += ["", "The price on code that is not the package's: PY_UNWIND (and PY_THROW) cannot be local events, so "
-              "they are on for the whole process while anything is monitored; each frame an exception leaves "
-              "costs one callback that looks the code object up and returns.", "",
+    lines += ["", "The price on code that is not the package's: PY_UNWIND (and PY_THROW) cannot be local "
+              "events, so they are on for the whole process while anything is monitored; each frame an "
+              "exception leaves costs one callback that looks the code object up and returns.", "",
               "| host code, exception raised two frames down and caught | ns/call (median) | × off |",
               "|---|---:|---:|",
               f"| process-wide events off (as before instrument()) | {off:,.0f} | 1.00× |",

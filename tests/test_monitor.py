@@ -1,4 +1,4 @@
-"""Counting without a wrapper (sys.monitoring, Python 3.12+): what a wrapper would change stays exactly as it is."""
+"""Counting without a wrapper (sys.monitoring, 3.12+): what a wrapper would change stays exactly as it is."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def _tool():
 
 @needs_monitoring
 def test_frames_warnings_identity_and_code_unchanged(mpkg):
-    """A monitored function is the same object with the same code, and sees the caller it would see without us."""
+    """A monitored function is the same object with the same code, and sees the caller it sees without us."""
     where, code = mpkg.where, mpkg.where.__code__
     with capture("monpkg") as cap:
         assert "monpkg.where" in cap.handle.monitored_names and "monpkg.warns" in cap.handle.monitored_names
@@ -239,7 +239,8 @@ def test_coroutine_outcome_when_it_ends(mpkg):
 @needs_monitoring
 def test_inner_calls_between_wrapped_and_monitored_are_not_usages(mpkg):
     with capture("monpkg") as cap:
-        assert "monpkg.plain" in cap.handle.wrapped_names and "monpkg.calls_plain" in cap.handle.monitored_names
+        assert "monpkg.plain" in cap.handle.wrapped_names
+        assert "monpkg.calls_plain" in cap.handle.monitored_names
         assert mpkg.plain(1) == "plain"  # wrapped -> monitored where(): one usage
         assert mpkg.calls_plain() == "plain"  # monitored -> wrapped -> monitored: one usage
     assert cap.calls("monpkg.plain") == 1 and cap.calls("monpkg.calls_plain") == 1
@@ -393,8 +394,8 @@ def test_events_off_during_a_call_leave_no_usage_open(mpkg):
 
 @needs_monitoring
 def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
-    """coverage.py measuring through sys.monitoring (COVERAGE_CORE=sysmon, its tool id 1) and usagetrace counting
-    the same function: both see it. Runs where coverage is installed (it is not in the test extra)."""
+    """coverage.py measuring through sys.monitoring (COVERAGE_CORE=sysmon, its tool id 1) and usagetrace
+    counting the same function: both see it. Runs where coverage is installed (not in the test extra)."""
     pytest.importorskip("coverage")
     import subprocess
     import textwrap
@@ -424,6 +425,7 @@ def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
     env["COVERAGE_CORE"] = "sysmon"
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    tools, where_calls, fact_calls, covered = proc.stdout.strip().rsplit("} ", 1)[0] + "}", *proc.stdout.split()[-3:]
+    tools = proc.stdout.strip().rsplit("} ", 1)[0] + "}"
+    where_calls, fact_calls, covered = proc.stdout.split()[-3:]
     assert "coverage" in tools and "usagetrace" in tools, tools
     assert (where_calls, fact_calls, covered) == ("1", "1", "True")

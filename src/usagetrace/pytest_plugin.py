@@ -136,8 +136,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         handle.flush(5.0)
         usages = sum(v for k, v in handle.recorder.counts().items() if k[0] == "calls")
         counts = handle.callable_counts
-        write(f"{name}: {counts['wrapped']} callables wrapped, {counts['monitored']} monitored (counted without a "
-              f"wrapper), {counts['skipped']} skipped (not counted); {usages} usages recorded in this process")
+        write(f"{name}: {counts['wrapped']} callables wrapped, {counts['monitored']} monitored (counted "
+              f"without a wrapper), {counts['skipped']} skipped (not counted); {usages} usages recorded "
+              "in this process")
         for qualname, reason in sorted(handle.monitored.items()):
             write(f"  monitored: {qualname}: {reason}")
         for qualname, reason in sorted(handle.skipped.items()):

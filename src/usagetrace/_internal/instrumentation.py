@@ -472,7 +472,7 @@ class Instrumentation:
         cls = type(obj)  # never isinstance() or getattr() on obj: a proxy would run code (or import) for them
         if issubclass(cls, (enum.Enum, BaseException)):
             return
-        if cls is MethodType:  # `info = _logger.info`: the method object holds the function, so only monitoring
+        if cls is MethodType:  # `info = _logger.info`: the method object holds the function: monitoring only
             func = obj.__func__
             if type(func) is FunctionType and discovery.defined_in(func, self.package):
                 self._monitor(func, qualname, module_name, "method", True,
@@ -483,12 +483,12 @@ class Instrumentation:
             targets = _dispatch_targets(obj, self.package)
             if targets:
                 self._monitor(None, qualname, module_name, "function", False,
-                              f"dispatch object of {type(obj).__module__}.{type(obj).__qualname__}: the package's "
+                              f"dispatch object of {cls.__module__}.{cls.__qualname__}: the package's "
                               "implementations registered with it are counted",
                               codes=[t.__code__ for t in targets])
             elif callable(obj) and discovery.defined_in(obj, self.package):
-                self._skip(qualname, f"not a plain Python function ({cls.__name__}) and no package code found "
-                                     "behind it: calls to it are not counted")
+                self._skip(qualname, f"not a plain Python function ({cls.__name__}) and no package code "
+                                     "found behind it: calls to it are not counted")
             return
         own = _instance_dict(obj)
         seen: set = set()

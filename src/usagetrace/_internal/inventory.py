@@ -473,8 +473,8 @@ def callables_markdown(package: str, account: dict) -> str:
     monitored = account.get("monitored", {})
     total = len(wrapped) + len(monitored) + len(skipped)
     python = f" on Python {account['python']}" if account.get("python") else ""
-    lines = ["", f"Callables of `{package}` (found by importing it with telemetry on, in a child process{python}; "
-                 "nothing was sent):", "",
+    lines = ["", f"Callables of `{package}` (found by importing it with telemetry on, in a child "
+                 f"process{python}; nothing was sent):", "",
              f"- counted (wrapped): {len(wrapped)}",
              f"- counted without a wrapper (monitored, sys.monitoring on Python 3.12+): {len(monitored)}",
              f"- not counted (skipped): {len(skipped)}"]

@@ -129,8 +129,9 @@ def _acquire() -> bool:
         except ValueError:  # taken between the check and the claim
             continue
         ev = mon.events
-        for event, callback in ((ev.PY_START, _on_start), (ev.PY_RESUME, _on_resume), (ev.PY_THROW, _on_resume),
-                                (ev.PY_YIELD, _on_yield), (ev.PY_RETURN, _on_return), (ev.PY_UNWIND, _on_unwind)):
+        callbacks = ((ev.PY_START, _on_start), (ev.PY_RESUME, _on_resume), (ev.PY_THROW, _on_resume),
+                     (ev.PY_YIELD, _on_yield), (ev.PY_RETURN, _on_return), (ev.PY_UNWIND, _on_unwind))
+        for event, callback in callbacks:
             mon.register_callback(candidate, event, callback)
         mon.set_events(candidate, ev.PY_UNWIND | ev.PY_THROW)
         _tool = candidate
@@ -158,7 +159,7 @@ def _release() -> None:
 
 
 def start(rec, stats, code) -> str | None:
-    """Count calls of ``code`` as usages of ``stats``' callable. None when done, else why not (a reason suffix)."""
+    """Count calls of ``code`` as usages of ``stats``' callable; None when done, else why not (a suffix)."""
     if not AVAILABLE:
         return REASON_OLD_PYTHON
     with _lock:
@@ -238,7 +239,8 @@ def _on_start(code, offset):
             return
         outside = entry[1].outside
         current = outside.get()
-        if not current and (type(current) is not _Active or current.epoch == _epoch or not _stale(outside, current)):
+        if not current and (type(current) is not _Active or current.epoch == _epoch
+                            or not _stale(outside, current)):
             return  # inside a usage of the package: an inner call
         start = _clock.time_ns() if stats.budget > 0 else 0
         how = entry[3]
