@@ -86,6 +86,15 @@ SOURCE = {
         ALIASES = {"area": area}   # held elsewhere: wrapping area would change `is`
 
         add = _Counter().add       # a bound method exported as a function
+        class Shapes:
+            @functools.singledispatchmethod
+            def size(self, shape):
+                raise TypeError(type(shape).__name__)
+
+            @size.register
+            def _(self, shape: str):
+                return len(shape)
+
         registry = _Registry()     # a dispatch object of "another library" (its class is not the package's)
     ''',
     "_engine.py": '''
@@ -259,6 +268,7 @@ def test_public_instances_and_dispatch_objects_count(mpkg):
         assert "monpkg.area" in handle.monitored_names  # singledispatch held elsewhere: its implementations
         assert "monpkg.registry" in handle.monitored_names  # another library's dispatch object
         assert "monpkg.add" in handle.monitored_names  # a bound method: the method object holds the function
+        assert "monpkg.Shapes.size" in handle.monitored_names  # singledispatchmethod: its implementations
         assert type(mpkg.engine) is engine_cls and mpkg.ALIASES["area"] is mpkg.area
         assert mpkg.engine.run(1) == ("test_public_instances_and_dispatch_objects_count", 1)
         assert mpkg.engine.plain(1) == 2 and mpkg.engine(3) == 6
@@ -267,11 +277,12 @@ def test_public_instances_and_dispatch_objects_count(mpkg):
             mpkg.area("square")
         assert mpkg.registry(5) == 10
         assert mpkg.add(2) == 2 and mpkg.add(3) == 5
+        assert mpkg.Shapes().size("abc") == 3
     assert cap.calls("monpkg.engine.run") == 1 and cap.calls("monpkg.engine.plain") == 1
     assert cap.calls("monpkg.engine") == 1
     assert cap.calls("monpkg.area", "ok") == 1 and cap.calls("monpkg.area", "error") == 1
     assert cap.calls("monpkg.registry", "ok") == 1
-    assert cap.calls("monpkg.add", "ok") == 2
+    assert cap.calls("monpkg.add", "ok") == 2 and cap.calls("monpkg.Shapes.size", "ok") == 1
 
 
 @needs_monitoring

@@ -582,7 +582,16 @@ class Instrumentation:
                 struct_kind, plain = "classmethod", discovery.is_function(raw.__func__)
             else:
                 plain = discovery.is_function(raw)
-            raw = None
+            targets = None
+            if not plain and raw is not None and not issubclass(type(raw), (property, type)):
+                # A dispatch method (functools.singledispatchmethod): the implementations registered with it
+                # are the package's, counted without a wrapper.
+                targets = _dispatch_targets(_instance_dict(raw).get("dispatcher", raw), self.package)
+            if targets:
+                self._monitor(None, qualname, module_name, "method", True,
+                              f"dispatch method ({type(raw).__name__}): its registered implementations are counted",
+                              codes=[t.__code__ for t in targets])
+            raw = targets = None
             if plain:
                 try:
                     self._consider(cls, attr, qualname, module_name, struct_kind, slots)
