@@ -743,9 +743,22 @@ def main() -> int:
     with open(os.path.join(HERE, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, sort_keys=True)
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
-        fh.write(report(res))
+        fh.write(keep_sections(report(res)))
     log(f"wrote BENCHMARKS.md and benchmarks/results.json in {res['elapsed_s']:.0f} s")
     return 0
+
+
+def keep_sections(text: str) -> str:
+    """Append the sections other scripts wrote into BENCHMARKS.md (between their start/end markers)."""
+    import re
+
+    try:
+        with open(os.path.join(ROOT, "BENCHMARKS.md")) as fh:
+            current = fh.read()
+    except OSError:
+        return text
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([\w.]+): start -->.*?<!-- \1: end -->", current, re.S)]
+    return text.rstrip("\n") + "".join("\n\n" + block for block in blocks) + "\n"
 
 
 if __name__ == "__main__":
@@ -753,6 +766,6 @@ if __name__ == "__main__":
         with open(os.path.join(HERE, "results.json")) as fh:
             r = json.load(fh)
         with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
-            fh.write(report(r))
+            fh.write(keep_sections(report(r)))
         sys.exit(0)
     sys.exit(main())

@@ -306,3 +306,45 @@ def test_instrument_at_the_top_of_a_package_whose_import_fails_wraps_nothing(pac
         packages.load("failing_top_pkg", source)
     handle = instrumentation.get("failing_top_pkg")
     assert handle is not None and handle.wrapped_names == []
+
+
+def test_public_instances_count_on_every_python(packages, monkeypatch):
+    """A module-level instance of a class from a private module: its public methods and __call__ are the API.
+
+    Wrapped on the class where that changes nothing (every Python); an instance of a foreign class with no
+    package code behind it is listed, not silently ignored.
+    """
+    import types
+
+    from usagetrace.testing import capture
+
+    monkeypatch.setenv("INSTPKG_TELEMETRY", "1")
+    mod = packages.load("instpkg", {
+        "__init__.py": '''
+            from ._impl import _Client
+            import functools
+
+            client = _Client()
+            double = functools.partial(lambda x, y: x * y, 2)   # not the package's code
+            LIMIT = 10
+        ''',
+        "_impl.py": '''
+            class _Client:
+                def get(self, key):
+                    return key.upper()
+
+                def __call__(self, x):
+                    return x + 1
+
+                def _private(self):
+                    return 0
+        ''',
+    })
+    cls = type(mod.client)
+    with capture("instpkg") as cap:
+        assert {"instpkg.client.get", "instpkg.client"} <= set(cap.handle.wrapped_names)
+        assert "instpkg.client._private" not in cap.handle.wrapped_names
+        assert type(mod.client) is cls and type(cls.__dict__["get"]) is types.FunctionType
+        assert mod.client.get("a") == "A" and mod.client(1) == 2 and mod.double(3) == 6
+        assert "instpkg.LIMIT" not in cap.handle.skipped
+    assert cap.calls("instpkg.client.get") == 1 and cap.calls("instpkg.client") == 1

@@ -21,9 +21,10 @@ What it does, before any conftest or test module is imported:
 * points ``USAGETRACE_HOME`` at that directory: your own consent file, install
   ids and spool are neither read nor written.
 
-At the end it prints, per package, how many callables were wrapped and which
-were left unwrapped and why (``Instrumentation.skipped``), and how many
-usages were recorded.
+At the end it prints, per package, how many callables were wrapped, how many
+were monitored (counted without a wrapper through ``sys.monitoring``, Python
+3.12+: ``Instrumentation.monitored``) and which were skipped (not counted) and
+why (``Instrumentation.skipped``), and how many usages were recorded.
 """
 
 from __future__ import annotations
@@ -138,10 +139,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             continue
         handle.flush(5.0)
         usages = sum(v for k, v in handle.recorder.counts().items() if k[0] == "calls")
-        write(f"{name}: {len(handle.wrapped_names)} callables wrapped, {len(handle.skipped)} left unwrapped; "
-              f"{usages} usages recorded in this process")
+        counts = handle.callable_counts
+        write(f"{name}: {counts['wrapped']} callables wrapped, {counts['monitored']} monitored (counted "
+              f"without a wrapper), {counts['skipped']} skipped (not counted); {usages} usages recorded "
+              "in this process")
+        for qualname, reason in sorted(handle.monitored.items()):
+            write(f"  monitored: {qualname}: {reason}")
         for qualname, reason in sorted(handle.skipped.items()):
-            write(f"  not wrapped: {qualname}: {reason}")
+            write(f"  skipped: {qualname}: {reason}")
 
 
 def pytest_unconfigure(config) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import _thread
-from types import FunctionType, MappingProxyType, ModuleType
+from types import FunctionType, MappingProxyType, MethodType, ModuleType
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import: not on the import path
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ class Instrumentation:
         self._wrappers: dict[int, object] = {}  # id(original function) -> its wrapper
         self._stats: dict[int, object] = {}  # id(original function) -> its FunctionStats
         self._skipped: dict[str, str] = {}
+        #: id(code) -> (code, stats) of every callable counted through sys.monitoring (monitor.py)
+        self._monitored: dict[int, tuple] = {}
+        self._monitor_why: dict[str, str] = {}  # qualified name -> why it is monitored, not wrapped
         self._seen_classes: set[int] = set()
         self._scanned: dict[str, object] = {}
         self._hooked: set[str] = set()
@@ -93,7 +96,34 @@ class Instrumentation:
         """Qualified names of every callable currently wrapped (and counted)."""
         if self.recorder is None:
             return []
-        return sorted(n for n, stats in self.recorder.functions.items() if not stats.exempt)
+        return sorted(n for n, stats in self.recorder.functions.items()
+                      if not stats.exempt and n not in self._monitor_why)
+
+    @property
+    def monitored_names(self) -> list[str]:
+        """Qualified names of every callable counted without a wrapper (sys.monitoring, Python 3.12+).
+
+        These are the callables a wrapper would change (see :attr:`monitored`
+        for why each one): they stay exactly as they are, and their code
+        objects report calls to usagetrace (``usagetrace._internal.monitor``).
+        """
+        if self.recorder is None:
+            return []
+        functions = self.recorder.functions
+        return sorted(n for n in self._monitor_why if n in functions and not functions[n].exempt)
+
+    @property
+    def monitored(self) -> Mapping[str, str]:
+        """Callables counted without a wrapper, each with the reason a wrapper was not used."""
+        names = set(self.monitored_names)
+        return MappingProxyType({n: why for n, why in self._monitor_why.items() if n in names})
+
+    @property
+    def callable_counts(self) -> dict[str, int]:
+        """How many public callables are wrapped, monitored and skipped: coverage is
+        ``(wrapped + monitored) / (wrapped + monitored + skipped)``."""
+        return {"wrapped": len(self.wrapped_names), "monitored": len(self.monitored_names),
+                "skipped": len(self._skipped)}
 
     @property
     def skipped(self) -> Mapping[str, str]:
@@ -125,6 +155,7 @@ class Instrumentation:
         )
         self.recorder.enabled = True
         self.recorder.on_first_sample = lambda: delivery.get().register(self)
+        self.recorder.on_enabled = self._monitoring_follows
         self.instrumented = True
         self._analysis = hazards.Analysis(self.package)
         self._entry_points = discovery.entry_points(self.package)
@@ -258,6 +289,7 @@ class Instrumentation:
 
         name = module.__name__
         namespace = vars(module)
+        instances = []
         for attr in discovery.exported_names(module):
             try:
                 obj = namespace.get(attr)
@@ -271,13 +303,21 @@ class Instrumentation:
                     self._consider(namespace, attr, qualname, name, "function", slots)
                 elif isinstance(obj, type):
                     self._wrap_class(obj, qualname, slots)
-                elif callable(obj) and not isinstance(obj, ModuleType) and discovery.defined_in(obj, self.package):
-                    self._skip(qualname, f"not a plain Python function ({type(obj).__name__}): calls to it are not "
-                                         "counted")
+                elif not isinstance(obj, ModuleType):
+                    instances.append(attr)  # after the classes: a public class's methods keep its name
             except Exception:
                 log.debug("not instrumenting %s.%s", name, attr, exc_info=True)
+        for attr in instances:
+            try:
+                obj = namespace.get(attr)
+                if obj is not None:
+                    self._instance(obj, f"{name}.{attr}", name, slots)
+            except Exception:
+                log.debug("not instrumenting %s.%s", name, attr, exc_info=True)
+            obj = None
 
-    def _consider(self, owner, key: str, qualname: str, module_name: str, struct_kind: str, slots: dict) -> None:
+    def _consider(self, owner, key: str, qualname: str, module_name: str, struct_kind: str, slots: dict,
+                  hazard: str | None = None) -> None:
         """Wrap the function at ``owner[key]`` (a module dict or a class) unless a hazard says not to.
 
         For a static or class method the function inside the descriptor is
@@ -311,8 +351,10 @@ class Instrumentation:
             if self.include != (NOTHING,):
                 self._skip(qualname, "left out by instrument(include=..., exclude=...)")
             return
-        reason = self._analysis.frame_hazard(target) or self._analysis.recursion_hazard(target)
+        reason = hazard or self._analysis.frame_hazard(target) or self._analysis.recursion_hazard(target)
         kind = discovery.call_kind(target)
+        stats_kind = kind if kind != "sync" else struct_kind
+        bound = struct_kind in ("method", "constructor", "classmethod")
         target = None  # from here on, hold no reference until the count is taken
         if reason is None:
             if descriptor:
@@ -326,13 +368,15 @@ class Instrumentation:
             elif extra > 0:
                 reason = hazards.REASON_CAPTURED.format(n=extra)
         if reason is not None:
-            self._skip(qualname, reason)
+            # A wrapper would change what the host observes: count it without one, where possible.
+            self._monitor(namespace[key].__func__ if descriptor else namespace[key], qualname, module_name,
+                          stats_kind, bound, reason)
             return
         old = namespace[key]
         target = old.__func__ if descriptor else old
         known = qualname in self.recorder.functions
-        stats = self.recorder.function(qualname, module_name, kind if kind != "sync" else struct_kind)
-        stats.signature_from(target, bound=struct_kind in ("method", "constructor", "classmethod"))
+        stats = self.recorder.function(qualname, module_name, stats_kind)
+        stats.signature_from(target, bound=bound)
         try:
             wrapper = wrappers.make(self.recorder, stats, target, kind)
         except Exception:
@@ -347,6 +391,147 @@ class Instrumentation:
                 if slot_owner.__dict__.get(slot_key) is old:
                     self._set(slot_owner, slot_key, old, replacement)
         self._patch_slots(target_id, slots)
+
+    # ------------------------------------------------------------- monitoring
+    def _monitor(self, func, qualname: str, module_name: str, stats_kind: str, bound: bool, reason: str,
+                 codes=None) -> bool:
+        """Count ``func`` (or the package functions in ``codes``) through sys.monitoring, or list why not.
+
+        ``reason`` says why a wrapper is not used. Never holds ``func`` beyond the call.
+        """
+        from . import monitor
+
+        if not monitor.AVAILABLE:
+            self._skip(qualname, reason + monitor.REASON_OLD_PYTHON)
+            return False
+        if codes is None:
+            if not monitor.is_own(func, self.package):
+                targets = _dispatch_targets(func, self.package)
+                if not targets:
+                    self._skip(qualname, reason + monitor.REASON_SHARED)
+                    return False
+                codes = [t.__code__ for t in targets]
+            else:
+                codes = [func.__code__]
+        codes = [c for c in codes if id(c) not in self._monitored]
+        if not codes:
+            return True  # counted already, under the name it was found by first
+        known = qualname in self.recorder.functions
+        stats = self.recorder.function(qualname, module_name, stats_kind)
+        if func is not None and len(codes) == 1 and getattr(func, "__code__", None) is codes[0]:
+            stats.signature_from(func, bound=bound)
+        started = []
+        why = None
+        for code in codes:
+            why = monitor.start(self.recorder, stats, code) if self.recorder.enabled else None
+            if why is not None:
+                break
+            started.append(code)
+            self._monitored[id(code)] = (code, stats)
+        if why is not None:
+            monitor.stop(started)
+            for code in started:
+                self._monitored.pop(id(code), None)
+            if not known:
+                self.recorder.functions.pop(qualname, None)
+            self._skip(qualname, reason + why)
+            return False
+        self._skipped.pop(qualname, None)
+        self._monitor_why.setdefault(qualname, reason.split("; ")[0])
+        return True
+
+    def _monitoring_follows(self, enabled: bool) -> None:
+        """Consent on: events on for every monitored code object; off (withdrawn, uninstrumented): all off."""
+        if not self._monitored:
+            return
+        from . import monitor
+
+        codes = [code for code, _ in self._monitored.values()]
+        if enabled and self.instrumented:
+            for code, stats in list(self._monitored.values()):
+                why = monitor.start(self.recorder, stats, code)
+                if why is not None:
+                    self._skipped[stats.name] = self._monitor_why.pop(stats.name, "") + why
+        else:
+            monitor.stop(codes)
+
+    def _instance(self, obj, qualname: str, module_name: str, slots: dict) -> None:
+        """A public module-level object that is not a class or a function: its package methods are the API.
+
+        Methods called through an instance of a package class (one defined in a
+        private module too) count as ``module.instance.method``; calling a
+        callable instance counts as ``module.instance`` (its ``__call__``). A
+        dispatch object of another library counts the package's implementations
+        registered with it. Wrapped where a wrapper changes nothing (the class's
+        attribute), monitored otherwise.
+        """
+        import enum
+
+        from . import discovery
+
+        cls = type(obj)  # never isinstance() or getattr() on obj: a proxy would run code (or import) for them
+        if issubclass(cls, (enum.Enum, BaseException)):
+            return
+        if cls is MethodType:  # `info = _logger.info`: the method object holds the function: monitoring only
+            func = obj.__func__
+            if type(func) is FunctionType and discovery.defined_in(func, self.package):
+                self._monitor(func, qualname, module_name, "method", True,
+                              "a bound method exported as a module attribute: the method object holds its "
+                              "function, so a wrapper would never be called")
+            return
+        if not discovery.defined_in(cls, self.package):
+            targets = _dispatch_targets(obj, self.package)
+            if targets:
+                self._monitor(None, qualname, module_name, "function", False,
+                              f"dispatch object of {cls.__module__}.{cls.__qualname__}: the package's "
+                              "implementations registered with it are counted",
+                              codes=[t.__code__ for t in targets])
+            elif callable(obj) and discovery.defined_in(obj, self.package):
+                self._skip(qualname, f"not a plain Python function ({cls.__name__}) and no package code "
+                                     "found behind it: calls to it are not counted")
+            return
+        own = _instance_dict(obj)
+        seen: set = set()
+        for klass in cls.__mro__:
+            if klass is object or not discovery.defined_in(klass, self.package):
+                continue
+            public_class = id(klass) in self._seen_classes  # its methods are counted under the class's name
+            for attr in list(klass.__dict__):
+                if attr in seen or attr in own or (public_class and attr != "__call__"):
+                    continue
+                seen.add(attr)
+                if attr == "__call__":
+                    name = qualname
+                elif attr.startswith("_"):
+                    continue
+                else:
+                    name = f"{qualname}.{attr}"
+                raw = klass.__dict__.get(attr)
+                if isinstance(raw, (staticmethod, classmethod)):
+                    struct_kind, plain = type(raw).__name__, discovery.is_function(raw.__func__)
+                else:
+                    struct_kind, plain = "method", discovery.is_function(raw)
+                hazard = None
+                if plain and attr == "__call__":
+                    hazard = self._own_reach(raw)
+                raw = None
+                if plain:
+                    try:
+                        self._consider(klass, attr, name, module_name, struct_kind, slots, hazard)
+                    except Exception:
+                        log.debug("not instrumenting %s", name, exc_info=True)
+
+    def _own_reach(self, func) -> str | None:
+        """Frame reach of a dunder's own code. The analysis treats dunders as run implicitly, one call below
+        whoever triggers them; wrapping ``__call__`` itself puts the wrapper frame right above it."""
+        from . import hazards
+
+        self._analysis.frame_hazard(func)  # indexes it
+        node = self._analysis.nodes.get(id(getattr(func, "__code__", None)))
+        if node is None or node.reach <= 0:
+            return None
+        return hazards.REASON_FRAMES_SELF.format(reach="many" if node.reach >= hazards.INF else node.reach,
+                                                 how=node.how)
 
     def _patch_slots(self, target_id: int, slots: dict) -> None:
         """Put the wrapper in every namespace slot of the package that holds the original."""
@@ -397,7 +582,16 @@ class Instrumentation:
                 struct_kind, plain = "classmethod", discovery.is_function(raw.__func__)
             else:
                 plain = discovery.is_function(raw)
-            raw = None
+            targets = None
+            if not plain and raw is not None and not issubclass(type(raw), (property, type)):
+                # A dispatch method (functools.singledispatchmethod): the implementations registered with it
+                # are the package's, counted without a wrapper.
+                targets = _dispatch_targets(_instance_dict(raw).get("dispatcher", raw), self.package)
+            if targets:
+                self._monitor(None, qualname, module_name, "method", True,
+                              f"dispatch method ({type(raw).__name__}): its registered implementations are counted",
+                              codes=[t.__code__ for t in targets])
+            raw = targets = None
             if plain:
                 try:
                     self._consider(cls, attr, qualname, module_name, struct_kind, slots)
@@ -458,7 +652,13 @@ class Instrumentation:
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
             original = wrappers.original_of(target)
             if original is None:
-                return False
+                monitored = self._monitored.get(id(getattr(target, "__code__", None)))
+                if monitored is None:
+                    return False
+                stats = monitored[1]  # counted without a wrapper: its events now pass it by
+                stats.exempt = True
+                self._skipped[stats.name] = reason
+                return True
             stats = self._stats.get(id(original))
             if stats is None:
                 return False
@@ -488,6 +688,11 @@ class Instrumentation:
                     except Exception:
                         log.internal_error("instrumentation.restore")
                 self._patches.clear()
+                if self._monitored:
+                    from . import monitor
+
+                    monitor.stop([code for code, _ in self._monitored.values()])
+                    self._monitored.clear()
                 self._wrappers.clear()
                 self._stats.clear()
                 self._seen_classes.clear()
@@ -536,6 +741,45 @@ class Instrumentation:
         except Exception:
             log.internal_error("instrumentation.refresh_consent")
         return self.consent.enabled
+
+
+def _dispatch_targets(obj, package: str) -> list:
+    """The package's own functions registered with a dispatch object (functools.singledispatch's ``registry``,
+    multipledispatch's ``funcs``), read without running any of the object's code."""
+    from . import monitor
+
+    found = []
+    own = _instance_dict(obj)
+    for attr in ("registry", "funcs"):
+        table = own.get(attr)
+        if table is None:  # __slots__: a plain slot only, never a property
+            for klass in type(obj).__mro__:
+                slot = vars(klass).get(attr)
+                if slot is not None:
+                    try:
+                        table = slot.__get__(obj) if type(slot).__name__ == "member_descriptor" else None
+                    except Exception:
+                        table = None
+                    break
+        if not isinstance(table, (dict, MappingProxyType)):
+            continue
+        try:
+            values = list(table.values())[:256]
+        except Exception:
+            continue
+        for value in values:
+            if type(value) is FunctionType and monitor.is_own(value, package) and value not in found:
+                found.append(value)
+    return found
+
+
+def _instance_dict(obj) -> dict:
+    """``obj.__dict__`` without running any of its code (no ``__getattr__``/``__getattribute__``), or {}."""
+    try:
+        found = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return {}
+    return found if isinstance(found, (dict, MappingProxyType)) else {}
 
 
 def _is_our_wrapper(obj) -> bool:

@@ -437,7 +437,8 @@ while pending and len(seen) < 500:  # public submodules, so lazily imported ones
         except BaseException as exc:
             notes.append(f"{child} could not be imported ({type(exc).__name__}): its callables are not listed")
 print(json.dumps({"consent": str(handle.consent), "wrapped": handle.wrapped_names,
-                  "skipped": dict(handle.skipped), "notes": notes}))
+                  "monitored": dict(handle.monitored), "skipped": dict(handle.skipped), "notes": notes,
+                  "python": "%d.%d" % sys.version_info[:2]}))
 """
 
 
@@ -480,13 +481,23 @@ def callables_markdown(package: str, account: dict) -> str:
     if "error" in account:
         return f"\nCallables of `{package}`: {account['error']}.\n"
     wrapped, skipped = account["wrapped"], account["skipped"]
-    lines = ["", f"Callables of `{package}` (found by importing it with telemetry on, in a child process; "
-                 "nothing was sent):", "",
-             f"- counted (wrapped): {len(wrapped)}", f"- not counted: {len(skipped)}"]
+    monitored = account.get("monitored", {})
+    total = len(wrapped) + len(monitored) + len(skipped)
+    python = f" on Python {account['python']}" if account.get("python") else ""
+    lines = ["", f"Callables of `{package}` (found by importing it with telemetry on, in a child "
+                 f"process{python}; nothing was sent):", "",
+             f"- counted (wrapped): {len(wrapped)}",
+             f"- counted without a wrapper (monitored, sys.monitoring on Python 3.12+): {len(monitored)}",
+             f"- not counted (skipped): {len(skipped)}"]
+    if total:
+        lines.append(f"- coverage: {100 * (len(wrapped) + len(monitored)) / total:.0f} % of {total}")
     lines += [f"- note: {note}" for note in account.get("notes", [])]
     if skipped:
         lines += ["", "| Not counted | Why |", "|---|---|"]
         lines += [f"| `{name}` | {reason.replace('|', '/')} |" for name, reason in sorted(skipped.items())]
+    if monitored:
+        lines += ["", "| Counted without a wrapper | Why not wrapped |", "|---|---|"]
+        lines += [f"| `{name}` | {reason.replace('|', '/')} |" for name, reason in sorted(monitored.items())]
     if wrapped:
-        lines += ["", "Counted: " + ", ".join(f"`{name}`" for name in wrapped)]
+        lines += ["", "Counted (wrapped): " + ", ".join(f"`{name}`" for name in wrapped)]
     return "\n".join(lines) + "\n"

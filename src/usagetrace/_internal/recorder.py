@@ -163,6 +163,8 @@ class Recorder:
         self._lock = threading.Lock()
         #: Called (once) when the first sample is queued; starts delivery.
         self.on_first_sample = None
+        #: Called with the new value whenever ``enabled`` is set (monitoring events follow consent).
+        self.on_enabled = None
 
     @property
     def enabled(self) -> bool:
@@ -174,6 +176,12 @@ class Recorder:
         self._enabled = bool(value)
         for stats in list(self.functions.values()):
             stats.off = not self._enabled or stats.exempt
+        hook = self.on_enabled
+        if hook is not None:
+            try:
+                hook(self._enabled)
+            except Exception:
+                log.internal_error("recorder.on_enabled")
 
     # -- registration -------------------------------------------------------
     def function(self, name: str, module: str, kind: str) -> FunctionStats:
@@ -220,7 +228,13 @@ class Recorder:
           self/cls left out;
         * ``usagetrace.kwargs.extra``: how many ``**kwargs`` entries (their keys are
           the caller's data and are never sent).
+
+        ``args`` None: a monitored call (see monitor.py), whose arguments are not
+        seen, so nothing is said about them.
         """
+        if args is None:
+            return {"code.function.name": stats.name, "usagetrace.module": stats.module,
+                    "usagetrace.callable.kind": stats.kind}
         n = len(args)  # 0 for an error raised while a generator is iterated: its arguments are gone
         given = max(min(n, stats.required) - stats.skip, 0)
         names = []

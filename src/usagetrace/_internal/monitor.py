@@ -1,0 +1,349 @@
+"""Counting without a wrapper: ``sys.monitoring`` (PEP 669) events on the package's own code (3.12+).
+
+A public callable that a wrapper would change (it looks up the stack, it is
+held somewhere besides the namespaces usagetrace rewrites, it recurses, it is
+reached through an instance or a dispatch object) is left exactly as it is:
+the same object, the same code, no extra frame. Instead its code object gets
+*local* events on usagetrace's own monitoring tool id:
+
+* ``PY_START`` (and, for generators and coroutines, ``PY_RESUME``) begins a
+  usage when none of the package is in progress in this thread or task: the
+  same ``outside`` context variable the wrappers use, so a call the package
+  makes into itself (recursion, a foreign callback back into the package, a
+  wrapped function calling a monitored one or the reverse) is an inner call,
+  not a usage. The usage is remembered in that variable, with the frame it
+  started in, so only the outermost frame ends it.
+* ``PY_RETURN`` (``PY_YIELD`` for a suspension) ends it: ``ok``.
+* An exception leaving the frame gives no local event (``PY_UNWIND`` and
+  ``PY_THROW`` can only be set for the whole process). They are set
+  process-wide while anything is monitored: the callback costs a dictionary
+  lookup per frame an exception leaves, and nothing when no exception is
+  raised (measured in BENCHMARKS.md). Setting them only while a monitored
+  call runs would re-instrument every code object on each toggle.
+  The outcome is :func:`.recorder.outcome_of` of the exception, as for
+  wrapped calls.
+
+Counts and sampled spans go through the same :class:`.recorder.Recorder`
+path as wrapped calls. A monitored span carries no argument facts (a wrapper
+sees the call's arguments; an event does not, and reading the frame's locals
+is the host's business), so those attributes are left out rather than guessed.
+
+The tool id: 0, 1, 2 and 5 are the debugger's, coverage's, the profiler's and
+the optimizer's by convention; usagetrace takes 3, else 4, only while it
+monitors something, and frees it when nothing is left (``uninstrument()``,
+consent withdrawn). When both are taken the callables stay uncounted and say
+so. ``sys.settrace``/``setprofile`` and other tools are independent of it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from . import clock, log
+from .recorder import _Usage
+
+AVAILABLE = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
+TOOL_IDS = (3, 4)
+TOOL_NAME = "usagetrace"
+
+REASON_OLD_PYTHON = "; counting it without a wrapper needs Python 3.12+ (sys.monitoring)"
+REASON_NO_TOOL = ("; no free sys.monitoring tool id (3 and 4 are taken by other tools), so it is not counted "
+                  "without a wrapper either")
+REASON_SHARED = ("; its code is not the package's own or is shared by other functions (made by a factory, "
+                 "a decorator from elsewhere): monitoring it would count calls of other functions")
+REASON_TAKEN = "; its code is already monitored as {other}"
+
+_CO_NESTED, _CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x10, 0x20, 0x80, 0x200
+_SUSPENDING = _CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR
+
+_clock = clock.REAL
+_getframe = sys._getframe
+_lock = threading.RLock()
+_tool: int | None = None
+#: id(code) -> (code, recorder, stats, how): every code object with events on. ``how``: 0 plain
+#: function, 1 generator or async generator (the usage is counted when it first runs), 2 coroutine
+#: (counted when it ends, like an awaited wrapped coroutine).
+_codes: dict[int, tuple] = {}
+#: id(frame) of a coroutine usage that is suspended -> its marker (resumed: active again; dropped when it
+#: returns or an exception, GeneratorExit from close() included, leaves it).
+_suspended: dict[int, object] = {}
+#: Bumped whenever events are turned off: a usage marked before then may never see its end event (a call
+#: running on another thread while consent is withdrawn), so a later start does not take it for a usage
+#: still in progress.
+_epoch = 0
+
+
+class _Active(_Usage):
+    """A monitored usage in progress: the value of the package's ``outside`` variable while it runs.
+
+    Falsy like every usage marker (wrapt's ``enabled`` check, inner calls),
+    with the function's stats, the id of the frame that started it (only that
+    frame ends it) and the context-variable token to restore.
+    """
+
+    __slots__ = ("frame", "token", "start", "how", "epoch")
+
+
+def tool_id() -> int | None:
+    """The sys.monitoring tool id usagetrace holds now, or None."""
+    return _tool
+
+
+def is_own(func, package: str) -> bool:
+    """True when ``func``'s code belongs to it alone: defined by the package, not nested in a factory."""
+    try:
+        code = func.__code__
+        name = func.__globals__.get("__name__")
+        if not (isinstance(name, str) and (name == package or name.startswith(package + "."))):
+            return False  # functools.wraps copies __module__; the code is the decorator library's
+        return not (code.co_flags & _CO_NESTED) and func.__closure__ is None
+    except Exception:
+        return False
+
+
+def owner_of(code) -> object | None:
+    """The stats of the callable ``code`` is monitored for, or None."""
+    entry = _codes.get(id(code))
+    return entry[2] if entry is not None else None
+
+
+def _events(code) -> int:
+    ev = sys.monitoring.events
+    if code.co_flags & _SUSPENDING:
+        return ev.PY_START | ev.PY_RESUME | ev.PY_YIELD | ev.PY_RETURN
+    return ev.PY_START | ev.PY_RETURN
+
+
+def _acquire() -> bool:
+    """Take a free tool id and register the callbacks (under ``_lock``)."""
+    global _tool
+    if _tool is not None:
+        return True
+    mon = sys.monitoring
+    for candidate in TOOL_IDS:
+        try:
+            if mon.get_tool(candidate) is not None:
+                continue
+            mon.use_tool_id(candidate, TOOL_NAME)
+        except ValueError:  # taken between the check and the claim
+            continue
+        ev = mon.events
+        callbacks = ((ev.PY_START, _on_start), (ev.PY_RESUME, _on_resume), (ev.PY_THROW, _on_resume),
+                     (ev.PY_YIELD, _on_yield), (ev.PY_RETURN, _on_return), (ev.PY_UNWIND, _on_unwind))
+        for event, callback in callbacks:
+            mon.register_callback(candidate, event, callback)
+        mon.set_events(candidate, ev.PY_UNWIND | ev.PY_THROW)
+        _tool = candidate
+        return True
+    return False
+
+
+def _release() -> None:
+    """Give the tool id back once nothing is monitored (under ``_lock``)."""
+    global _tool
+    if _tool is None or _codes:
+        return
+    mon = sys.monitoring
+    tool, _tool = _tool, None
+    try:
+        mon.set_events(tool, 0)
+        ev = mon.events
+        for event in (ev.PY_START, ev.PY_RESUME, ev.PY_THROW, ev.PY_YIELD, ev.PY_RETURN, ev.PY_UNWIND):
+            mon.register_callback(tool, event, None)
+        if mon.get_tool(tool) == TOOL_NAME:
+            mon.free_tool_id(tool)
+    except Exception:
+        log.internal_error("monitor.release")
+    _suspended.clear()
+
+
+def start(rec, stats, code) -> str | None:
+    """Count calls of ``code`` as usages of ``stats``' callable; None when done, else why not (a suffix)."""
+    if not AVAILABLE:
+        return REASON_OLD_PYTHON
+    with _lock:
+        entry = _codes.get(id(code))
+        if entry is not None:
+            return None if entry[2] is stats else REASON_TAKEN.format(other=entry[2].name)
+        if not _acquire():
+            return REASON_NO_TOOL
+        flags = code.co_flags
+        how = 2 if flags & _CO_COROUTINE else 1 if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR) else 0
+        _codes[id(code)] = (code, rec, stats, how)
+        try:
+            sys.monitoring.set_local_events(_tool, code, _events(code))
+        except Exception as exc:
+            del _codes[id(code)]
+            _release()
+            return f"; sys.monitoring refused its code object ({type(exc).__name__})"
+    return None
+
+
+def stop(codes) -> None:
+    """Turn the events of ``codes`` off; free the tool id when nothing is left. Never raises."""
+    global _epoch
+    with _lock:
+        _epoch += 1
+        stopped = set()
+        for code in codes:
+            try:
+                entry = _codes.pop(id(code), None)
+                if entry is not None:
+                    stopped.add(id(entry[2]))
+                    if _tool is not None:
+                        sys.monitoring.set_local_events(_tool, code, 0)
+            except Exception:
+                log.internal_error("monitor.stop")
+        for frame_id, marker in list(_suspended.items()):
+            if id(marker.stats) in stopped:  # their end event will not come
+                _suspended.pop(frame_id, None)
+        _release()
+
+
+# ------------------------------------------------------------------ callbacks
+#
+# They run on the host's threads, inside its calls: never raise (an exception here
+# would surface in the host's code), never hold a frame, do as little as possible
+# before deciding the event is not a usage.
+
+
+def _begin(entry, outside, start: int):
+    """Mark a usage (or one run of a generator's) in progress in this thread or task."""
+    marker = _Active()
+    marker.stats = entry[2]
+    marker.frame = id(_getframe(2))
+    marker.how = entry[3]
+    marker.start = start
+    marker.epoch = _epoch
+    marker.token = outside.set(marker)
+    return marker
+
+
+def _stale(outside, current) -> bool:
+    """Clear a usage marked before events were last off; True when no usage is in progress now."""
+    try:
+        outside.reset(current.token)
+    except ValueError:
+        outside.set(True)
+    return bool(outside.get())  # what it restored may itself be a usage in progress
+
+
+def _on_start(code, offset):
+    try:
+        entry = _codes.get(id(code))
+        if entry is None:
+            return
+        stats = entry[2]
+        if stats.off:
+            return
+        outside = entry[1].outside
+        current = outside.get()
+        if not current and (type(current) is not _Active or current.epoch == _epoch
+                            or not _stale(outside, current)):
+            return  # inside a usage of the package: an inner call
+        start = _clock.time_ns() if stats.budget > 0 else 0
+        how = entry[3]
+        if how == 1:
+            # A generator's usage is its call, as for a wrapped one: counted once, when it first runs.
+            # Its runs are marked while they last (inner calls are not usages) and its errors recorded;
+            # nothing is kept between runs (3.13 closes a generator suspended outside a ``try``
+            # without any event, so state kept per frame could never be dropped).
+            _begin(entry, outside, 0)
+            next(stats.ok)
+            if start:
+                entry[1].sampled(stats, None, None, start)
+            return
+        marker = _Active()  # _begin() inlined: the hot path of a plain function
+        marker.stats = stats
+        marker.frame = frame = id(_getframe(1))
+        marker.how = how
+        marker.start = start
+        marker.epoch = _epoch
+        marker.token = outside.set(marker)
+        if how:
+            _suspended[frame] = marker  # a coroutine is closed with PY_THROW + PY_UNWIND: dropped then
+    except Exception:
+        log.internal_error("monitor.start")
+
+
+def _on_resume(code, offset, *exc):
+    try:
+        entry = _codes.get(id(code))
+        if entry is None:
+            return
+        outside = entry[1].outside
+        if entry[3] == 1:
+            if not entry[2].off and outside.get():
+                _begin(entry, outside, 0)  # a run of a generator, not inside another usage
+            return
+        marker = _suspended.get(id(_getframe(1)))
+        if marker is not None and marker.stats is entry[2]:
+            marker.token = outside.set(marker)
+    except Exception:
+        log.internal_error("monitor.resume")
+
+
+def _current(entry, code):
+    """The usage the returning frame ends, or None (an inner call, or a frame not started as a usage)."""
+    marker = entry[1].outside.get()
+    if type(marker) is not _Active or marker.stats is not entry[2] or marker.frame != id(_getframe(2)):
+        return None
+    try:
+        entry[1].outside.reset(marker.token)
+    except ValueError:  # a generator resumed in another context than it started in
+        entry[1].outside.set(True)
+    return marker
+
+
+def _on_yield(code, offset, value):
+    try:
+        entry = _codes.get(id(code))
+        if entry is not None:
+            _current(entry, code)  # suspended: the consumer's code runs outside the usage
+    except Exception:
+        log.internal_error("monitor.yield")
+
+
+def _on_return(code, offset, value):
+    try:
+        entry = _codes.get(id(code))
+        if entry is None:
+            return
+        rec = entry[1]
+        outside = rec.outside
+        marker = outside.get()  # _current() inlined: this is the hot path
+        if type(marker) is not _Active or marker.stats is not entry[2] or marker.frame != id(_getframe(1)):
+            return
+        try:
+            outside.reset(marker.token)
+        except ValueError:
+            outside.set(True)
+        stats = marker.stats
+        if marker.how:
+            if marker.how == 1:
+                return  # counted when it started
+            _suspended.pop(marker.frame, None)
+        next(stats.ok)
+        if marker.start:
+            rec.sampled(stats, None, None, marker.start)
+    except Exception:
+        log.internal_error("monitor.return")
+
+
+def _on_unwind(code, offset, exc):
+    try:
+        entry = _codes.get(id(code))
+        if entry is None:
+            return  # not ours: the cost of a global event, one lookup per frame an exception leaves
+        marker = _current(entry, code)
+        if marker is None:
+            if entry[3] == 2:
+                _suspended.pop(id(_getframe(1)), None)
+            return
+        if marker.how == 2:
+            _suspended.pop(marker.frame, None)
+        # A generator's usage was counted when it started: an error while it runs adds the error only.
+        entry[1].ended(marker.stats, exc, None, None, marker.start, count_call=marker.how != 1)
+    except Exception:
+        log.internal_error("monitor.unwind")

@@ -1,0 +1,442 @@
+"""Counting without a wrapper (sys.monitoring, 3.12+): what a wrapper would change stays exactly as it is."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+
+from usagetrace.testing import capture
+
+MONITORING = sys.version_info >= (3, 12)
+needs_monitoring = pytest.mark.skipif(not MONITORING, reason="sys.monitoring is Python 3.12+")
+
+SOURCE = {
+    "__init__.py": '''
+        import functools
+        import sys
+        import types
+        import warnings
+
+        from ._engine import Engine as _Engine, _Registry, _Counter
+
+        _DEBUG = False
+
+        def where():
+            """Looks one frame up: a wrapper frame would be what it sees."""
+            return sys._getframe(1).f_code.co_name
+
+        def warns():
+            warnings.warn("careful", UserWarning, stacklevel=2)
+            return sys._getframe(0).f_code.co_name
+
+        def fact(n):
+            return 1 if n <= 1 else n * fact(n - 1)
+
+        def fail(kind):
+            if kind is None:
+                return sys._getframe(1)
+            raise kind("contains /home/alice/secret.txt")
+
+        def items(n):
+            if n < 0:
+                sys._getframe(1)
+            for i in range(n):
+                yield i
+
+        async def fetch(x):
+            if x is None:
+                sys._getframe(1)
+            if x == "boom":
+                raise LookupError(x)
+            if x == "sleep":
+                await _pause()
+            return x
+
+        @types.coroutine
+        def _pause():
+            for _ in range(1000):  # yields to the event loop (asyncio.sleep(0)), works without one too
+                yield
+
+        def run(callback):
+            if callback is None:
+                sys._getframe(1)
+            return callback()
+
+        def plain(x):
+            """Safe to wrap: calls a monitored function (an inner call, not a usage)."""
+            return where()
+
+        def calls_plain():
+            if _DEBUG:
+                sys._getframe(1)
+            return plain(1)
+
+        engine = _Engine()         # a public instance of a class defined in a private module
+
+        @functools.singledispatch
+        def area(shape):
+            raise TypeError(type(shape).__name__)
+
+        @area.register
+        def _(shape: int):
+            return shape * shape
+
+        ALIASES = {"area": area}   # held elsewhere: wrapping area would change `is`
+
+        add = _Counter().add       # a bound method exported as a function
+        class Shapes:
+            @functools.singledispatchmethod
+            def size(self, shape):
+                raise TypeError(type(shape).__name__)
+
+            @size.register
+            def _(self, shape: str):
+                return len(shape)
+
+        registry = _Registry()     # a dispatch object of "another library" (its class is not the package's)
+    ''',
+    "_engine.py": '''
+        import sys
+
+        class Engine:
+            def run(self, x):
+                return sys._getframe(1).f_code.co_name, x      # frame reach: monitored
+
+            def plain(self, x):
+                return x + 1                                     # safe: wrapped on the class
+
+            def __call__(self, x):
+                if x is None:
+                    sys._getframe(1)
+                return x * 2
+
+        class _Counter:
+            total = 0
+
+            def add(self, n):
+                self.total += n
+                return self.total
+
+        class _Registry:
+            def __init__(self):
+                self.funcs = {}
+
+            def __call__(self, x):
+                return self.funcs[type(x)](x)
+
+        def _double(x):
+            return 2 * x
+
+        _Registry.__module__ = "otherlib.dispatch"               # stands for a dispatch library's class
+    ''',
+}
+
+
+@pytest.fixture
+def mpkg(packages, monkeypatch):
+    monkeypatch.setenv("MONPKG_TELEMETRY", "1")
+    module = packages.load("monpkg", SOURCE)
+    from monpkg import _engine
+
+    module.registry.funcs[int] = _engine._double
+    return module
+
+
+def _tool():
+    from usagetrace._internal import monitor
+
+    return monitor.tool_id()
+
+
+@needs_monitoring
+def test_frames_warnings_identity_and_code_unchanged(mpkg):
+    """A monitored function is the same object with the same code, and sees the caller it sees without us."""
+    where, code = mpkg.where, mpkg.where.__code__
+    with capture("monpkg") as cap:
+        assert "monpkg.where" in cap.handle.monitored_names and "monpkg.warns" in cap.handle.monitored_names
+        assert mpkg.where is where and where.__code__ is code and where.__closure__ is None
+
+        def caller():
+            return mpkg.where()
+
+        assert caller() == "caller"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            assert mpkg.warns() == "warns"
+        assert caught[0].filename == __file__ and caught[0].lineno == line
+        assert sys.monitoring.get_local_events(_tool(), code) != 0
+    assert cap.calls("monpkg.where", "ok") == 1 and cap.calls("monpkg.warns", "ok") == 1
+
+
+@needs_monitoring
+def test_recursion_counted_once_per_outer_usage(mpkg):
+    with capture("monpkg") as cap:
+        assert "monpkg.fact" in cap.handle.monitored_names
+        assert [mpkg.fact(n) for n in (1, 5, 10)] == [1, 120, 3628800]
+    assert cap.calls("monpkg.fact") == 3 == cap.calls("monpkg.fact", "ok")
+
+
+@needs_monitoring
+def test_errors_attributed_with_type_and_interruptions(mpkg):
+    """An exception leaving the outermost frame is the usage's outcome; the next call is a usage again."""
+    with capture("monpkg") as cap:
+        for kind in (ValueError, KeyError):
+            with pytest.raises(kind):
+                mpkg.fail(kind)
+        with pytest.raises(KeyboardInterrupt):
+            mpkg.fail(KeyboardInterrupt)
+        assert mpkg.fail(None).f_code.co_name == "test_errors_attributed_with_type_and_interruptions"
+        gen = mpkg.items(10)
+        assert next(gen) == 0 and next(gen) == 1
+        gen.close()  # the consumer stopped early: not an error
+        assert list(mpkg.items(3)) == [0, 1, 2]
+        abandoned = mpkg.items(5)
+        next(abandoned)
+        del abandoned  # closed by the collector (3.13: without any event)
+        assert mpkg.where() == "test_errors_attributed_with_type_and_interruptions"  # no usage left open
+        from usagetrace._internal import monitor
+
+        assert not monitor._suspended  # nothing kept for generators between their runs
+    assert cap.calls("monpkg.fail", "error") == 2
+    assert cap.calls("monpkg.fail", "interrupted") == 1 and cap.calls("monpkg.fail", "ok") == 1
+    assert cap.calls("monpkg.items", "ok") == 3 and cap.calls("monpkg.items", "error") == 0
+    assert cap.calls("monpkg.where", "ok") == 1
+    errors = {p["attributes"]["error.type"]: p["value"] for p in cap.points("usagetrace.errors")
+              if p["attributes"]["code.function.name"] == "monpkg.fail"}
+    assert errors == {"ValueError": 1, "KeyError": 1}
+    spans = cap.spans("monpkg.fail")
+    assert spans and all("usagetrace.args.count" not in s["attributes"] for s in spans)  # not seen: not said
+    assert b"alice" not in cap.raw_bytes()
+
+
+@needs_monitoring
+def test_coroutine_outcome_when_it_ends(mpkg):
+    import asyncio
+
+    with capture("monpkg") as cap:
+        assert "monpkg.fetch" in cap.handle.monitored_names
+
+        async def main():
+            assert await mpkg.fetch(1) == 1
+            with pytest.raises(LookupError):
+                await mpkg.fetch("boom")
+            return await asyncio.gather(mpkg.fetch(2), mpkg.fetch(3))
+
+        assert asyncio.run(main()) == [2, 3]
+
+        async def cancelled():
+            task = asyncio.ensure_future(mpkg.fetch("sleep"))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+        never_finished = mpkg.fetch("sleep")
+        never_finished.send(None)
+        never_finished.close()
+        from usagetrace._internal import monitor
+
+        assert not monitor._suspended
+    assert cap.calls("monpkg.fetch", "ok") == 3 and cap.calls("monpkg.fetch", "error") == 1
+    assert cap.calls("monpkg.fetch", "interrupted") == 2
+
+
+@needs_monitoring
+def test_inner_calls_between_wrapped_and_monitored_are_not_usages(mpkg):
+    with capture("monpkg") as cap:
+        assert "monpkg.plain" in cap.handle.wrapped_names
+        assert "monpkg.calls_plain" in cap.handle.monitored_names
+        assert mpkg.plain(1) == "plain"  # wrapped -> monitored where(): one usage
+        assert mpkg.calls_plain() == "plain"  # monitored -> wrapped -> monitored: one usage
+    assert cap.calls("monpkg.plain") == 1 and cap.calls("monpkg.calls_plain") == 1
+    assert cap.calls("monpkg.where") == 0
+
+
+@needs_monitoring
+def test_public_instances_and_dispatch_objects_count(mpkg):
+    """Methods through a public instance of a private class, a callable instance, dispatch objects."""
+    engine_cls = type(mpkg.engine)
+    with capture("monpkg") as cap:
+        handle = cap.handle
+        assert "monpkg.engine.run" in handle.monitored_names  # frame reach: monitored
+        assert "monpkg.engine.plain" in handle.wrapped_names  # safe: wrapped on the class
+        assert "monpkg.engine" in handle.monitored_names  # __call__, frame reach
+        assert "monpkg.area" in handle.monitored_names  # singledispatch held elsewhere: its implementations
+        assert "monpkg.registry" in handle.monitored_names  # another library's dispatch object
+        assert "monpkg.add" in handle.monitored_names  # a bound method: the method object holds the function
+        assert "monpkg.Shapes.size" in handle.monitored_names  # singledispatchmethod: its implementations
+        assert type(mpkg.engine) is engine_cls and mpkg.ALIASES["area"] is mpkg.area
+        assert mpkg.engine.run(1) == ("test_public_instances_and_dispatch_objects_count", 1)
+        assert mpkg.engine.plain(1) == 2 and mpkg.engine(3) == 6
+        assert mpkg.area(4) == 16
+        with pytest.raises(TypeError):
+            mpkg.area("square")
+        assert mpkg.registry(5) == 10
+        assert mpkg.add(2) == 2 and mpkg.add(3) == 5
+        assert mpkg.Shapes().size("abc") == 3
+    assert cap.calls("monpkg.engine.run") == 1 and cap.calls("monpkg.engine.plain") == 1
+    assert cap.calls("monpkg.engine") == 1
+    assert cap.calls("monpkg.area", "ok") == 1 and cap.calls("monpkg.area", "error") == 1
+    assert cap.calls("monpkg.registry", "ok") == 1
+    assert cap.calls("monpkg.add", "ok") == 2 and cap.calls("monpkg.Shapes.size", "ok") == 1
+
+
+@needs_monitoring
+def test_coexists_with_settrace_and_another_monitoring_tool(mpkg):
+    mon = sys.monitoring
+    code = mpkg.where.__code__
+    theirs = next((i for i in (0, 1, 2, 5) if mon.get_tool(i) is None), None)
+    if theirs is None:
+        pytest.skip("every conventional tool id is in use in this process")
+    seen, traced = [], []
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code is code:
+            traced.append(frame.f_back.f_code.co_name)
+        return None
+
+    mon.use_tool_id(theirs, "another tool")
+    try:
+        mon.register_callback(theirs, mon.events.PY_START, lambda c, o: seen.append(c.co_name))
+        mon.set_local_events(theirs, code, mon.events.PY_START)
+        with capture("monpkg") as cap:
+            previous = sys.gettrace()
+            sys.settrace(tracer)
+            try:
+                assert mpkg.where() == "test_coexists_with_settrace_and_another_monitoring_tool"
+                assert mpkg.fact(4) == 24
+            finally:
+                sys.settrace(previous)
+            ours = _tool()
+            assert ours in (3, 4) and ours != theirs
+        assert mon.get_local_events(theirs, code) == mon.events.PY_START  # theirs untouched by ours
+    finally:
+        mon.set_local_events(theirs, code, 0)
+        mon.register_callback(theirs, mon.events.PY_START, None)
+        mon.free_tool_id(theirs)
+    assert seen == ["where"] and traced == ["test_coexists_with_settrace_and_another_monitoring_tool"]
+    assert cap.calls("monpkg.where") == 1 and cap.calls("monpkg.fact") == 1
+
+
+@needs_monitoring
+def test_uninstrument_and_withdrawal_turn_the_events_off(mpkg):
+    from usagetrace.testing import disabled
+
+    code = mpkg.where.__code__
+    with capture("monpkg") as cap:
+        handle = cap.handle
+        tool = _tool()
+        assert tool is not None and sys.monitoring.get_local_events(tool, code) != 0
+        with disabled("monpkg"):
+            assert sys.monitoring.get_local_events(tool, code) == 0 and sys.monitoring.get_tool(tool) is None
+            assert mpkg.where() == "test_uninstrument_and_withdrawal_turn_the_events_off"
+        handle.recorder.enabled = True  # granted again: counted again
+        assert _tool() is not None and sys.monitoring.get_local_events(_tool(), code) != 0
+        mpkg.where()
+        tool = _tool()
+        handle.uninstrument()
+        assert sys.monitoring.get_local_events(tool, code) == 0 and sys.monitoring.get_events(tool) == 0
+        assert sys.monitoring.get_tool(tool) is None and _tool() is None
+        mpkg.where()
+    assert cap.calls("monpkg.where") == 1
+
+
+@needs_monitoring
+def test_no_free_tool_id_leaves_them_skipped_with_the_reason(packages, monkeypatch):
+    mon = sys.monitoring
+    taken = [i for i in (3, 4) if mon.get_tool(i) is None]
+    for i in taken:
+        mon.use_tool_id(i, "someone else")
+    try:
+        monkeypatch.setenv("MONPKG_TELEMETRY", "1")
+        mpkg = packages.load("monpkg", SOURCE)
+        with capture("monpkg") as cap:
+            assert cap.handle.monitored_names == []
+            assert "no free sys.monitoring tool id" in cap.handle.skipped["monpkg.where"]
+            assert "monpkg.plain" in cap.handle.wrapped_names
+            assert mpkg.where() == "test_no_free_tool_id_leaves_them_skipped_with_the_reason"
+    finally:
+        for i in taken:
+            mon.free_tool_id(i)
+    assert cap.calls("monpkg.where") == 0
+
+
+@pytest.mark.skipif(MONITORING, reason="before Python 3.12 only")
+def test_before_312_they_stay_skipped_with_the_reason(mpkg):
+    with capture("monpkg") as cap:
+        assert cap.handle.monitored_names == []
+        assert cap.handle.callable_counts["monitored"] == 0
+        assert "needs Python 3.12+" in cap.handle.skipped["monpkg.where"]
+        assert "bound method" in cap.handle.skipped["monpkg.add"]  # listed, not silently uncounted
+        assert "monpkg.plain" in cap.handle.wrapped_names
+
+
+def test_callable_counts_add_up(mpkg):
+    with capture("monpkg") as cap:
+        counts = cap.handle.callable_counts
+        assert counts["wrapped"] == len(cap.handle.wrapped_names)
+        assert counts["monitored"] == len(cap.handle.monitored_names)
+        assert counts["skipped"] == len(cap.handle.skipped)
+        assert not set(cap.handle.monitored_names) & set(cap.handle.skipped)
+        assert not set(cap.handle.monitored_names) & set(cap.handle.wrapped_names)
+
+
+@needs_monitoring
+def test_events_off_during_a_call_leave_no_usage_open(mpkg):
+    """Consent withdrawn and granted again while a monitored call runs: its end is never seen, and later
+    calls in the same thread are still usages."""
+    with capture("monpkg") as cap:
+        recorder = cap.handle.recorder
+
+        def withdraw():
+            recorder.enabled = False  # events off: this call's end is never seen
+            return 1
+
+        assert mpkg.run(withdraw) == 1
+        recorder.enabled = True
+        assert mpkg.where() == "test_events_off_during_a_call_leave_no_usage_open"
+        assert mpkg.plain(1) == "plain"
+    assert cap.calls("monpkg.where") == 1 and cap.calls("monpkg.plain") == 1
+
+
+@needs_monitoring
+def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
+    """coverage.py measuring through sys.monitoring (COVERAGE_CORE=sysmon, its tool id 1) and usagetrace
+    counting the same function: both see it. Runs where coverage is installed (not in the test extra)."""
+    pytest.importorskip("coverage")
+    import subprocess
+    import textwrap
+
+    packages.write("monpkg", SOURCE)
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(f'''
+        import sys
+        import coverage
+        sys.path.insert(0, {str(tmp_path / "pkgs")!r})
+        cov = coverage.Coverage(data_file=None, include=[{str(tmp_path / "pkgs") + "/*"!r}])
+        cov.start()
+        import monpkg
+        from usagetrace.testing import capture
+        with capture("monpkg") as cap:
+            assert "monpkg.where" in cap.handle.monitored_names
+            def caller():
+                return monpkg.where()
+            assert caller() == "caller" and monpkg.fact(5) == 120
+            tools = {{i: sys.monitoring.get_tool(i) for i in range(6) if sys.monitoring.get_tool(i)}}
+        cov.stop()
+        lines = cov.get_data().lines(monpkg.__file__)
+        body = monpkg.where.__code__.co_firstlineno + 2  # its return line
+        print(tools, cap.calls("monpkg.where"), cap.calls("monpkg.fact"), body in lines)
+    '''))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["COVERAGE_CORE"] = "sysmon"
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    tools = proc.stdout.strip().rsplit("} ", 1)[0] + "}"
+    where_calls, fact_calls, covered = proc.stdout.split()[-3:]
+    assert "coverage" in tools and "usagetrace" in tools, tools
+    assert (where_calls, fact_calls, covered) == ("1", "1", "True")
