@@ -79,8 +79,28 @@ class Channel:
         self.tally_lock = threading.Lock()
         self.counted_period: str | None = None
         self.last_fold = _clock.monotonic()
+        #: True once every lazily built part was built (and imported what it needs): see ``_Deps``.
+        self.warm = False
 
     # -- lazily built parts -------------------------------------------------
+    def prepare(self, override) -> None:
+        """Build every lazy part now, under ``_guarded``: what they import is imported before any export."""
+        if self.warm:
+            return
+
+        def build():
+            self.resource_attributes()
+            self.store_settings()
+            if not self.aggregated():
+                self.get_pipeline()
+                for signal in ("traces", "metrics"):
+                    self.transport(signal, override)
+            self.settings()
+
+        _deps()
+        _guarded(build)
+        self.warm = True
+
     def resource_attributes(self) -> dict:
         if self.resource is None:
             h = self.handle
@@ -184,6 +204,7 @@ class Channel:
         # data from before and after the withdrawal must not be joinable.
         self.resource = None
         self.pipeline = None
+        self.warm = False
 
 
 class _Flush:
@@ -396,6 +417,7 @@ class Delivery:
         if not h.consent.enabled:
             ch.discard()
             return True
+        ch.prepare(self.override)
         if ch.aggregated():
             return self._accumulate(ch, fold=force)
         samples = h.recorder.drain()
@@ -624,6 +646,7 @@ class Delivery:
                 ch.pipeline = None
                 ch.transports = {}
                 ch.resource = None  # new session id
+                ch.warm = False
                 ch.retry = deque()
                 ch.retry_bytes = 0
                 ch.inflight = []
@@ -721,6 +744,7 @@ class _Deps:
                        transport)
 
         otlp_json.prepare()  # protobuf message classes and json_format, bound now
+        log._get()  # the logger (logging is imported on first use)
         self.random = random
         self.aggregate, self.config, self.consent, self.forget = aggregate, config, consent, forget
         self.otlp_json, self.pipeline, self.receipts, self.resource = otlp_json, pipeline, receipts, resource
@@ -729,12 +753,58 @@ class _Deps:
 
 
 _DEPS: _Deps | None = None
+#: Our own packages, held from the start: a host that dropped them from ``sys.modules`` (a
+#: restored snapshot) before our first export must not make that export import usagetrace anew.
+_OWN = [sys.modules.get(name) for name in ("usagetrace", "usagetrace._internal")]
+
+
+def _held_modules() -> dict:
+    """Every module our loaded code already refers to (usagetrace's, the stdlib's it uses, ...), by name."""
+    held: dict = {}
+    stack = [m for m in _OWN if m is not None]
+    while stack:
+        module = stack.pop()
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or name in held:
+            continue
+        held[name] = module
+        stack.extend(v for v in list(vars(module).values()) if type(v) is type(sys))
+    return held
+
+
+def _guarded(work):
+    """Run ``work`` (imports) with the modules we already hold put back where the host removed them.
+
+    A host may have dropped them from ``sys.modules`` (a restored snapshot). For
+    the import only, they are put back, so the imports bind the live modules,
+    never fresh copies (a second ``threading`` made in our thread makes the
+    interpreter's exit wait for that thread; a second protobuf breaks every
+    message), and then taken out again: the host's view is as it left it.
+    """
+    held = _held_modules()
+    added = [name for name in held if name not in sys.modules]
+    for name in added:
+        sys.modules[name] = held[name]
+    try:
+        return work()
+    finally:
+        for name in added:
+            if sys.modules.get(name) is held[name]:
+                del sys.modules[name]
 
 
 def _deps() -> _Deps:
     global _DEPS
     if _DEPS is None:
-        _DEPS = _Deps()
+        for attempt in range(3):
+            try:
+                _DEPS = _guarded(_Deps)
+                break
+            except Exception:
+                # The host changed sys.modules under this import (a restore in another thread):
+                # again, with what was imported meanwhile now held by the modules that did.
+                if attempt == 2:
+                    raise
     return _DEPS
 
 

@@ -125,9 +125,9 @@ class HttpSession:
 # 0.2 s keeps ``http.client`` reading for as long as it likes, and ``getaddrinfo`` has no timeout at
 # all. So HTTP is spoken here on a non-blocking socket: every wait (name lookup, connect, TLS
 # handshake, send, receive) is a poll against the one deadline of the request, in slices of
-# ``_SLICE`` seconds so that a sender asked to stop (a fork, the exit) gives up at once.
+# ``_SLICE`` seconds so that a sender asked to stop (a fork, the exit) gives up within ~10 ms.
 
-_SLICE = 0.02
+_SLICE = 0.01
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024
 _cancel = threading.local()
