@@ -538,6 +538,10 @@ class GrpcTransport:
         self.target = target
         self._channel = None
         self._calls = {}
+        try:
+            _import_grpc()  # now, with the delivery thread's other imports (delivery._Deps), not mid-export
+        except Exception:
+            pass  # reported by send()
 
     def _call(self, signal: str):
         grpc = _import_grpc()
@@ -574,13 +578,27 @@ class GrpcTransport:
             kwargs = {}
             if self.target.compression == "gzip":
                 kwargs["compression"] = grpc.Compression.Gzip
-            self._call(signal)(
+            # grpc's own deadline covers name resolution, connect, send and receive; the call is a
+            # future so that a sender asked to stop (fork, exit) cancels it instead of waiting.
+            deadline = _clock.monotonic() + max(timeout, 0.01)
+            future = self._call(signal).future(
                 payload,
                 timeout=max(timeout, 0.01),
                 metadata=tuple(self.target.headers) or None,
                 wait_for_ready=False,
                 **kwargs,
             )
+            while not future.done():
+                try:
+                    _check(deadline + 1.0)  # grpc ends the call at its deadline; this only catches a stop
+                except Expired:
+                    future.cancel()
+                    break
+                try:
+                    future.exception(timeout=_SLICE)
+                except Exception:
+                    pass
+            future.result(timeout=0)
             _note(True, "accepted (gRPC OK)", len(payload))
             return OK
         except grpc.RpcError as exc:
@@ -597,6 +615,9 @@ class GrpcTransport:
                 grpc.StatusCode.CANCELLED,
             )
             return 1.0 if code in retryable else DROP
+        except grpc.FutureCancelledError:
+            _note(None, "gRPC call abandoned (process forking or exiting)", len(payload))
+            return 1.0
         except Exception:
             log.internal_error("transport.grpc")
             _note(None, "gRPC error", len(payload))
