@@ -3,7 +3,7 @@
 Each test starts an endpoint on 127.0.0.1 that misbehaves in one way (a black
 hole, a full listen backlog, a trickle of one byte every 0.2 s, a name server
 that never answers, refused, a 3xx, a 5xx, a slow answer, a TLS handshake that
-stalls), runs a host program against it in its own interpreter and measures,
+stalls, a gRPC endpoint that never answers), runs a host program against it in its own interpreter and measures,
 on the host's threads, the time spent inside usagetrace: ``import`` of an
 instrumented package (``instrument``), a second instrumented package imported
 while an export is stuck (``register``), calls, the first call after
@@ -33,7 +33,7 @@ NOT_BLOCKED = 2.0  # seconds; the waits this suite guards against were 9 s to 97
 EXPORT_TIMEOUT = 3  # OTEL_EXPORTER_OTLP_TIMEOUT of the hosts: a stuck export lasts this long
 TRIALS = max(1, min(int(os.environ.get("USAGETRACE_HOSTILE_TRIALS", "1") or 1), 50))
 #: Kinds whose export stays under way for a while: the second import must happen during it.
-STUCK = {"blackhole", "backlog", "trickle", "dns", "slow", "tls_stall"}
+STUCK = {"blackhole", "backlog", "trickle", "dns", "slow", "tls_stall", "grpc_blackhole"}
 
 HOST = r'''
 import atexit, json, os, socket, sys, threading, time
@@ -183,7 +183,7 @@ class Endpoint:
 
     def _serve(self, conn: socket.socket) -> None:
         kind = self.kind
-        if kind in ("blackhole", "tls_stall"):
+        if kind in ("blackhole", "tls_stall", "grpc_blackhole"):
             self.stop.wait(60)  # reads nothing, answers nothing (a TLS ClientHello gets no ServerHello)
             return
         if not _read_request(conn, self.stop):
@@ -232,6 +232,8 @@ def _run_host(endpoint: Endpoint, home, tmp_path) -> dict:
     env["PYTHONPATH"] += os.pathsep + str(tmp_path / "pkgs")
     if endpoint.kind == "dns":
         env["HOSTILE_DNS"] = "1"
+    if endpoint.kind.startswith("grpc"):
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
     started = time.monotonic()
     proc = run_py(HOST, env)
     ended = time.monotonic()
@@ -267,7 +269,7 @@ def _summary(kind: str, runs: list) -> dict:
             "python": sys.version.split()[0]}
 
 
-KINDS = ["blackhole", "backlog", "trickle", "dns", "refused", "3xx", "5xx", "slow", "tls_stall"]
+KINDS = ["blackhole", "backlog", "trickle", "dns", "refused", "3xx", "5xx", "slow", "tls_stall", "grpc_blackhole"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -276,7 +278,7 @@ def test_host_never_waits_on_a_hostile_endpoint(kind, home, tmp_path):
     with Endpoint(kind) as endpoint:
         for trial in range(TRIALS):
             runs.append(_run_host(endpoint, home, tmp_path))
-        if kind in ("trickle", "blackhole", "slow", "3xx", "5xx", "tls_stall"):
+        if kind in ("trickle", "blackhole", "slow", "3xx", "5xx", "tls_stall", "grpc_blackhole"):
             assert endpoint.connections >= 1  # the exports really went to the hostile endpoint
     summary = _summary(kind, runs)
     print(json.dumps(summary))

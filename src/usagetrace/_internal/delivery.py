@@ -26,6 +26,12 @@ Also at exit, each package that ran with telemetry on is recorded for
 ``usagetrace status`` (policy, endpoint), however short the run was.
 
 Every request goes out through ``receipts.send``, which keeps a receipt.
+
+Only the delivery thread sends. No lock a host thread can take is held across
+I/O; ``flush(timeout)`` hands the export to the thread and waits at most its
+timeout (see ``_init_runtime``), and each request has one deadline
+(``transport.py``). What the thread imports it imports once, before its first
+export (``_Deps``), so the host's import state cannot reach an export.
 """
 
 from __future__ import annotations
@@ -362,7 +368,7 @@ class Delivery:
 
     def _prepare_thread(self) -> None:
         """Before the thread's first export: every import done (``_Deps``), and sends that give up on stop."""
-        # A fork or the exit sets _stopping: a request in flight is abandoned within ~20 ms (it stays
+        # A fork or the exit sets _stopping: a request in flight is abandoned within ~10 ms (it stays
         # queued: the exit spools it), so neither waits on the network.
         _deps().transport.set_cancel(lambda: self._stopping)
 
@@ -549,7 +555,7 @@ class Delivery:
                     return request.result
                 request.abandoned = True
                 return False
-        # At exit (the thread is stopping; its sends give up within ~20 ms): the calling thread
+        # At exit (the thread is stopping; its sends give up within ~10 ms): the calling thread
         # exports, after the thread's export if one is still running, within the same deadline.
         if not self._busy.acquire(timeout=max(deadline - _clock.monotonic(), 0.0)):
             return False
@@ -597,8 +603,11 @@ class Delivery:
         (DeprecationWarning: "This process is multi-threaded, use of fork() may
         lead to deadlocks in the child"): the host must not get that warning,
         or a child that inherits a lock held by our thread, because of
-        telemetry. The idle thread stops in microseconds; one busy sending is
-        waited for at most 0.2 s, then the fork goes ahead as before.
+        telemetry. The idle thread stops in microseconds; one busy sending
+        abandons its request (it stays queued) within ~10 ms, the wait being
+        bounded at 0.2 s, then the fork goes ahead as before. (A name lookup
+        stuck in its helper thread at that moment cannot be stopped: that thread
+        may still exist at the fork.)
         """
         try:
             with self._state:

@@ -1,8 +1,11 @@
 """Delivery of encoded OTLP requests: HTTP, gRPC, a JSON-lines file, the console, memory.
 
 A transport takes protobuf bytes and a deadline and answers ``OK``, ``DROP``
-(will never succeed: a 4xx, a bad certificate) or a retry delay in seconds. It
-never raises and never blocks past the deadline it is given.
+(will never succeed: a 4xx, a bad certificate) or a retry delay in seconds (a
+3xx, a 429/5xx that may pass, no answer). It never raises and never blocks past
+the deadline it is given: for HTTP that one deadline covers name lookup,
+connect, proxy tunnel, TLS, send and receive (see "one deadline per request").
+Proxies come from the environment as ``requests`` takes them (``_proxy_for``).
 """
 
 from __future__ import annotations
