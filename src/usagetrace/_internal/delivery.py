@@ -366,6 +366,10 @@ class Delivery:
             except Exception:
                 log.internal_error("delivery.loop")
 
+    def _exiting_here(self) -> bool:
+        """True when the caller is not the delivery thread (the exit's own flush, which must do its work)."""
+        return threading.get_native_id() != self._native_id
+
     def _prepare_thread(self) -> None:
         """Before the thread's first export: every import done (``_Deps``), and sends that give up on stop."""
         # A fork or the exit sets _stopping: a request in flight is abandoned within ~10 ms (it stays
@@ -405,6 +409,8 @@ class Delivery:
     def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
         delivered = True
         for ch in list(self.channels.values()):
+            if self._stopping and not self._exiting_here():
+                return False  # a fork or the exit waits for this thread: no new work (nothing is lost)
             if only is not None and ch.handle is not only:
                 continue
             if ch.handle.recorder is None:
@@ -505,6 +511,8 @@ class Delivery:
         """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
         delivered = True
         while ch.retry:
+            if self._stopping and not self._exiting_here():
+                return False
             now = _clock.monotonic()
             if not force and now < ch.next_attempt:
                 return False
