@@ -110,7 +110,7 @@ class Channel:
     def resource_attributes(self) -> dict:
         if self.resource is None:
             h = self.handle
-            attrs = _deps().resource.attributes(
+            attrs = _light("resource").attributes(
                 h.package,
                 h.version,
                 policy=h.policy,
@@ -124,7 +124,7 @@ class Channel:
     # -- upload mode ------------------------------------------------------------
     def upload_mode(self) -> config.Upload:
         """How this package's data leaves the machine (resolved once, off the import path)."""
-        config = _deps().config
+        config = _light("config")
         if _DELIVERY is not None and _DELIVERY.override is not None:
             # usagetrace.testing / preview: everything goes to the capture, as it happens
             return config.Upload(config.REALTIME, "a capture (usagetrace.testing or preview)")
@@ -133,7 +133,7 @@ class Channel:
         return self.upload
 
     def aggregated(self) -> bool:
-        return self.upload_mode().mode != _deps().config.REALTIME
+        return self.upload_mode().mode != _light("config").REALTIME
 
     def store_settings(self) -> dict:
         """What the uploader needs to know about the runs of a bucket: consent inputs and destination."""
@@ -154,7 +154,7 @@ class Channel:
     def target(self, signal: str) -> config.Target:
         if signal not in self.targets:
             h = self.handle
-            self.targets[signal] = _deps().config.resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
+            self.targets[signal] = _light("config").resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
         return self.targets[signal]
 
     def transport(self, signal: str, override=None):
@@ -402,8 +402,7 @@ class Delivery:
     @staticmethod
     def _withdrawn(ch: Channel) -> None:
         """Consent went away while running: what waits for the daily upload is deleted too (a no: the id too)."""
-        d = _deps()
-        d.forget.forget(ch.handle.package, install_id=ch.handle.consent.state == d.consent.DENIED)
+        _light("forget").forget(ch.handle.package, install_id=ch.handle.consent.state == _light("consent").DENIED)
 
     # -- exporting --------------------------------------------------------------
     def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
@@ -459,7 +458,7 @@ class Delivery:
 
         Returns False when a fold was due and failed (the tally is kept for the next one).
         """
-        aggregate = _deps().aggregate
+        aggregate = _light("aggregate")
         with ch.tally_lock:
             rec = ch.handle.recorder
             samples = rec.drain()
@@ -480,7 +479,7 @@ class Delivery:
 
     def _fold(self, ch: Channel) -> bool:
         """Write the channel's tally into the store (the caller holds ``tally_lock``); True when nothing is left."""
-        aggregate = _deps().aggregate
+        aggregate = _light("aggregate")
         tally = ch.tally
         ch.last_fold = _clock.monotonic()
         if not tally:
@@ -504,7 +503,7 @@ class Delivery:
             return True
         ch.counted_period = tally.period[0]
         if done["upload_due"]:
-            _deps().spool.spawn_sender("usagetrace._internal.uploader")
+            _light("spool").spawn_sender("usagetrace._internal.uploader")
         return True
 
     def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
@@ -581,8 +580,7 @@ class Delivery:
             if self.preview_file:
                 self.flush(5.0)  # a local file: bounded, and the person asked to see it
                 return
-            d = _deps()
-            spool, state = d.spool, d.state
+            spool, state = _light("spool"), _light("state")  # not _deps(): exit imports no SDK
             written = 0
             active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
             for ch in active:
@@ -787,6 +785,30 @@ def _held_modules() -> dict:
         held[name] = module
         stack.extend(v for v in list(vars(module).values()) if type(v) is type(sys))
     return held
+
+
+def _light(name: str):
+    """One of the modules of ``_Deps``, without importing the others (exit and fold paths: no SDK there)."""
+    deps = _DEPS
+    if deps is not None:
+        return getattr(deps, name)
+    if name == "config":
+        from . import config as module
+    elif name == "spool":
+        from . import spool as module
+    elif name == "state":
+        from . import state as module
+    elif name == "aggregate":
+        from . import aggregate as module
+    elif name == "resource":
+        from . import resource as module
+    elif name == "forget":
+        from . import forget as module
+    elif name == "consent":
+        from . import consent as module
+    else:
+        return getattr(_deps(), name)
+    return module
 
 
 def _guarded(work):
