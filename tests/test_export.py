@@ -710,8 +710,8 @@ def test_https_goes_through_a_connect_proxy(monkeypatch, tmp_path):
 def test_host_behind_an_http_proxy_delivers_every_count(tmp_path):
     """End to end: a consenting host with HTTP_PROXY set delivers through the proxy, exact counts."""
     with OTLPReceiver() as rx, _Proxy() as proxy:
-        proc = run_python(USER_CODE, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, HTTP_PROXY=f"http://127.0.0.1:{proxy.port}",
-                                          NO_PROXY="", no_proxy="", USAGETRACE_HOME=str(tmp_path)))
+        proc = run_python(USER_CODE, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, NO_PROXY="", no_proxy="",
+                                          HTTP_PROXY=f"http://127.0.0.1:{proxy.port}", USAGETRACE_HOME=str(tmp_path)))
         assert proc.returncode == 0, proc.stderr
         assert "FLUSHED True" in proc.stdout
         assert rx.calls("tinystats.mean", "ok") == 1
