@@ -366,15 +366,12 @@ class Delivery:
             except Exception:
                 log.internal_error("delivery.loop")
 
-    def _exiting_here(self) -> bool:
-        """True when the caller is not the delivery thread (the exit's own flush, which must do its work)."""
-        return threading.get_native_id() != self._native_id
-
     def _prepare_thread(self) -> None:
         """Before the thread's first export: every import done (``_Deps``), and sends that give up on stop."""
-        # A fork or the exit sets _stopping: a request in flight is abandoned within ~10 ms (it stays
-        # queued: the exit spools it), so neither waits on the network.
-        _deps().transport.set_cancel(lambda: self._stopping)
+        # A fork waits for this thread (_before_fork sets _paused): a request in flight is abandoned
+        # within ~10 ms and stays queued. Exit does not wait for it: there the request goes on (the exit
+        # spools a copy; storage counts a request id once) until the interpreter ends this thread.
+        _deps().transport.set_cancel(lambda: self._paused)
 
     def _serve_flushes(self) -> None:
         """Run the exports host threads asked for with flush() (each with its own deadline)."""
@@ -408,8 +405,8 @@ class Delivery:
     def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
         delivered = True
         for ch in list(self.channels.values()):
-            if self._stopping and not self._exiting_here():
-                return False  # a fork or the exit waits for this thread: no new work (nothing is lost)
+            if self._paused:
+                return False  # a fork waits for this thread: no new work (nothing is lost)
             if only is not None and ch.handle is not only:
                 continue
             if ch.handle.recorder is None:
@@ -510,7 +507,7 @@ class Delivery:
         """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
         delivered = True
         while ch.retry:
-            if self._stopping and not self._exiting_here():
+            if self._paused:
                 return False
             now = _clock.monotonic()
             if not force and now < ch.next_attempt:
@@ -562,8 +559,8 @@ class Delivery:
                     return request.result
                 request.abandoned = True
                 return False
-        # At exit (the thread is stopping; its sends give up within ~10 ms): the calling thread
-        # exports, after the thread's export if one is still running, within the same deadline.
+        # At exit (the thread is leaving): the calling thread exports, after the thread's export if
+        # one is still running, within the same deadline.
         if not self._busy.acquire(timeout=max(deadline - _clock.monotonic(), 0.0)):
             return False
         try:

@@ -128,7 +128,7 @@ class HttpSession:
 # 0.2 s keeps ``http.client`` reading for as long as it likes, and ``getaddrinfo`` has no timeout at
 # all. So HTTP is spoken here on a non-blocking socket: every wait (name lookup, connect, TLS
 # handshake, send, receive) is a poll against the one deadline of the request, in slices of
-# ``_SLICE`` seconds so that a sender asked to stop (a fork, the exit) gives up within ~10 ms.
+# ``_SLICE`` seconds so that a sender asked to stop (a fork waits for it) gives up within ~10 ms.
 
 _SLICE = 0.01
 _MAX_HEAD = 64 * 1024
@@ -582,7 +582,7 @@ class GrpcTransport:
             if self.target.compression == "gzip":
                 kwargs["compression"] = grpc.Compression.Gzip
             # grpc's own deadline covers name resolution, connect, send and receive; the call is a
-            # future so that a sender asked to stop (fork, exit) cancels it instead of waiting.
+            # future so that a sender asked to stop (a fork) cancels it instead of waiting.
             deadline = _clock.monotonic() + max(timeout, 0.01)
             future = self._call(signal).future(
                 payload,
@@ -619,7 +619,7 @@ class GrpcTransport:
             )
             return 1.0 if code in retryable else DROP
         except grpc.FutureCancelledError:
-            _note(None, "gRPC call abandoned (process forking or exiting)", len(payload))
+            _note(None, "gRPC call abandoned (the process forks)", len(payload))
             return 1.0
         except Exception:
             log.internal_error("transport.grpc")
