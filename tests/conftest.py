@@ -26,6 +26,8 @@ _SWITCHES = (
     "USAGETRACE_DEV_FILE",
     "USAGETRACE_CONSOLE",
     "USAGETRACE_PREVIEW_FILE",
+    # Proxies are honoured (transport.py): a CI runner's proxy must not carry the tests' 127.0.0.1 traffic.
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
 )
 
 

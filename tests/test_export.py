@@ -410,3 +410,382 @@ def test_unknown_protocol_sends_nothing_and_status_says_why(tmp_path, value):
     assert "'rejected': 1" in flushed.stdout  # the spooled batch is dropped, not kept forever
     assert f"OTEL_EXPORTER_OTLP_PROTOCOL={value!r} is not one of http/protobuf, http/json, grpc: nothing is sent" \
         in status.stdout
+
+
+# -- one deadline per request, 3xx, proxies (transport) -------------------------------------------------
+
+def _http_target(url: str, **kw):
+    from usagetrace._internal import config
+
+    return config.Target("http", url, "http/protobuf", **kw)
+
+
+class _OneShot:
+    """A 127.0.0.1 server whose connections run ``handler(conn)`` in threads; bounded, closed on exit."""
+
+    def __init__(self, handler) -> None:
+        import threading
+
+        self.handler = handler
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.srv.settimeout(0.1)
+        self.port = self.srv.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn) -> None:
+        try:
+            self.handler(conn, self.stop)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.srv.close()
+
+
+def _read_head(conn, stop) -> bytes:
+    conn.settimeout(0.2)
+    buf = b""
+    end = time.monotonic() + 10
+    while b"\r\n\r\n" not in buf and time.monotonic() < end and not stop.is_set():
+        try:
+            chunk = conn.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def test_a_trickling_answer_cannot_extend_a_request_past_its_deadline():
+    """One byte every 0.2 s: a socket timeout never fires, the request's deadline does (it was 45-97 s)."""
+    from usagetrace._internal import transport
+
+    def trickle(conn, stop):
+        _read_head(conn, stop)
+        for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"." * 400 + b"\r\n\r\n":
+            if stop.wait(0.2):
+                return
+            conn.sendall(bytes([byte]))
+
+    with _OneShot(trickle) as srv:
+        t = transport.HttpTransport(_http_target(f"http://127.0.0.1:{srv.port}/v1/traces"))
+        start = time.monotonic()
+        result = t.send("traces", b"", 1.0)
+        took = time.monotonic() - start
+    assert result not in (transport.OK, transport.DROP)  # retried later, kept
+    assert took < 1.0 + 1.5  # bounded by the deadline (the whole answer takes ~80 s)
+    assert transport.last_attempt()[1] == "no answer: deadline passed"
+
+
+def test_a_name_server_that_never_answers_cannot_extend_a_request(monkeypatch):
+    """getaddrinfo has no timeout: it runs in a helper thread and the request gives up at its deadline."""
+    import threading
+
+    from usagetrace._internal import transport
+
+    never = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host == "stalled.test":
+            never.wait(30)
+            raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    t = transport.HttpTransport(_http_target("http://stalled.test:4318/v1/traces"))
+    try:
+        start = time.monotonic()
+        results = [t.send("traces", b"", 0.5) for _ in range(3)]
+        took = time.monotonic() - start
+        assert all(r not in (transport.OK, transport.DROP) for r in results)
+        assert took < 3 * 0.5 + 1.5
+        assert len(transport._lookups) == 1  # one lookup thread per name, however many requests wait on it
+    finally:
+        never.set()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_kept_and_retried_never_dropped(status):
+    """A captive portal's 3xx is not a rejection: the data stays queued (and the redirect is not followed)."""
+    from usagetrace._internal import transport
+
+    seen = []
+
+    def portal(conn, stop):
+        seen.append(_read_head(conn, stop))
+        conn.sendall(f"HTTP/1.1 {status} Moved\r\nLocation: http://portal.invalid/\r\nContent-Length: 0\r\n\r\n"
+                     .encode())
+
+    with _OneShot(portal) as srv:
+        result = transport.HttpTransport(_http_target(f"http://127.0.0.1:{srv.port}/v1/metrics")).send(
+            "metrics", b"", 5.0)
+    assert result != transport.DROP and result != transport.OK
+    assert float(result) >= 1.0
+    assert len(seen) == 1 and seen[0].startswith(b"POST /v1/metrics HTTP/1.1\r\n")
+    assert transport.last_attempt()[1] == f"retry later (HTTP {status})"
+
+
+class _Proxy(_OneShot):
+    """A forward proxy on 127.0.0.1: CONNECT tunnels (https) and absolute-form requests (http)."""
+
+    def __init__(self, refuse_connect: int | None = None) -> None:
+        self.requests: list[bytes] = []
+        self.refuse_connect = refuse_connect
+        super().__init__(self._handle)
+
+    def _handle(self, conn, stop) -> None:
+        import threading
+        from urllib.parse import urlsplit
+
+        head = _read_head(conn, stop)
+        first, _, rest = head.partition(b"\r\n")
+        self.requests.append(head)
+        method, target, _ = first.decode().split(" ", 2)
+        if method == "CONNECT":
+            if self.refuse_connect:
+                conn.sendall(f"HTTP/1.1 {self.refuse_connect} No\r\nContent-Length: 0\r\n\r\n".encode())
+                return
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)), timeout=5)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            leftover = rest.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in rest else b""
+            if leftover:
+                upstream.sendall(leftover)
+        else:
+            parts = urlsplit(target)
+            upstream = socket.create_connection((parts.hostname, parts.port), timeout=5)
+            upstream.sendall(f"{method} {parts.path} HTTP/1.1\r\n".encode() + rest)
+        conn.settimeout(5)
+
+        def pipe(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        other = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        other.start()
+        pipe(conn, upstream)
+        other.join(timeout=5)
+        upstream.close()
+
+
+def _clear_proxies(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_http_proxy_is_honoured(monkeypatch, variable):
+    """http:// endpoints go through HTTP_PROXY (absolute-form request, with the proxy's credentials)."""
+    from usagetrace._internal import transport
+
+    _clear_proxies(monkeypatch)
+    with OTLPReceiver() as rx, _Proxy() as proxy:
+        monkeypatch.setenv(variable, f"http://user:p%40ss@127.0.0.1:{proxy.port}")
+        result = transport.HttpTransport(_http_target(f"{rx.endpoint}/v1/traces")).send("traces", b"", 5.0)
+        assert result == transport.OK
+        assert rx.wait_for(lambda r: len(r.requests) == 1, 5)
+    assert len(proxy.requests) == 1
+    head = proxy.requests[0].decode()
+    assert head.startswith(f"POST {rx.endpoint}/v1/traces HTTP/1.1\r\n")
+    assert "Proxy-Authorization: Basic dXNlcjpwQHNz" in head  # user:p@ss
+
+
+def test_no_proxy_bypasses_the_proxy(monkeypatch):
+    from usagetrace._internal import transport
+
+    _clear_proxies(monkeypatch)
+    with OTLPReceiver() as rx, _Proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("NO_PROXY", "example.org,127.0.0.1")
+        assert transport.HttpTransport(_http_target(f"{rx.endpoint}/v1/traces")).send("traces", b"", 5.0) == \
+            transport.OK
+    assert proxy.requests == []
+
+
+def test_a_proxy_that_is_down_or_refuses_keeps_the_data(monkeypatch):
+    """No proxy listening, or a CONNECT refused (407): retried later, never dropped, never sent around it."""
+    from usagetrace._internal import transport
+
+    _clear_proxies(monkeypatch)
+    with OTLPReceiver() as rx:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+        result = transport.HttpTransport(_http_target(f"{rx.endpoint}/v1/traces")).send("traces", b"", 2.0)
+        assert result not in (transport.OK, transport.DROP)
+        with _Proxy(refuse_connect=407) as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+            result = transport.HttpTransport(_http_target("https://127.0.0.1:1/v1/traces")).send("traces", b"", 2.0)
+        assert result not in (transport.OK, transport.DROP)
+        assert proxy.requests and proxy.requests[0].startswith(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n")
+        assert rx.requests == []
+
+
+def test_https_goes_through_a_connect_proxy(monkeypatch, tmp_path):
+    """https:// endpoints are tunnelled with CONNECT through HTTPS_PROXY; TLS is end to end (verified)."""
+    import shutil
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from usagetrace._internal import transport
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    bodies = []
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    _clear_proxies(monkeypatch)
+    try:
+        with _Proxy() as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{proxy.port}")  # no scheme: http:// assumed
+            port = srv.server_address[1]
+            target = _http_target(f"https://127.0.0.1:{port}/v1/traces", certificate=str(cert), secure=True)
+            result = transport.HttpTransport(target).send("traces", b"\x0a\x00", 5.0)
+        assert result == transport.OK
+        assert bodies == [b"\x0a\x00"]
+        assert len(proxy.requests) == 1 and proxy.requests[0].startswith(f"CONNECT 127.0.0.1:{port} ".encode())
+        assert b"\x0a\x00" not in proxy.requests[0]  # the proxy saw only the tunnel request, not the data
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_host_behind_an_http_proxy_delivers_every_count(tmp_path):
+    """End to end: a consenting host with HTTP_PROXY set delivers through the proxy, exact counts."""
+    with OTLPReceiver() as rx, _Proxy() as proxy:
+        proc = run_python(USER_CODE, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, NO_PROXY="", no_proxy="",
+                                          HTTP_PROXY=f"http://127.0.0.1:{proxy.port}", USAGETRACE_HOME=str(tmp_path)))
+        assert proc.returncode == 0, proc.stderr
+        assert "FLUSHED True" in proc.stdout
+        assert rx.calls("tinystats.mean", "ok") == 1
+        assert rx.calls("tinystats.zscore", "error") == 1
+    assert len(proxy.requests) >= 2 and all(r.startswith(b"POST http://127.0.0.1:") for r in proxy.requests)
+
+
+# -- delivery never depends on the host's import state -------------------------------------------------------
+
+SNAPSHOT_HOST = """
+import json, sys, time
+snapshot = dict(sys.modules)  # what pytester's SysModulesSnapshot takes before an inner run
+import tinystats
+from usagetrace._internal import delivery, instrumentation
+d, h = delivery.get(), instrumentation.get("tinystats")
+for i in range(100):
+    tinystats.mean([1, i])
+if {after}:
+    end = time.monotonic() + 20
+    while delivery._DEPS is None and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.2)
+# ... and restores after it: every module imported since is dropped (usagetrace, the SDK, protobuf)
+for name in [n for n in sys.modules if n not in snapshot]:
+    del sys.modules[name]
+sys.modules.update(snapshot)
+for i in range(100):
+    tinystats.mean([2, i])
+print("FLUSHED", d.flush(20, only=h))
+"""
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["restored-before-first-export", "restored-after"])
+def test_a_restored_sys_modules_snapshot_loses_no_count(tmp_path, after):
+    """pytester's sys.modules snapshot and restore, before or after the first export: every count arrives."""
+    with OTLPReceiver() as rx:
+        proc = run_python(SNAPSHOT_HOST.format(after=after), _env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(tmp_path),
+            USAGETRACE_EXPORT_INTERVAL="0.1" if after else "2"))
+        assert proc.returncode == 0, proc.stderr
+        assert "FLUSHED True" in proc.stdout, proc.stdout + proc.stderr
+        assert rx.calls("tinystats.mean", "ok") == 200
+    assert proc.stderr == ""
+
+
+def test_host_import_hooks_see_none_of_our_imports_at_export_time(tmp_path):
+    """After the first export, exports import nothing: a host sys.meta_path finder sees no name of ours."""
+    code = """
+import json, sys, time
+import tinystats
+from usagetrace._internal import delivery, instrumentation
+d, h = delivery.get(), instrumentation.get("tinystats")
+tinystats.mean([1])
+assert d.flush(20, only=h)
+seen = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        seen.append(name)
+        return None
+sys.meta_path.insert(0, Spy())
+for i in range(50):
+    tinystats.mean([1, i])
+try:
+    tinystats.zscore([1, 1], 1)
+except ValueError:
+    pass
+ok = d.flush(20, only=h)
+time.sleep(0.5)  # and a few periodic exports
+print(json.dumps({"ok": ok, "seen": seen}))
+"""
+    with OTLPReceiver() as rx:
+        proc = run_python(code, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(tmp_path),
+                                     USAGETRACE_EXPORT_INTERVAL="0.1"))
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out == {"ok": True, "seen": []}
+        assert rx.calls("tinystats.mean", "ok") == 51

@@ -96,9 +96,11 @@ def _finish(proc):
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("status,retry_after", [(429, "1"), (503, "1"), (503, None), (429, "Wed, 21 Oct 2015 07:28:00 GMT")])
+@pytest.mark.parametrize("status,retry_after", [(429, "1"), (503, "1"), (503, None), (429, "Wed, 21 Oct 2015 07:28:00 GMT"),
+                                                (302, None), (307, "1")])
 def test_retryable_status_then_recovery_loses_nothing(home, status, retry_after):
-    """429/503 (with and without Retry-After) are retried from the buffer: after recovery every count arrives once."""
+    """429/503 (with and without Retry-After) and 3xx (a captive portal: kept, never deleted) are retried from
+    the buffer: after recovery every count arrives once."""
     with OTLPReceiver(status=status, retry_after=retry_after) as rx:
         env = clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_EXPORT_INTERVAL="0.1")
         proc = _phased_host(env, 2)

@@ -26,6 +26,12 @@ Also at exit, each package that ran with telemetry on is recorded for
 ``usagetrace status`` (policy, endpoint), however short the run was.
 
 Every request goes out through ``receipts.send``, which keeps a receipt.
+
+Only the delivery thread sends. No lock a host thread can take is held across
+I/O; ``flush(timeout)`` hands the export to the thread and waits at most its
+timeout (see ``_init_runtime``), and each request has one deadline
+(``transport.py``). What the thread imports it imports once, before its first
+export (``_Deps``), so the host's import state cannot reach an export.
 """
 
 from __future__ import annotations
@@ -79,14 +85,32 @@ class Channel:
         self.tally_lock = threading.Lock()
         self.counted_period: str | None = None
         self.last_fold = _clock.monotonic()
+        #: True once every lazily built part was built (and imported what it needs): see ``_Deps``.
+        self.warm = False
 
     # -- lazily built parts -------------------------------------------------
+    def prepare(self, override) -> None:
+        """Build every lazy part now, under ``_guarded``: what they import is imported before any export."""
+        if self.warm:
+            return
+
+        def build():
+            self.resource_attributes()
+            self.store_settings()
+            if not self.aggregated():
+                self.get_pipeline()
+                for signal in ("traces", "metrics"):
+                    self.transport(signal, override)
+            self.settings()
+
+        _deps()
+        _guarded(build)
+        self.warm = True
+
     def resource_attributes(self) -> dict:
         if self.resource is None:
-            from . import resource
-
             h = self.handle
-            attrs = resource.attributes(
+            attrs = _light("resource").attributes(
                 h.package,
                 h.version,
                 policy=h.policy,
@@ -100,8 +124,7 @@ class Channel:
     # -- upload mode ------------------------------------------------------------
     def upload_mode(self) -> config.Upload:
         """How this package's data leaves the machine (resolved once, off the import path)."""
-        from . import config
-
+        config = _light("config")
         if _DELIVERY is not None and _DELIVERY.override is not None:
             # usagetrace.testing / preview: everything goes to the capture, as it happens
             return config.Upload(config.REALTIME, "a capture (usagetrace.testing or preview)")
@@ -110,9 +133,7 @@ class Channel:
         return self.upload
 
     def aggregated(self) -> bool:
-        from . import config
-
-        return self.upload_mode().mode != config.REALTIME
+        return self.upload_mode().mode != _light("config").REALTIME
 
     def store_settings(self) -> dict:
         """What the uploader needs to know about the runs of a bucket: consent inputs and destination."""
@@ -122,10 +143,8 @@ class Channel:
 
     def get_pipeline(self):
         if self.pipeline is None:
-            from . import pipeline
-
             h = self.handle
-            self.pipeline = pipeline.Pipeline(
+            self.pipeline = _deps().pipeline.Pipeline(
                 self.resource_attributes(),
                 lambda: h.consent.enabled,
                 frozenset(h.options.get("_extra_keys", ())),
@@ -134,10 +153,8 @@ class Channel:
 
     def target(self, signal: str) -> config.Target:
         if signal not in self.targets:
-            from . import config
-
             h = self.handle
-            self.targets[signal] = config.resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
+            self.targets[signal] = _light("config").resolve(signal, h.endpoint, h.package, h.options.get("dev_file"))
         return self.targets[signal]
 
     def transport(self, signal: str, override=None):
@@ -145,9 +162,7 @@ class Channel:
             return override
         t = self.transports.get(signal)
         if t is None:
-            from . import transport
-
-            t = self.transports[signal] = transport.for_target(self.target(signal))
+            t = self.transports[signal] = _deps().transport.for_target(self.target(signal))
         return t
 
     # -- counts ---------------------------------------------------------------
@@ -195,6 +210,21 @@ class Channel:
         # data from before and after the withdrawal must not be joinable.
         self.resource = None
         self.pipeline = None
+        self.warm = False
+
+
+class _Flush:
+    """A host's flush() request, served by the delivery thread; ``done`` is released when it was."""
+
+    __slots__ = ("deadline", "only", "result", "abandoned", "done")
+
+    def __init__(self, deadline: float, only) -> None:
+        self.deadline = deadline
+        self.only = only
+        self.result = False
+        self.abandoned = False
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
 
 
 class Delivery:
@@ -220,7 +250,14 @@ class Delivery:
                                 after_in_child=self._after_fork)
 
     def _init_runtime(self) -> None:
+        # Locking rule: no lock a host thread can take is ever held across I/O (network or disk).
+        # ``_lock`` guards the channel table and is held for microseconds. All sending is done by
+        # the delivery thread alone; a host's flush() hands it a request and waits, bounded by its
+        # own timeout (``_Flush``). ``_busy`` is held by whoever exports; a host thread takes it
+        # only when the thread cannot serve it (exit, no thread can start), and only with a timeout.
         self._lock = threading.RLock()
+        self._busy = threading.Lock()
+        self._flushes: deque = deque()
         self._wake = threading.Event()
         #: Held while the thread runs: released by the thread as its very last step.
         self._running = _thread.allocate_lock()
@@ -280,24 +317,35 @@ class Delivery:
                 self._loop()
             except BaseException:  # the loop logs its own errors; this is the interpreter going away
                 with self._state:
+                    self._release_flushes()
                     self._running.release()
                 return
             with self._state:
                 # Leave only if still asked to: a parent that went on after a fork may
                 # have asked this thread to carry on before it got here.
                 if self._stopping:
+                    self._release_flushes()  # their callers stop waiting now (not delivered)
                     self._running.release()  # the last thing this thread does
                     return
+
+    def _release_flushes(self) -> None:
+        while self._flushes:
+            try:
+                self._flushes.popleft().done.release()
+            except Exception:
+                pass
 
     def _loop(self) -> None:
         last_consent = last_window = _clock.monotonic()
         next_export = self._next_export or _clock.monotonic() + self.export_interval  # kept across a fork's pause
         while not self._stopping:
-            self._wake.wait(min(1.0, self.export_interval))
+            if not self._flushes:
+                self._wake.wait(min(1.0, self.export_interval))
             self._wake.clear()
             if self._stopping:
                 break
             try:
+                self._serve_flushes()
                 now = _clock.monotonic()
                 if now - last_consent >= CONSENT_INTERVAL:
                     last_consent = now
@@ -309,24 +357,34 @@ class Delivery:
                             ch.handle.recorder.reset_budgets()
                 if now >= next_export and not host_traces_memory():
                     next_export = self._next_export = now + self.export_interval
-                    if not self._hold_lock():
-                        break
-                    try:
+                    self._prepare_thread()
+                    with self._busy:
                         self._export_all(deadline=None, force=False)
                         if not self._spool_checked:
                             self._spool_checked = True
                             self._deliver_spool(deadline=_clock.monotonic() + 10.0)
-                    finally:
-                        self._lock.release()
             except Exception:
                 log.internal_error("delivery.loop")
 
-    def _hold_lock(self) -> bool:
-        """Take the delivery lock, or give up (False) when asked to stop: a fork waits for this thread."""
-        while not self._lock.acquire(timeout=0.01):
-            if self._stopping:
-                return False
-        return True
+    def _prepare_thread(self) -> None:
+        """Before the thread's first export: every import done (``_Deps``), and sends that give up on stop."""
+        # A fork waits for this thread (_before_fork sets _paused): a request in flight is abandoned
+        # within ~10 ms and stays queued. Exit does not wait for it: there the request goes on (the exit
+        # spools a copy; storage counts a request id once) until the interpreter ends this thread.
+        _deps().transport.set_cancel(lambda: self._paused)
+
+    def _serve_flushes(self) -> None:
+        """Run the exports host threads asked for with flush() (each with its own deadline)."""
+        while self._flushes and not self._stopping:
+            request = self._flushes.popleft()
+            try:
+                if not request.abandoned and _clock.monotonic() < request.deadline:
+                    self._prepare_thread()
+                    with self._busy:
+                        request.result = self._export_all(deadline=request.deadline, force=True,
+                                                          only=request.only)
+            finally:
+                request.done.release()
 
     def _refresh_consent(self) -> None:
         for ch in list(self.channels.values()):
@@ -341,15 +399,14 @@ class Delivery:
     @staticmethod
     def _withdrawn(ch: Channel) -> None:
         """Consent went away while running: what waits for the daily upload is deleted too (a no: the id too)."""
-        from . import consent
-        from .forget import forget
-
-        forget(ch.handle.package, install_id=ch.handle.consent.state == consent.DENIED)
+        _light("forget").forget(ch.handle.package, install_id=ch.handle.consent.state == _light("consent").DENIED)
 
     # -- exporting --------------------------------------------------------------
     def _export_all(self, deadline: float | None, force: bool, only=None) -> bool:
         delivered = True
         for ch in list(self.channels.values()):
+            if self._paused:
+                return False  # a fork waits for this thread: no new work (nothing is lost)
             if only is not None and ch.handle is not only:
                 continue
             if ch.handle.recorder is None:
@@ -368,6 +425,7 @@ class Delivery:
         if not h.consent.enabled:
             ch.discard()
             return True
+        ch.prepare(self.override)
         if ch.aggregated():
             return self._accumulate(ch, fold=force)
         samples = h.recorder.drain()
@@ -376,13 +434,10 @@ class Delivery:
         if not samples and not deltas:
             ch.inflight = []
             return True
-        from . import pipeline as _pipeline
-
+        _pipeline = _deps().pipeline
         if ch.pipeline is None and not self.preview_file:
-            from . import state
-
             # For `usagetrace status`; here, off the import path.
-            state.remember_package(h.package, ch.settings())
+            _deps().state.remember_package(h.package, ch.settings())
         pipe = ch.get_pipeline()
         if samples:
             spans = pipe.spans(samples)
@@ -400,8 +455,7 @@ class Delivery:
 
         Returns False when a fold was due and failed (the tally is kept for the next one).
         """
-        from . import aggregate
-
+        aggregate = _light("aggregate")
         with ch.tally_lock:
             rec = ch.handle.recorder
             samples = rec.drain()
@@ -422,8 +476,7 @@ class Delivery:
 
     def _fold(self, ch: Channel) -> bool:
         """Write the channel's tally into the store (the caller holds ``tally_lock``); True when nothing is left."""
-        from . import aggregate
-
+        aggregate = _light("aggregate")
         tally = ch.tally
         ch.last_fold = _clock.monotonic()
         if not tally:
@@ -447,15 +500,15 @@ class Delivery:
             return True
         ch.counted_period = tally.period[0]
         if done["upload_due"]:
-            from . import spool
-
-            spool.spawn_sender("usagetrace._internal.uploader")
+            _light("spool").spawn_sender("usagetrace._internal.uploader")
         return True
 
     def _send(self, ch: Channel, deadline: float | None, force: bool) -> bool:
         """Send what is queued; True only when all of it was accepted (a dropped request is not delivered)."""
         delivered = True
         while ch.retry:
+            if self._paused:
+                return False
             now = _clock.monotonic()
             if not force and now < ch.next_attempt:
                 return False
@@ -464,9 +517,8 @@ class Delivery:
             signal, payload, items = ch.retry[0]
             target = ch.target(signal)
             timeout = target.timeout if deadline is None else min(target.timeout, deadline - now)
-            from . import receipts
-            from . import transport as _transport
-
+            d = _deps()
+            receipts, _transport = d.receipts, d.transport
             result = receipts.send(ch.transport(signal, self.override), target, ch.handle.package, signal, payload,
                                    timeout)
             if result == _transport.OK or result == _transport.DROP:
@@ -486,14 +538,35 @@ class Delivery:
         return delivered
 
     def flush(self, timeout: float, only=None) -> bool:
-        """Export now from the calling thread; True when everything pending was delivered in time."""
-        deadline = _clock.monotonic() + max(timeout, 0.0)
-        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+        """Export now; True when everything pending was delivered within ``timeout`` seconds.
+
+        The delivery thread does the sending; the calling thread only waits for
+        it, at most ``timeout`` (an export still under way then carries on in the
+        background, within its own deadline).
+        """
+        timeout = max(timeout, 0.0)
+        deadline = _clock.monotonic() + timeout
+        if not self._stopping:
+            try:
+                self._ensure_thread()
+            except Exception:  # no thread can start (interpreter shutting down): export here, bounded
+                pass
+            else:
+                request = _Flush(deadline, only)
+                self._flushes.append(request)
+                self._wake.set()
+                if request.done.acquire(timeout=timeout):
+                    return request.result
+                request.abandoned = True
+                return False
+        # At exit (the thread is leaving): the calling thread exports, after the thread's export if
+        # one is still running, within the same deadline.
+        if not self._busy.acquire(timeout=max(deadline - _clock.monotonic(), 0.0)):
             return False
         try:
             return self._export_all(deadline=deadline, force=True, only=only)
         finally:
-            self._lock.release()
+            self._busy.release()
 
     # -- exit and fork ----------------------------------------------------------
     def _at_exit(self) -> None:
@@ -504,8 +577,7 @@ class Delivery:
             if self.preview_file:
                 self.flush(5.0)  # a local file: bounded, and the person asked to see it
                 return
-            from . import spool, state
-
+            spool, state = _light("spool"), _light("state")  # not _deps(): exit imports no SDK
             written = 0
             active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
             for ch in active:
@@ -534,8 +606,11 @@ class Delivery:
         (DeprecationWarning: "This process is multi-threaded, use of fork() may
         lead to deadlocks in the child"): the host must not get that warning,
         or a child that inherits a lock held by our thread, because of
-        telemetry. The idle thread stops in microseconds; one busy sending is
-        waited for at most 0.2 s, then the fork goes ahead as before.
+        telemetry. The idle thread stops in microseconds; one busy sending
+        abandons its request (it stays queued) within ~10 ms, the wait being
+        bounded at 0.2 s, then the fork goes ahead as before. (A name lookup
+        stuck in its helper thread at that moment cannot be stopped: that thread
+        may still exist at the fork.)
         """
         try:
             with self._state:
@@ -583,6 +658,7 @@ class Delivery:
                 ch.pipeline = None
                 ch.transports = {}
                 ch.resource = None  # new session id
+                ch.warm = False
                 ch.retry = deque()
                 ch.retry_bytes = 0
                 ch.inflight = []
@@ -600,8 +676,7 @@ class Delivery:
             log.internal_error("delivery.after_fork")
 
     def _deliver_spool(self, deadline: float) -> None:
-        from . import spool
-
+        spool = _deps().spool
         # Daily and weekly packages never send from a person's process.
         packages = {p for p, ch in self.channels.items() if not ch.aggregated()}
         if packages:
@@ -611,9 +686,7 @@ class Delivery:
 def _rng():
     global _RNG
     if _RNG is None:
-        import random
-
-        _RNG = random.Random()
+        _RNG = _deps().random.Random()
     return _RNG
 
 
@@ -632,7 +705,17 @@ def host_traces_memory() -> bool:
         return False
 
 
+_SDK_VERSION = None
+
+
 def _sdk_version() -> str:
+    global _SDK_VERSION
+    if _SDK_VERSION is None:
+        _SDK_VERSION = _find_sdk_version()
+    return _SDK_VERSION
+
+
+def _find_sdk_version() -> str:
     try:
         # A one-line module: far cheaper than importlib.metadata (~10 ms, paid at exit when a
         # short run spools before its first export).
@@ -647,6 +730,118 @@ def _sdk_version() -> str:
         return metadata.version("opentelemetry-sdk")
     except Exception:
         return "unknown"
+
+
+class _Deps:
+    """Every module the export path uses, imported once and then held here.
+
+    Why: the delivery thread must not depend on the host's import state. A host
+    may snapshot and restore ``sys.modules`` (pytest's ``pytester`` does) or
+    install ``sys.meta_path`` finders. An ``import`` run by the thread at export
+    time would go through both: it could re-import half of the OTel SDK and
+    protobuf next to the live copies (every later export then fails), or show
+    our imports to the host's import hook. So everything an export needs is
+    imported in one go before the first export (by the delivery thread, or by a
+    flush or the exit that comes first), and afterwards only these references
+    are used: no import statement runs on the export path. The modules they
+    import themselves are bound at their top level for the same reason
+    (``transport``, ``pipeline``, ``otlp_json``, ``receipts``). Nothing of this
+    runs with telemetry off: it is reached only from an active channel.
+    """
+
+    def __init__(self) -> None:
+        import random
+
+        from . import (aggregate, config, consent, forget, otlp_json, pipeline, receipts, resource, spool, state,
+                       transport)
+
+        otlp_json.prepare()  # protobuf message classes and json_format, bound now
+        log._get()  # the logger (logging is imported on first use)
+        self.random = random
+        self.aggregate, self.config, self.consent, self.forget = aggregate, config, consent, forget
+        self.otlp_json, self.pipeline, self.receipts, self.resource = otlp_json, pipeline, receipts, resource
+        self.spool, self.state, self.transport = spool, state, transport
+        self.sdk_version = _sdk_version()
+
+
+_DEPS: _Deps | None = None
+#: Our own packages, held from the start: a host that dropped them from ``sys.modules`` (a
+#: restored snapshot) before our first export must not make that export import usagetrace anew.
+_OWN = [sys.modules.get(name) for name in ("usagetrace", "usagetrace._internal")]
+
+
+def _held_modules() -> dict:
+    """Every module our loaded code already refers to (usagetrace's, the stdlib's it uses, ...), by name."""
+    held: dict = {}
+    stack = [m for m in _OWN if m is not None]
+    while stack:
+        module = stack.pop()
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or name in held:
+            continue
+        held[name] = module
+        stack.extend(v for v in list(vars(module).values()) if type(v) is type(sys))
+    return held
+
+
+def _light(name: str):
+    """One of the modules of ``_Deps``, without importing the others (exit and fold paths: no SDK there)."""
+    deps = _DEPS
+    if deps is not None:
+        return getattr(deps, name)
+    if name == "config":
+        from . import config as module
+    elif name == "spool":
+        from . import spool as module
+    elif name == "state":
+        from . import state as module
+    elif name == "aggregate":
+        from . import aggregate as module
+    elif name == "resource":
+        from . import resource as module
+    elif name == "forget":
+        from . import forget as module
+    elif name == "consent":
+        from . import consent as module
+    else:
+        return getattr(_deps(), name)
+    return module
+
+
+def _guarded(work):
+    """Run ``work`` (imports) with the modules we already hold put back where the host removed them.
+
+    A host may have dropped them from ``sys.modules`` (a restored snapshot). For
+    the import only, they are put back, so the imports bind the live modules,
+    never fresh copies (a second ``threading`` made in our thread makes the
+    interpreter's exit wait for that thread; a second protobuf breaks every
+    message), and then taken out again: the host's view is as it left it.
+    """
+    held = _held_modules()
+    added = [name for name in held if name not in sys.modules]
+    for name in added:
+        sys.modules[name] = held[name]
+    try:
+        return work()
+    finally:
+        for name in added:
+            if sys.modules.get(name) is held[name]:
+                del sys.modules[name]
+
+
+def _deps() -> _Deps:
+    global _DEPS
+    if _DEPS is None:
+        for attempt in range(3):
+            try:
+                _DEPS = _guarded(_Deps)
+                break
+            except Exception:
+                # The host changed sys.modules under this import (a restore in another thread):
+                # again, with what was imported meanwhile now held by the modules that did.
+                if attempt == 2:
+                    raise
+    return _DEPS
 
 
 _DELIVERY: Delivery | None = None

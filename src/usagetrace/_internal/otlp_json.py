@@ -12,14 +12,26 @@ import json
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 
 
-def _message_type(signal: str):
-    if signal == "traces":
+#: Bound once by :func:`prepare` (the delivery thread's imports happen before its first export, never
+#: during one: see ``delivery._Deps``): (ExportTraceServiceRequest, ExportMetricsServiceRequest, MessageToDict).
+_BOUND = None
+
+
+def prepare() -> tuple:
+    """Import protobuf's ``json_format`` and the two OTLP request classes, once; later calls import nothing."""
+    global _BOUND
+    if _BOUND is None:
+        from google.protobuf.json_format import MessageToDict
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-        return ExportTraceServiceRequest
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+        _BOUND = (ExportTraceServiceRequest, ExportMetricsServiceRequest, MessageToDict)
+    return _BOUND
 
-    return ExportMetricsServiceRequest
+
+def _message_type(signal: str):
+    traces, metrics, _ = prepare()
+    return traces if signal == "traces" else metrics
 
 
 def _fix_ids(node) -> None:
@@ -36,8 +48,7 @@ def _fix_ids(node) -> None:
 
 def to_dict(signal: str, payload: bytes) -> dict:
     """Decode protobuf request bytes into an OTLP/JSON dict."""
-    from google.protobuf.json_format import MessageToDict
-
+    MessageToDict = prepare()[2]
     message = _message_type(signal)()
     message.ParseFromString(payload)
     data = MessageToDict(message, use_integers_for_enums=True)

@@ -33,8 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 
+from .. import __version__
 from . import allowlist, sanitize
 from .allowlist import MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_VALUE_LENGTH, SCOPE_NAME
 from .clock import clamp_ns
@@ -111,8 +112,6 @@ class ConsentSampler(Sampler):
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
         try:
-            from opentelemetry.trace import get_current_span
-
             parent = get_current_span(parent_context) if parent_context is not None else None
             if parent is not None and parent.get_span_context().is_valid:
                 return SamplingResult(Decision.DROP)
@@ -143,8 +142,6 @@ class Pipeline:
     """One package's private TracerProvider, and the encoders for its data."""
 
     def __init__(self, resource_attributes: dict, is_enabled, extra_keys: frozenset = frozenset()) -> None:
-        from .. import __version__
-
         self.resource = Resource(clean(resource_attributes, allowlist.allowed_keys("resource")))
         self.scope = InstrumentationScope(SCOPE_NAME, __version__)
         self.span_keys = allowlist.allowed_keys("span") | extra_keys
@@ -282,8 +279,6 @@ def merge_metrics(parts: list) -> MetricsData | None:
                     by_name[metric.name] = metric
     if not merged:
         return None
-    from .. import __version__
-
     scope = InstrumentationScope(SCOPE_NAME, __version__)
     return MetricsData(resource_metrics=[
         ResourceMetrics(resource=resource, schema_url="",

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlsplit
 
-from . import clock, log, paths
+from . import clock, log, otlp_json, paths
 from . import transport as _transport
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -41,8 +42,6 @@ def _file(package: str, suffix: str) -> str:
 
 def endpoint_of(target) -> str:
     """``scheme://host:port`` of a network target: what a receipt keeps of the address."""
-    from urllib.parse import urlsplit
-
     if target.kind == "grpc":
         host, _, port = target.url.rpartition(":")
         scheme = "https" if target.secure else "http"
@@ -87,8 +86,6 @@ def record(package: str, target, signal: str, payload: bytes, result, attempt: t
         paths.atomic_write(_file(package, ".last.json"), json.dumps(last, sort_keys=True))
         if reached is False:
             return
-        from . import otlp_json
-
         receipt = {
             "time": when,
             "package": package,
@@ -113,7 +110,6 @@ def record(package: str, target, signal: str, payload: bytes, result, attempt: t
 
 def _summary(signal: str, payload: bytes) -> dict:
     from ..testing import flatten
-    from . import otlp_json
 
     items = flatten(signal, otlp_json.to_dict(signal, payload))
     if signal == "traces":
