@@ -67,7 +67,7 @@ def _packages(option_values, ini_values) -> list[str]:
 def _start(packages: list[str]) -> None:
     if _STATE or not packages:
         return
-    from ._internal import delivery, env, instrumentation, transport
+    from ._internal import delivery, env, transport
 
     tmp = tempfile.mkdtemp(prefix="usagetrace-pytest-")
     changes = {

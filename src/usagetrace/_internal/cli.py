@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from . import allowlist, consent, paths, resource, state
+from . import consent, paths, resource, state
 
 PROG = "usagetrace"
 
