@@ -105,26 +105,89 @@ def samples_from_json(items) -> list[tuple]:
     return out
 
 
-def spawn_sender(module: str = "usagetrace._internal.spool") -> bool:
-    """Start a detached sender process (``python -m module --after PID``); never waits for it."""
+#: The detached process's first lines (``python -I -c``): the host's import path minus the places
+#: that belong to the host's directory, then ``main`` of the module named in argv[1].
+_BOOT = (
+    "import sys\n"
+    "own, extra = {own!r}, {extra!r}\n"
+    "i = next((k for k, p in enumerate(sys.path) if p.endswith('-packages')), len(sys.path))\n"
+    "sys.path[i:i] = [p for p in own if p not in sys.path]\n"
+    "sys.path += [p for p in extra if p not in sys.path]\n"
+    "import importlib\n"
+    "sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))\n"
+)
+
+
+def _import_path() -> tuple[list, list]:
+    """(where usagetrace itself was imported from, the host's other absolute import-path entries).
+
+    Never the current directory, nothing relative, and not ``sys.path[0]`` (the
+    host script's directory or ``''``): those are where a planted ``json.py``
+    or ``usagetrace/`` would come from. The rest is appended after the
+    standard library, so nothing there can shadow it.
+    """
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    extra = []
+    for p in sys.path[1:]:
+        if isinstance(p, str) and p and os.path.isabs(p) and p != cwd and p != here and p not in extra:
+            extra.append(p)
+    return [here], extra
+
+
+def safe_directory() -> str:
+    """Where a detached process runs: never the host's directory (its files are not ours to see)."""
+    if os.name == "nt":
+        return os.environ.get("SystemRoot") or os.path.splitdrive(sys.executable)[0] + "\\"
+    return "/"
+
+
+def spawn_sender(module: str = "usagetrace._internal.spool", *args: str) -> bool:
+    """Start ``module``'s ``main`` as a detached, isolated process; never waits for it to work.
+
+    Isolated: ``python -I`` (no current directory or script directory on
+    ``sys.path``, no ``PYTHON*`` variables, no user site), the import path
+    given explicitly (:func:`_import_path`), running in ``/``; what it needs
+    from the host's directory (the project consent files) is recorded with
+    the data, not looked up in its own directory.
+
+    Never the host's child (POSIX, Linux and macOS alike): ``/bin/sh`` in a
+    new session starts the sender in the background and exits at once; we
+    reap that shell ourselves (``waitpid`` on its pid only, ~1 ms), so the
+    sender is re-parented to init: no zombie, and neither ``os.wait()``,
+    ``waitpid(-1)``, ``subprocess`` bookkeeping nor ``/proc/<pid>/task/*/children``
+    of the host ever sees it. Windows has no parent/child waiting: the
+    sender is started ``DETACHED_PROCESS`` in a new process group, in the
+    system directory, with ``-I`` as well.
+    """
     if getattr(sys, "frozen", False) or not sys.executable:
         return False  # a frozen app's executable is the app itself
     try:
         import subprocess
 
-        kwargs = {}
+        own, extra = _import_path()
+        command = [sys.executable, "-I", "-c", _BOOT.format(own=own, extra=extra), module,
+                   "--after", str(os.getpid()), *args]
+        common = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                      close_fds=True, cwd=safe_directory())
         if os.name == "nt":
-            kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
-        subprocess.Popen(
-            [sys.executable, "-m", module, "--after", str(os.getpid())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            **kwargs,
-        )
+            # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+            subprocess.Popen(command, creationflags=0x00000008 | 0x00000200, **common)
+            return True
+        if os.path.exists("/bin/sh"):
+            shell = ["/bin/sh", "-c", '"$@" &', "sh", *command]
+        else:  # no shell (a distroless image): a Python intermediate, a little slower
+            shell = [sys.executable, "-I", "-c",
+                     "import os, sys\nif os.fork() == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n",
+                     *command]
+        proc = subprocess.Popen(shell, start_new_session=True, **common)
+        try:
+            proc.wait(timeout=5.0)  # the intermediate only forks: it is gone in about a millisecond
+        except subprocess.TimeoutExpired:
+            pass  # left in subprocess's own list, reaped there: never a zombie of the host
         return True
     except Exception:
         log.debug("cannot start the detached sender", exc_info=True)
@@ -269,11 +332,22 @@ def discard(package: str) -> int:
 PARENT_WAIT = 2.0
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    return True
+
+
 def _yield_to_parent(argv: list) -> None:
     """With ``--after PID``: lower our priority and wait (at most ``PARENT_WAIT`` s) until PID has exited.
 
     The sender is spawned by a process that is exiting; its own start-up and
     the OTel SDK import would otherwise compete with that exit for the CPU.
+    (PID is not our parent: we were re-parented to init.)
     """
     try:
         if "--after" not in argv:
@@ -282,7 +356,7 @@ def _yield_to_parent(argv: list) -> None:
         if hasattr(os, "nice"):
             os.nice(10)
         deadline = _clock.monotonic() + PARENT_WAIT
-        while os.getppid() == pid and _clock.monotonic() < deadline:
+        while os.name != "nt" and _alive(pid) and _clock.monotonic() < deadline:
             _clock.sleep(0.01)
     except Exception:
         pass
