@@ -116,6 +116,14 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "sent as one report per period).",
         "daily",
     ),
+    Attr(
+        "usagetrace.batch.id",
+        "resource",
+        "string",
+        "Random id of one request (realtime) or one period's report (daily, weekly), kept across retries and "
+        "re-uploads so storage counts each once; never joins anything else.",
+        "6992c92b…",
+    ),
     Attr("process.runtime.name", "resource", "string", "Python implementation.", "cpython"),
     Attr("process.runtime.version", "resource", "string", "Python major.minor only.", "3.11"),
     Attr("os.type", "resource", "string", "Operating system family.", "linux"),

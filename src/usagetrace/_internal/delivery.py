@@ -160,6 +160,10 @@ class Channel:
         return deltas, start, end
 
     def add_payload(self, signal: str, payload: bytes, items: int) -> None:
+        from . import batch
+
+        # The request's id, fixed now: retries and the spool resend these very bytes (batch.py).
+        payload = batch.with_id(payload, batch.new_id())
         self.retry.append((signal, payload, items))
         self.retry_bytes += len(payload)
         while self.retry_bytes > MAX_BUFFER_BYTES and len(self.retry) > 1:
