@@ -436,7 +436,8 @@ def test_a_rejected_report_is_dropped_and_counted_a_failed_one_kept(tmp_path):
         assert json.loads(rejected.stdout)["aggregate"]["rejected"] == 1
         assert s.store()["outbox"] == [] and s.store()["buckets"] == []
         s.run()
-        down = s.cli("flush", "--json", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+        rx.status = 503  # (pointing this flush elsewhere would keep it as "elsewhere": never sent there)
+        down = s.cli("flush", "--json")
         assert down.returncode == 1 and json.loads(down.stdout)["aggregate"]["failed"] == 1
         doc = s.store()
         assert len(doc["outbox"]) == 1 and doc["meta"]["retry_ns"] > time.time_ns()

@@ -326,7 +326,7 @@ def _bucket(doc: dict, period: tuple[str, int, int], mode: str, resource: dict, 
             return b
     if len(doc["buckets"]) + len(doc["outbox"]) >= MAX_BUCKETS:
         return None
-    b = {"id": os.urandom(8).hex(), "period": period[0], "mode": mode, "start_ns": period[1], "end_ns": period[2],
+    b = {"id": os.urandom(16).hex(), "period": period[0], "mode": mode, "start_ns": period[1], "end_ns": period[2],
          "first_ns": 0, "last_ns": 0, "runs": 0, "resource": resource, "settings": settings,
          "counts": [], "sums": [], "exemplars": {}}
     doc["buckets"].append(b)

@@ -561,6 +561,9 @@ def _print_spool(counts: dict) -> None:
             ("rejected", "deleted: the collector rejected them (they would never be accepted)"),
             ("unreadable", "deleted: unreadable"),
             ("failed", "kept for a later attempt: the collector could not be reached or asked to retry"),
+            ("undecided", "kept unsent: consent came from a source this process cannot see (an environment "
+                          "variable or a project directory)"),
+            ("elsewhere", "kept unsent: recorded for another destination (OTEL_EXPORTER_OTLP_* as the run had it)"),
             ("left", "not tried: out of time; run `usagetrace flush` again"),
         ):
             if counts[key]:
@@ -582,6 +585,8 @@ def _print_uploads(sent: dict, any_store: bool) -> None:
         ("expired", f"report(s) deleted unsent: older than {aggregate.MAX_AGE_NS // aggregate.DAY_NS} days"),
         ("rejected", "report(s) dropped: the collector rejected them (counted, sent with the next report)"),
         ("failed", "report(s) kept for a later attempt: the collector could not be reached or asked to retry"),
+        ("undecided", "report(s) kept unsent: consent came from a source this process cannot see"),
+        ("elsewhere", "report(s) kept unsent: recorded for another destination (OTEL_EXPORTER_OTLP_* of the runs)"),
         ("set_aside", "broken local store(s) set aside (counted)"),
         ("busy", "package(s) skipped: another usagetrace uploader is at work on them"),
     ):
