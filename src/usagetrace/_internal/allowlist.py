@@ -96,8 +96,8 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "resource",
         "string",
         "Random UUID4 per package per user, stored locally; resettable with "
-        "`usagetrace reset-id`. Where it cannot be stored: SHA-256 of the "
-        "machine id salted with the package name, so ids never join across packages.",
+        "`usagetrace reset-id`. Where it cannot be stored (no writable home): a random id for that run only, "
+        "marked `run-…`.",
         "3f0c9e0a-4f7b-4d8e-9a51-0c2f5d6e7a8b",
     ),
     Attr(

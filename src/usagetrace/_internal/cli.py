@@ -235,7 +235,14 @@ def _print_row(row: dict) -> None:
     _print_upload(package, row["upload"])
     receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
     print(f"  receipts:       {receipts_text}")
-    print(f"  install id:     {row['install_id'] or '(none)'}")
+    if row["install_id"]:
+        print(f"  install id:     {row['install_id']}")
+    else:
+        from . import paths
+
+        unwritable = paths.home_state() == "unwritable"
+        print("  install id:     " + ("(none: the data directory is not writable; runs send under an id made for "
+                                      "that run only, marked run-...)" if unwritable else "(none)"))
 
 
 # ----------------------------------------------------------------- commands
@@ -712,6 +719,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_HOME = (
+    f"{PROG}: there is no home directory (HOME is unset or relative, and no passwd entry gives one), so "
+    "nothing is stored: no consent file, no install id, no spool, no daily store, and nothing in the current "
+    "directory either.\n"
+    "  realtime uploads: sent only with consent from an environment variable (or a project file), under an "
+    "install id made for that run only and marked as such (run-...);\n"
+    "  daily and weekly uploads: nothing is sent (they need the local store)."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
@@ -727,8 +744,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import paths
+
     try:
         return int(args.func(args) or 0)
+    except paths.NoHome:
+        # HOME unset (and no passwd entry) or relative: no per-user files exist, none is made in the
+        # current directory. What runs do then, for `status` and every other command alike:
+        print(NO_HOME, file=sys.stdout if args.func is cmd_status else sys.stderr)
+        return 0 if args.func is cmd_status else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -275,11 +275,12 @@ OUTCOMES = ("delivered", "withdrawn", "expired", "rejected", "failed", "undecide
 
 
 def _written_at(name: str, path: str) -> float:
-    """When a spool file was first written (its name; rewrites after partial sends change its mtime)."""
+    """When a spool file was first written: its name says (rewrites after partial sends change its mtime)."""
+    mtime = os.stat(path).st_mtime
     try:
-        return int(name.split("-", 1)[0]) / 1000.0
+        return min(int(name.split("-", 1)[0]) / 1000.0, mtime)
     except ValueError:
-        return os.stat(path).st_mtime
+        return mtime
 
 
 def _package_of(name: str) -> str:

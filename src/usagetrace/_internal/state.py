@@ -19,8 +19,11 @@ LOCK_TIMEOUT = 0.5
 
 
 def load() -> dict:
-    """Return the state as a dict; an empty one when absent or corrupt."""
-    path = paths.state_file()
+    """Return the state as a dict; an empty one when absent or corrupt (or there is no home: paths.NoHome)."""
+    try:
+        path = paths.state_file()
+    except OSError:
+        return {}
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.loads(fh.read(1 << 20))
