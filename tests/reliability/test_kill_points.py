@@ -255,6 +255,7 @@ def _calibrate(tmp_path, collector, prepare, work) -> float:
     return max(times)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_kill_points_late_answers_and_concurrent_senders_count_each_call_once(tmp_path, collector):
     """>= 200 trials: SIGKILLed senders and uploaders at random stages, late answers, a second sender at work;
