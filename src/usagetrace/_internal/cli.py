@@ -604,6 +604,10 @@ def _print_uploads(sent: dict, any_store: bool) -> None:
 def cmd_preview_pending(args) -> int:
     from . import aggregate, otlp_json, uploader
 
+    try:
+        aggregate.fold(args.package)  # the runs' journal into the store: the buckets (and ids) the upload sends
+    except OSError:
+        pass  # shown from the journal below, as it stands
     doc, problem = aggregate.load(args.package)
     if problem:
         print(f"{PROG}: {problem}", file=sys.stderr)

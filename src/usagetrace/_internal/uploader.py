@@ -122,6 +122,7 @@ def _take(package: str, everything: bool, counts: dict) -> list[dict]:
     with aggregate.Store(package) as store:
         doc = store.doc
         counts["set_aside"] += int(store.set_aside)
+        folded = aggregate.compact(store)  # the runs' journal into the store (bounded, never twice)
         expired = aggregate.expire(doc, now)
         counts["expired"] += expired
         due = [b for b in doc["buckets"] if everything or b["end_ns"] <= now]
@@ -129,8 +130,11 @@ def _take(package: str, everything: bool, counts: dict) -> list[dict]:
             ids = {b["id"] for b in due}
             doc["buckets"] = [b for b in doc["buckets"] if b["id"] not in ids]
             doc["outbox"] += due
-        if due or expired or store.set_aside:
+        if due or expired or store.set_aside or folded:
             store.save()
+        aggregate.finished(folded)
+        if not doc["outbox"]:
+            aggregate.reschedule(package, doc, now)
         return list(doc["outbox"])
 
 
@@ -224,6 +228,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
             meta.pop("failures", None)
             meta.pop("retry_ns", None)
         store.save()
+        aggregate.reschedule(package, doc, now_ns)
     counts["reports"] += len(delivered)
     counts["runs"] += sum(b["runs"] for b in delivered)
     counts["rejected"] += n_rejected
