@@ -6,8 +6,9 @@ the spool sender is started), at most once per ``aggregate.SPAWN_GAP_NS``;
 ``usagetrace flush`` calls :func:`upload` with ``everything=True`` (current
 periods too).
 
-For each package: under the store lock, expired periods are deleted and the
-due buckets move to the outbox; then, without the lock, consent is asked
+For each package: under the store lock, the runs' journal is folded into the
+store (``aggregate.compact``), expired periods are deleted and the due buckets
+move to the outbox, and the next upload is scheduled (``aggregate.reschedule``); then, without the lock, consent is asked
 again for each bucket (``spool.decide``, with the project directory and the
 kind of grant recorded with it): a no forgets the package's pending data and
 its install id; a grant gone from a source this process reads deletes those
