@@ -288,20 +288,29 @@ def test_eight_processes_two_hundred_runs_each_lose_and_double_nothing(tmp_path)
     counts = {tuple(k): v for k, v in bucket["counts"]}
     assert counts == {("calls", "p.f", "ok"): 4800, ("errors", "p.g", "ValueError"): 1600}
     assert len(bucket["exemplars"]["p.f"]) == aggregate.EXEMPLARS
+    # The runs only appended to the journal; the uploader's fold compacts them into the store, exactly.
+    with aggregate.Store("p") as store:
+        folded = aggregate.compact(store)
+        store.save()
+    aggregate.finished(folded)
+    assert not os.path.exists(aggregate.journal_path("p"))
+    assert aggregate.load("p")[0]["buckets"][0]["runs"] == 1600
     assert os.path.getsize(aggregate.store_path("p")) < 16 * 1024
 
 
-def test_sigkill_between_write_and_rename_loses_only_that_run(tmp_path):
-    """Killed after writing its temporary file, before the rename: the store is the one before, still readable."""
+def test_sigkill_mid_append_loses_only_that_run_and_counts_it(tmp_path):
+    """Killed in the middle of appending its line: that run is lost and counted (journal_torn), the others kept."""
     pause = """
 import os, sys, time
-real = os.replace
-def paused(src, dst):
-    if dst.endswith("p.json") and os.environ.get("PAUSE_AT") == str(i):
+from usagetrace._internal import aggregate as _agg
+real = _agg._append
+def paused(fd, data):
+    if os.environ.get("PAUSE_AT") == str(i):
+        os.write(fd, data[: len(data) // 2])
         print("paused", flush=True)
         time.sleep(60)
-    real(src, dst)
-os.replace = paused
+    real(fd, data)
+_agg._append = paused
 """
     code = pause + _record_loop(5, marker='print("done", flush=True)').replace("import sys, time\n", "")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
@@ -315,12 +324,12 @@ os.replace = paused
         proc.wait(timeout=30)
     finally:
         proc.kill()
-    folder = os.path.dirname(aggregate.store_path("p"))
-    assert [n for n in os.listdir(folder) if n.endswith(".tmp")]  # the half-done write is left behind...
-    doc, problem = aggregate.load("p")
-    assert problem is None and doc["buckets"][0]["runs"] == 3  # ...and the store is the three runs before it
     subprocess.run([sys.executable, "-c", _record_loop(2)], check=True, env=child_env(), timeout=120)
-    assert aggregate.load("p")[0]["buckets"][0]["runs"] == 5
+    aggregate.fold("p")
+    doc, problem = aggregate.load("p")
+    assert problem is None and doc["buckets"][0]["runs"] == 5
+    counts = {tuple(k): v for k, v in doc["buckets"][0]["counts"]}
+    assert counts[("dropped", "journal_torn")] == 1  # sent with the report: maintainers see the loss
 
 
 def test_sigkill_at_random_moments_never_breaks_the_store(tmp_path):
@@ -360,7 +369,9 @@ def test_a_broken_store_is_set_aside_and_counted_never_raised(tmp_path, content)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
             fh.write(content)
-        s.run()
+        s.run()  # a run only appends to the journal: unaffected by the broken store
+        assert aggregate.load("aggpkg")[1] is not None  # reported (status) until the uploader sets it aside
+        aggregate.fold("aggpkg")
         assert s.counts()[("runs",)] == 1
         aside = [n for n in os.listdir(os.path.dirname(path)) if n.startswith("aggpkg.json.broken-")]
         assert len(aside) == 1
@@ -437,7 +448,8 @@ def test_a_rejected_report_is_dropped_and_counted_a_failed_one_kept(tmp_path):
         assert json.loads(rejected.stdout)["aggregate"]["rejected"] == 1
         assert s.store()["outbox"] == [] and s.store()["buckets"] == []
         s.run()
-        down = s.cli("flush", "--json", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+        rx.status = 503  # (pointing this flush elsewhere would keep it as "elsewhere": never sent there)
+        down = s.cli("flush", "--json")
         assert down.returncode == 1 and json.loads(down.stdout)["aggregate"]["failed"] == 1
         doc = s.store()
         assert len(doc["outbox"]) == 1 and doc["meta"]["retry_ns"] > time.time_ns()

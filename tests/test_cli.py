@@ -313,8 +313,14 @@ def _wait_for_empty_spool(home, timeout=60.0) -> bool:
     spool = home / "cache" / "spool"
     deadline = time.monotonic() + timeout
     while True:
-        if not spool.exists() or not [p for p in spool.iterdir() if p.suffix == ".json" or p.name == ".lock"]:
-            return True
+        if not spool.exists() or not [p for p in spool.iterdir() if p.suffix == ".json"]:
+            from usagetrace._internal import paths
+
+            try:  # the spool lock is an flock (its file stays): free once no sender holds it
+                with paths.locked(str(spool / ".lock"), timeout=0.0):
+                    return True
+            except paths.LockTimeout:
+                pass
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import platformdirs
@@ -126,3 +127,65 @@ def test_our_directories_made_wider_before_are_tightened(tmp_path, monkeypatch):
     target = config.resolve("traces", None, "mypkg")
     assert transport.for_target(target).send("traces", b"", 1) == transport.OK
     assert os.stat(chosen / "x.jsonl").st_mode & 0o777 == 0o600 and os.stat(chosen).st_mode & 0o777 == 0o755
+
+NO_HOME_HOST = """
+import json, os, pwd, sys
+def _no_entry(uid):
+    raise KeyError(uid)
+pwd.getpwuid = _no_entry  # no passwd entry for this user
+os.environ.pop("HOME", None)
+if sys.argv[1] == "status":
+    from usagetrace.cli import main
+    sys.exit(main(["status", "tinystats"]))
+import tinystats
+from usagetrace._internal import consent, delivery
+for _ in range(3):
+    tinystats.mean([1])
+ch = delivery.get().channels.get("tinystats")
+if ch is not None and ch.handle.consent.enabled:
+    delivery.get().flush(20.0)
+print(json.dumps({"enabled": bool(ch and ch.handle.consent.enabled),
+                  "decision": list(consent.resolve("tinystats", under_pytest=False)),
+                  "id": ch.resource_attributes()["usagetrace.install.id"] if ch and ch.handle.consent.enabled else None}))
+"""
+
+
+def _no_home_run(tmp_path, arg, **extra):
+    import subprocess
+    import sys
+
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    script = tmp_path / "host.py"
+    script.write_text(NO_HOME_HOST)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "USAGETRACE_UPLOAD": "realtime",
+           "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), os.path.join(root, "examples", "tinystats")]),
+           "USAGETRACE_DETACHED_SEND": "0", **extra}
+    return subprocess.run([sys.executable, str(script), arg], cwd=str(tmp_path / "repo"), env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="HOME and passwd are POSIX")
+def test_no_home_never_writes_or_reads_under_the_current_directory(tmp_path):
+    """HOME unset, no passwd entry: a ./~/.config/usagetrace/consent.toml is not the person's choice; nothing is
+    written under the current directory; an env grant sends under a per-run id marked run-; status says so."""
+    from usagetrace.testing import OTLPReceiver
+
+    repo = tmp_path / "repo"
+    planted = repo / "~" / ".config" / "usagetrace"
+    planted.mkdir(parents=True)
+    (planted / "consent.toml").write_text("[consent]\ntinystats = true\n")
+    before = sorted(str(p) for p in repo.rglob("*"))
+    off = _no_home_run(tmp_path, "run")
+    assert off.returncode == 0 and off.stderr == "", off.stderr
+    out = json.loads(off.stdout)
+    assert out["enabled"] is False and out["decision"][0] is False
+    with OTLPReceiver() as rx:
+        on = _no_home_run(tmp_path, "run", TINYSTATS_TELEMETRY="1", OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint)
+        assert on.returncode == 0 and on.stderr == "", on.stderr
+        out = json.loads(on.stdout)
+        assert out["enabled"] is True and out["id"].startswith("run-")
+        assert rx.calls("tinystats.mean") == 3
+        assert {p["resource"]["usagetrace.install.id"] for p in rx.points()} == {out["id"]}
+    status = _no_home_run(tmp_path, "status", TINYSTATS_TELEMETRY="1")
+    assert status.returncode == 0 and "no home directory" in status.stdout and "run-" in status.stdout
+    assert sorted(str(p) for p in repo.rglob("*")) == before  # nothing written under the current directory

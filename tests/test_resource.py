@@ -40,18 +40,16 @@ def test_install_id_is_stable_random_and_per_package():
     assert resource.install_id("b")[0] != first
 
 
-def test_unwritable_data_dir_falls_back_to_salted_machine_id(tmp_path, monkeypatch):
-    """When the id cannot be stored, a machine-id hash salted per package is used (never the raw id)."""
+def test_unwritable_data_dir_gives_a_per_run_id_never_a_machine_derived_one(tmp_path, monkeypatch):
+    """When the id cannot be stored: a random id for this run only, marked run-; nothing anyone could compute."""
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where a directory should be")
     monkeypatch.setenv("USAGETRACE_HOME", str(blocker))
-    monkeypatch.setattr(resource, "_machine_id", lambda: "0123456789abcdef0123456789abcdef")
     a, source = resource.install_id("a")
-    b, _ = resource.install_id("b")
-    assert source == "machine-id" and a != b
-    assert "0123456789abcdef" not in a.replace("-", "")
-    monkeypatch.setattr(resource, "_machine_id", lambda: None)
-    assert resource.install_id("a")[1] == "ephemeral"
+    again, _ = resource.install_id("a")
+    assert source == "per-run" and a.startswith("run-") and uuid.UUID(a[4:])
+    assert again != a  # nothing stable: a new one each time it is asked for (once per run)
+    assert not hasattr(resource, "salted_machine_id")
 
 
 def test_corrupt_id_file_is_replaced():

@@ -112,21 +112,24 @@ def test_same_runs_same_answers_in_realtime_and_daily_on_both_engines(tmp_path):
     """installs, calls, errors, versions, commands, measurements and events agree between modes and engines."""
     answers = {}
     for mode in ("realtime", "daily"):
-        lines = _collect(tmp_path, mode)
-        files = tmp_path / f"{mode}-files"
-        files.mkdir()
-        (files / "data.jsonl").write_text("".join(lines))
-        duck = DuckDBEngine.from_path(files)
-        session = chdb_session.Session(str(tmp_path / f"{mode}-chdb"))
-        try:
-            ch_load.load(session, lines, tmp_path, db="otel")
-            clickhouse = ClickHouseEngine.from_chdb(session, database="otel")
-            for name, engine in (("duckdb", duck), ("clickhouse", clickhouse)):
-                answers[(mode, name)] = _answers(Analytics(engine, package="modepkg", k=1))
-        finally:
-            duck.close()
-            session.close()
-    realtime = answers[("realtime", "duckdb")]
+        collected = _collect(tmp_path, mode)
+        # Every request stored twice (a lost answer, then the same request again): the same answers,
+        # because each usagetrace.batch.id is counted once.
+        for copies, lines in (("once", collected), ("twice", collected + collected[::-1])):
+            files = tmp_path / f"{mode}-{copies}-files"
+            files.mkdir()
+            (files / "data.jsonl").write_text("".join(lines))
+            duck = DuckDBEngine.from_path(files)
+            session = chdb_session.Session(str(tmp_path / f"{mode}-{copies}-chdb"))
+            try:
+                ch_load.load(session, lines, tmp_path, db="otel")
+                clickhouse = ClickHouseEngine.from_chdb(session, database="otel")
+                for name, engine in (("duckdb", duck), ("clickhouse", clickhouse)):
+                    answers[(mode, copies, name)] = _answers(Analytics(engine, package="modepkg", k=1))
+            finally:
+                duck.close()
+                session.close()
+    realtime = answers[("realtime", "once", "duckdb")]
     # The workload, as counted by hand from RUNS.
     assert realtime["overview"] == {"installs": 3, "calls": 22, "error_calls": 5, "error_rate": round(5 / 22, 4),
                                     "versions": 2, "functions": 4}

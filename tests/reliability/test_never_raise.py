@@ -138,7 +138,7 @@ AGGREGATE_FAULTS = {
     "aggregate.tally": "from usagetrace._internal import aggregate; aggregate.Tally.add_samples = boom",
     "upload_mode": "from usagetrace._internal import config; config.upload_mode = boom",
     "uploader.spawn": "from usagetrace._internal import spool, aggregate; spool.spawn_sender = boom; "
-                      "aggregate.upload_due = lambda *a: True",
+                      "aggregate._claim_upload = lambda *a: True",
 }
 
 

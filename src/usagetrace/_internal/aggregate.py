@@ -19,10 +19,23 @@ removes them once the collector accepted them. ``meta`` keeps the upload
 schedule and counts of what was lost (folded into the next bucket as
 ``usagetrace.dropped``, so maintainers see them too).
 
-Concurrency and crashes: every change is a read-modify-write under an
-exclusive ``flock`` (``paths.locked``) and an atomic rename, so concurrent
-runs never lose or double each other's tallies, and a run killed mid-write
-loses at most its own (the previous document stays in place). A store that
+Writes are bounded, whatever the store's size. A run never reads or rewrites
+the store: it appends one line with its tallies to ``<package>.journal``
+under a short ``flock`` (``record``: well under a millisecond, the same at
+any store size), then reads a tiny ``<package>.schedule`` to know whether an
+upload is due. The journal is capped (``MAX_JOURNAL_BYTES``): past it a run
+appends only a drop marker (counted as ``store_full``). The uploader (and
+``usagetrace flush``) folds the journal into the store (:func:`compact`):
+it renames the journal aside (runs go on appending to a new one), merges it,
+saves the store with the name of what it merged, then deletes it, so a
+kill at any point neither loses nor doubles a run. A line torn by a kill
+mid-append is skipped and counted (``journal_torn``). The store itself is
+capped when written (``MAX_FILE_BYTES``): the oldest buckets are dropped and
+their runs counted (``store_full``). :func:`load` (status, preview) shows the
+store with the journal merged in, without writing.
+
+Concurrency and crashes: every store change is a read-modify-write under an
+exclusive ``flock`` (``paths.locked``) and an atomic rename; a store that
 cannot be read is renamed aside (``.broken-<time>``, the newest 3 kept) and
 counted, never raised. Bounds: ``MAX_BUCKETS`` buckets, ``MAX_KEYS`` counts
 and ``EXEMPLARS`` spans per key per bucket; beyond them tallies are dropped and
@@ -48,6 +61,10 @@ MAX_EXEMPLAR_KEYS = 512
 #: Exemplar spans kept per function (command, event, ...) per period; failed calls first.
 EXEMPLARS = 3
 MAX_FILE_BYTES = 8 * 1024 * 1024
+#: The journal of runs not yet folded into the store; past it a run appends only a (counted) drop marker.
+MAX_JOURNAL_BYTES = 4 * 1024 * 1024
+#: Room kept past the cap for drop markers (~60 bytes each); past that, nothing more is appended.
+JOURNAL_SLACK = 256 * 1024
 #: Once an upload was started, do not start another for this long (many runs end at once).
 SPAWN_GAP_NS = 15 * 60 * 10**9
 #: After a failed upload: retry no sooner than this, doubling up to a day.
@@ -66,6 +83,14 @@ def directory() -> str:
 def store_path(package: str) -> str:
     safe = "".join(ch if ch in _SAFE else "_" for ch in package)[:100] or "_"
     return os.path.join(directory(), safe + ".json")
+
+
+def journal_path(package: str) -> str:
+    return store_path(package)[: -len(".json")] + ".journal"
+
+
+def schedule_path(package: str) -> str:
+    return store_path(package)[: -len(".json")] + ".schedule"
 
 
 def period_of(mode: str, ts_ns: int) -> tuple[str, int, int]:
@@ -278,7 +303,15 @@ def _load_locked(path: str, package: str) -> tuple[dict, bool]:
 
 
 def _save_locked(path: str, doc: dict) -> None:
-    paths.atomic_write(path, json.dumps(doc, separators=(",", ":")))
+    """Write the store, never larger than ``MAX_FILE_BYTES``: the oldest buckets go first, their runs counted."""
+    text = json.dumps(doc, separators=(",", ":"))
+    while len(text) > MAX_FILE_BYTES and (doc["buckets"] or doc["outbox"]):
+        section = "buckets" if doc["buckets"] else "outbox"
+        oldest = min(doc[section], key=lambda b: b["start_ns"])
+        doc[section].remove(oldest)
+        _drop(doc, "store_full", max(int(oldest["runs"]), 1))
+        text = json.dumps(doc, separators=(",", ":"))
+    paths.atomic_write(path, text)
 
 
 def _drop(doc: dict, reason: str, n: int) -> None:
@@ -326,7 +359,7 @@ def _bucket(doc: dict, period: tuple[str, int, int], mode: str, resource: dict, 
             return b
     if len(doc["buckets"]) + len(doc["outbox"]) >= MAX_BUCKETS:
         return None
-    b = {"id": os.urandom(8).hex(), "period": period[0], "mode": mode, "start_ns": period[1], "end_ns": period[2],
+    b = {"id": os.urandom(16).hex(), "period": period[0], "mode": mode, "start_ns": period[1], "end_ns": period[2],
          "first_ns": 0, "last_ns": 0, "runs": 0, "resource": resource, "settings": settings,
          "counts": [], "sums": [], "exemplars": {}}
     doc["buckets"].append(b)
@@ -387,53 +420,215 @@ def upload_due(doc: dict, now_ns: int) -> bool:
     return bool(doc["outbox"]) or any(b["end_ns"] <= now_ns for b in doc["buckets"])
 
 
+def _tally_line(mode: str, period, resource: dict, settings: dict, tally: Tally, run: int) -> str:
+    return json.dumps({
+        "v": VERSION, "mode": mode, "period": list(period), "resource": resource, "settings": settings,
+        "counts": [[list(k), v] for k, v in tally.counts.items()],
+        "sums": [[list(k), v] for k, v in tally.sums.items()],
+        "exemplars": {k: [list(x) for x in v] for k, v in tally.exemplars.items()},
+        "first_ns": tally.first_ns, "last_ns": tally.last_ns, "run": run,
+    }, separators=(",", ":"))
+
+
+def _append(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def record(package: str, mode: str, resource: dict, settings: dict, tally: Tally, allowed, count_run: bool,
            can_upload: bool = True) -> dict:
-    """Add ``tally`` (and one run, with ``count_run``) to the store; return ``{"written", "upload_due",
-    "set_aside"}``. Raises OSError or ``paths.LockTimeout``.
+    """Append ``tally`` (and one run, with ``count_run``) to the journal; return ``{"written", "upload_due",
+    "set_aside"}``. Raises OSError or ``paths.LockTimeout``. Bounded: never reads the store.
 
     ``upload_due`` is True (and the upload is then taken as started, for
     ``SPAWN_GAP_NS``) only for a caller that ``can_upload``: it starts the uploader.
 
-    ``allowed()`` is asked again while the lock is held: a ``usagetrace
+    ``allowed()`` is asked again while the journal lock is held: a ``usagetrace
     disable`` that deleted the store first is never undone by a run that was
     already ending (nothing after no).
     """
     now = _clock.time_ns()
-    with Store(package) as store:
+    period = tally.period or period_of(mode, tally.last_ns or now)
+    line = _tally_line(mode, period, resource, settings, tally, 1 if count_run else 0)
+    path = journal_path(package)
+    written = True
+    with paths.locked(path + ".lock", timeout=LOCK_TIMEOUT):
         if not allowed():
-            return {"written": False, "upload_due": False, "set_aside": store.set_aside}
-        doc = store.doc
-        period = tally.period or period_of(mode, tally.last_ns or now)
-        expire(doc, now)
-        b = _bucket(doc, period, mode, resource, settings)
+            return {"written": False, "upload_due": False, "set_aside": False}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size + len(line) >= MAX_JOURNAL_BYTES:
+                written = False  # full until the uploader folds it: the run is dropped, and counted
+                line = json.dumps({"v": VERSION, "dropped": {"store_full": 1}})
+                if size + len(line) >= MAX_JOURNAL_BYTES + JOURNAL_SLACK:
+                    line = ""
+            if line:
+                # A leading newline too: a line torn by a kill mid-append never swallows the next run's.
+                _append(fd, ("\n" + line + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+    due = can_upload and _claim_upload(package, now, period)
+    return {"written": written, "upload_due": due, "set_aside": False}
+
+
+def _claim_upload(package: str, now: int, period) -> bool:
+    """True (and the next upload pushed ``SPAWN_GAP_NS`` away) when ``<package>.schedule`` says one is due."""
+    path = schedule_path(package)
+    try:
+        with open(path, encoding="ascii") as fh:
+            next_ns = int(fh.read(32) or 0)
+    except (OSError, ValueError):
+        next_ns = 0  # never scheduled (or unreadable): the uploader looks once, then writes the schedule
+    if now < next_ns:
+        return False
+    paths.atomic_write(path, str(now + SPAWN_GAP_NS))
+    return True
+
+
+def reschedule(package: str, doc: dict, now_ns: int) -> None:
+    """After an upload: when the next one is due (a retry, the end of the earliest waiting period)."""
+    meta = doc["meta"]
+    if doc["outbox"]:
+        when = max(int(meta.get("retry_ns", 0)), now_ns + SPAWN_GAP_NS)
+    else:
+        ends = [b["end_ns"] for b in doc["buckets"]]
+        when = min(ends) if ends else period_of("daily", now_ns)[2]
+    try:
+        paths.atomic_write(schedule_path(package), str(when))
+    except OSError:
+        log.debug("cannot write the upload schedule of %s", package, exc_info=True)
+
+
+def _journals(package: str) -> list[str]:
+    """The journal files set aside for folding (oldest first), then the live journal if any."""
+    path = journal_path(package)
+    folder, name = os.path.split(path)
+    try:
+        aside = sorted(e for e in os.listdir(folder) if e.startswith(name + ".") and e.endswith(".folding"))
+    except OSError:
+        return []
+    out = [os.path.join(folder, e) for e in aside]
+    if os.path.exists(path):
+        out.append(path)
+    return out
+
+
+def _fold_file(doc: dict, path: str) -> None:
+    """Merge one journal file's runs into ``doc`` (a torn or unreadable line is skipped and counted)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if "dropped" in rec:
+                for reason, n in rec["dropped"].items():
+                    _drop(doc, str(reason), int(n))
+                continue
+            tally = Tally()
+            tally.period = tuple(rec["period"])
+            tally.counts = {tuple(k): int(v) for k, v in rec["counts"]}
+            tally.sums = {tuple(k): float(v) for k, v in rec["sums"]}
+            from .spool import samples_from_json
+
+            tally.exemplars = {str(k): samples_from_json(v) for k, v in rec["exemplars"].items()}
+            tally.first_ns, tally.last_ns = int(rec["first_ns"]), int(rec["last_ns"])
+            mode = rec["mode"] if rec["mode"] in ("daily", "weekly") else "daily"
+            if not isinstance(rec["resource"], dict) or not isinstance(rec["settings"], dict):
+                raise ValueError("shape")
+        except Exception:
+            _drop(doc, "journal_torn", 1)  # a line cut by a kill mid-append (or not ours): that run is lost
+            continue
+        b = _bucket(doc, tally.period, mode, rec["resource"], rec["settings"])
         if b is None:
             _drop(doc, "store_full", 1)
         else:
-            _merge(doc, b, tally, 1 if count_run else 0)
-        due = can_upload and upload_due(doc, now)
-        if due:
-            doc["meta"]["spawned_ns"] = now
-        store.save()
-        return {"written": b is not None, "upload_due": due, "set_aside": store.set_aside}
+            _merge(doc, b, tally, int(rec.get("run", 0)))
+
+
+def compact(store: Store) -> list[str]:
+    """Fold the journal into ``store.doc`` (the caller holds the store and saves it, then calls :func:`finished`).
+
+    Returns the journal files merged. Their names are recorded in the
+    document, so a fold interrupted after the save never merges them twice.
+    """
+    package = store.package
+    path = journal_path(package)
+    try:
+        with paths.locked(path + ".lock", timeout=LOCK_TIMEOUT):
+            if os.path.exists(path):
+                os.replace(path, f"{path}.{_clock.time_ns()}-{os.getpid()}.folding")
+    except paths.LockTimeout:
+        pass  # runs are appending: fold what was set aside before, the rest next time
+    meta = store.doc["meta"]
+    done = [n for n in meta.get("folded", []) if os.path.exists(os.path.join(os.path.dirname(path), n))]
+    merged = []
+    for file in _journals(package):
+        name = os.path.basename(file)
+        if file == path:
+            continue
+        if name in done:
+            merged.append(file)  # merged and saved before a kill: only the deletion is left
+            continue
+        try:
+            _fold_file(store.doc, file)
+        except OSError:
+            continue
+        done.append(name)
+        merged.append(file)
+    meta["folded"] = done
+    return merged
+
+
+def fold(package: str) -> None:
+    """Fold ``package``'s journal into its store now (``preview --pending``, tests). Raises OSError."""
+    with Store(package) as store:
+        files = compact(store)
+        if files or store.set_aside:
+            store.save()
+    finished(files)
+
+
+def finished(files: list[str]) -> None:
+    """Delete journal files whose runs are saved in the store."""
+    for file in files:
+        try:
+            os.unlink(file)
+        except OSError:
+            pass
 
 
 def load(package: str) -> tuple[dict | None, str | None]:
-    """Read the store without changing it: ``(document or None, problem or None)``."""
+    """Read the store, with the journal's runs merged in, without changing anything: ``(document or None,
+    problem or None)``."""
     path = store_path(package)
+    doc = None
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return None, None
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"cannot read {path}: {exc}"
-    try:
         if len(text) > MAX_FILE_BYTES:
             raise Broken("too large")
-        return _parse(text, package), None
+        doc = _parse(text, package)
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot read {path}: {exc}"
     except Broken as exc:
         return None, f"{path} cannot be read ({exc}); the next run sets it aside"
+    journals = _journals(package)
+    if not journals:
+        return doc, None
+    doc = doc if doc is not None else _new_doc(package)
+    done = set(doc["meta"].get("folded", []))
+    for file in journals:
+        if os.path.basename(file) not in done:
+            try:
+                _fold_file(doc, file)
+            except OSError:
+                continue
+    return doc, None
 
 
 def summary(doc: dict | None) -> dict:
@@ -462,19 +657,25 @@ def packages() -> list[str]:
         names = os.listdir(directory())
     except OSError:
         return []
-    return sorted(n[: -len(".json")] for n in names if n.endswith(".json"))
+    return sorted({n[: -len(".json")] for n in names if n.endswith(".json")}
+                  | {n[: -len(".journal")] for n in names if n.endswith(".journal")}
+                  | {n.split(".journal.", 1)[0] for n in names if ".journal." in n and n.endswith(".folding")})
 
 
 def discard(package: str) -> int:
-    """Delete ``package``'s store (waiting and outbox) unsent; return how many runs it held. Raises OSError."""
+    """Delete ``package``'s store, journal and schedule (waiting and outbox) unsent; return how many runs they
+    held. Raises OSError."""
     path = store_path(package)
-    if not os.path.exists(path):
+    journals = _journals(package)
+    if not os.path.exists(path) and not journals:
         return 0
-    with paths.locked(path + ".lock", timeout=10.0):
+    # store lock, then journal lock: the order compact() takes them in
+    with paths.locked(path + ".lock", timeout=10.0), paths.locked(journal_path(package) + ".lock", timeout=10.0):
         doc, _ = load(package)
         runs = summary(doc)["runs"]
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        for file in [path, schedule_path(package), *_journals(package)]:
+            try:
+                os.unlink(file)
+            except FileNotFoundError:
+                pass
     return runs

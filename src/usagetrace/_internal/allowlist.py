@@ -106,8 +106,8 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "resource",
         "string",
         "Random UUID4 per package per user, stored locally; resettable with "
-        "`usagetrace reset-id`. Where it cannot be stored: SHA-256 of the "
-        "machine id salted with the package name, so ids never join across packages.",
+        "`usagetrace reset-id`. Where it cannot be stored (no writable home): a random id for that run only, "
+        "marked `run-…`.",
         "3f0c9e0a-4f7b-4d8e-9a51-0c2f5d6e7a8b",
     ),
     Attr(
@@ -125,6 +125,14 @@ ATTRIBUTES: tuple[Attr, ...] = (
         "How this data was uploaded: realtime (as it happens), or daily / weekly (counted on the machine and "
         "sent as one report per period).",
         "daily",
+    ),
+    Attr(
+        "usagetrace.batch.id",
+        "resource",
+        "string",
+        "Random id of one request (realtime) or one period's report (daily, weekly), kept across retries and "
+        "re-uploads so storage counts each once; never joins anything else.",
+        "6992c92b…",
     ),
     Attr("process.runtime.name", "resource", "string", "Python implementation.", "cpython"),
     Attr("process.runtime.version", "resource", "string", "Python major.minor only.", "3.11"),

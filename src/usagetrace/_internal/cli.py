@@ -431,7 +431,14 @@ def _print_row(row: dict, verbose: bool = False) -> None:
     _print_upload(package, row["upload"], verbose)
     receipts_text = f"{row['receipts']} (usagetrace history {package})" if row["receipts"] else "none"
     print(f"  receipts:       {receipts_text}")
-    print(f"  install id:     {row['install_id'] or '(none)'}")
+    if row["install_id"]:
+        print(f"  install id:     {row['install_id']}")
+    else:
+        from . import paths
+
+        unwritable = paths.home_state() == "unwritable"
+        print("  install id:     " + ("(none: the data directory is not writable; runs send under an id made for "
+                                      "that run only, marked run-...)" if unwritable else "(none)"))
 
 
 # ----------------------------------------------------------------- commands
@@ -884,6 +891,9 @@ def _print_spool(counts: dict) -> None:
             ("rejected", "deleted: the collector rejected them (they would never be accepted)"),
             ("unreadable", "deleted: unreadable"),
             ("failed", "kept for a later attempt: the collector could not be reached or asked to retry"),
+            ("undecided", "kept unsent: consent came from a source this process cannot see (an environment "
+                          "variable or a project directory)"),
+            ("elsewhere", "kept unsent: recorded for another destination (OTEL_EXPORTER_OTLP_* as the run had it)"),
             ("left", "not tried: out of time; run `usagetrace flush` again"),
         ):
             if counts[key]:
@@ -905,6 +915,8 @@ def _print_uploads(sent: dict, any_store: bool) -> None:
         ("expired", f"report(s) deleted unsent: older than {aggregate.MAX_AGE_NS // aggregate.DAY_NS} days"),
         ("rejected", "report(s) dropped: the collector rejected them (counted, sent with the next report)"),
         ("failed", "report(s) kept for a later attempt: the collector could not be reached or asked to retry"),
+        ("undecided", "report(s) kept unsent: consent came from a source this process cannot see"),
+        ("elsewhere", "report(s) kept unsent: recorded for another destination (OTEL_EXPORTER_OTLP_* of the runs)"),
         ("set_aside", "broken local store(s) set aside (counted)"),
         ("busy", "package(s) skipped: another usagetrace uploader is at work on them"),
     ):
@@ -915,6 +927,10 @@ def _print_uploads(sent: dict, any_store: bool) -> None:
 def cmd_preview_pending(args) -> int:
     from . import aggregate, otlp_json, uploader
 
+    try:
+        aggregate.fold(args.package)  # the runs' journal into the store: the buckets (and ids) the upload sends
+    except OSError:
+        pass  # shown from the journal below, as it stands
     doc, problem = aggregate.load(args.package)
     if problem:
         print(f"{PROG}: {problem}", file=sys.stderr)
@@ -1069,6 +1085,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_HOME = (
+    f"{PROG}: there is no home directory (HOME is unset or relative, and no passwd entry gives one), so "
+    "nothing is stored: no consent file, no install id, no spool, no daily store, and nothing in the current "
+    "directory either.\n"
+    "  realtime uploads: sent only with consent from an environment variable (or a project file), under an "
+    "install id made for that run only and marked as such (run-...);\n"
+    "  daily and weekly uploads: nothing is sent (they need the local store)."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
@@ -1084,8 +1110,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import paths
+
     try:
         return int(args.func(args) or 0)
+    except paths.NoHome:
+        # HOME unset (and no passwd entry) or relative: no per-user files exist, none is made in the
+        # current directory. What runs do then, for `status` and every other command alike:
+        print(NO_HOME, file=sys.stdout if args.func is cmd_status else sys.stderr)
+        return 0 if args.func is cmd_status else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

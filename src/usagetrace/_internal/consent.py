@@ -596,8 +596,8 @@ def project_files(start: str | None = None) -> list[str]:
     return found
 
 
-def _sources() -> list[tuple[str, str]]:
-    return [("project", p) for p in project_files()] + [("user", paths.consent_file())]
+def _sources(project_dir: str | None = None) -> list[tuple[str, str]]:
+    return [("project", p) for p in project_files(project_dir)] + [("user", paths.consent_file())]
 
 
 def _grant_counts(parsed: Parsed, package: str, version: str | None) -> bool:
@@ -607,10 +607,10 @@ def _grant_counts(parsed: Parsed, package: str, version: str | None) -> bool:
     return package in parsed.choices and parsed.versions.get(package) == version
 
 
-def _from_files(package: str, version: str | None) -> ConsentState | None:
+def _from_files(package: str, version: str | None, project_dir: str | None = None) -> ConsentState | None:
     """The files' decision; None when no file decides (broken files decide: off)."""
     grant = broken = None
-    for kind, path in _sources():
+    for kind, path in _sources(project_dir):
         if kind == "project" and os.path.basename(path) == PROJECT_MARKER:
             return ConsentState(False, DENIED, f"project:{path}")
         try:
@@ -734,17 +734,22 @@ def resolve(
     under_pytest: bool | None = None,
     notice_shown: bool | None = None,
     consent_version: str | None = None,
+    project_dir: str | None = None,
 ) -> ConsentState:
-    """Decide whether ``package`` may send telemetry now. Never raises."""
+    """Decide whether ``package`` may send telemetry now. Never raises.
+
+    ``project_dir``: where project files are looked for instead of the current
+    directory (a detached sender runs in ``/``; the run's directory is recorded with its data).
+    """
     try:
         return _resolve(package, policy, ci=ci, under_pytest=under_pytest, notice_shown=notice_shown,
-                        version=consent_version)
+                        version=consent_version, project_dir=project_dir)
     except Exception:
         log.internal_error("consent.resolve")
         return ConsentState(False, UNSET, "error")
 
 
-def _resolve(package, policy, *, ci, under_pytest, notice_shown, version) -> ConsentState:
+def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, project_dir=None) -> ConsentState:
     switch = env.do_not_track()
     if switch:
         return ConsentState(False, DENIED, f"env:{switch}")
@@ -760,7 +765,7 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version) -> Con
         return ConsentState(False, UNSET, "pytest")
 
     top = package.split(".", 1)[0]
-    decided = _from_files(top, version)
+    decided = _from_files(top, version, project_dir)
     if decided is not None:
         return decided
 

@@ -137,9 +137,15 @@ class Channel:
 
     def store_settings(self) -> dict:
         """What the uploader needs to know about the runs of a bucket: consent inputs and destination."""
+        from . import spool
+
         h = self.handle
+        # grant, project_dir, destination: what lets the uploader decide consent and keep the destination
+        # without this run's environment and directory (spool.decide, spool.same_destination).
         return {"policy": h.policy, "ci": h.ci, "consent_version": h.consent_version, "endpoint": h.endpoint,
-                "dev_file": h.options.get("dev_file"), "extra_keys": sorted(h.options.get("_extra_keys", ()))}
+                "dev_file": h.options.get("dev_file"), "extra_keys": sorted(h.options.get("_extra_keys", ())),
+                "grant": str(h.consent.source).split(":", 1)[0], "project_dir": spool.project_dir(),
+                "destination": spool.destination_env()}
 
     def get_pipeline(self):
         if self.pipeline is None:
@@ -175,6 +181,10 @@ class Channel:
         return deltas, start, end
 
     def add_payload(self, signal: str, payload: bytes, items: int) -> None:
+        from . import batch
+
+        # The request's id, fixed now: retries and the spool resend these very bytes (batch.py).
+        payload = batch.with_id(payload, batch.new_id())
         self.retry.append((signal, payload, items))
         self.retry_bytes += len(payload)
         while self.retry_bytes > MAX_BUFFER_BYTES and len(self.retry) > 1:

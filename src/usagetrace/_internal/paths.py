@@ -8,6 +8,13 @@ shortcut to platformdirs' own answer. Elsewhere platformdirs is imported.
 
 ``USAGETRACE_HOME`` (an absolute path) puts every file under one directory instead
 (tests, sandboxes); a relative one is ignored.
+
+No home (``HOME`` unset and no passwd entry, or a relative ``HOME``): every
+function here raises :class:`NoHome` rather than answer a path relative to
+the current directory (``./~/.config/...``), so nothing is written there and
+no ``consent.toml`` in a repository is read as the person's choice. Callers
+treat it as any unwritable directory: nothing is stored, the install id is a
+per-run one (``resource.install_id``), and ``usagetrace status`` says so.
 """
 
 from __future__ import annotations
@@ -22,12 +29,19 @@ _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock
 APP = "usagetrace"
 
 
+class NoHome(OSError):
+    """There is no home directory to keep per-user files in (never the current directory instead)."""
+
+
 def _xdg(var: str, default: str) -> str:
     # Same rule as platformdirs: an XDG variable counts only when absolute.
     value = env.get(var)
     if value and os.path.isabs(value):
         return value
-    return os.path.expanduser(default)
+    expanded = os.path.expanduser(default)
+    if not os.path.isabs(expanded):
+        raise NoHome(f"no home directory (HOME unset or relative): not using {expanded!r} in the current directory")
+    return expanded
 
 
 def _platformdirs(kind: str) -> str:
@@ -37,7 +51,7 @@ def _platformdirs(kind: str) -> str:
 
 
 def user_dir(kind: str) -> str:
-    """Return the per-user directory of one kind: config, data, cache or state."""
+    """Return the per-user directory of one kind: config, data, cache or state. Raises :class:`NoHome`."""
     home = env.get("USAGETRACE_HOME")
     if home and os.path.isabs(home):
         return os.path.join(home, kind)
@@ -60,7 +74,25 @@ def user_dir(kind: str) -> str:
             "state": _xdg("XDG_STATE_HOME", "~/Library/Application Support"),
         }[kind]
         return os.path.join(base, APP)
-    return _platformdirs(kind)
+    found = _platformdirs(kind)
+    if not os.path.isabs(found):
+        raise NoHome(f"no home directory: not using {found!r} in the current directory")
+    return found
+
+
+def home_state() -> str:
+    """``"ok"``, ``"none"`` (no home directory at all) or ``"unwritable"`` (for ``usagetrace status``)."""
+    try:
+        directory = user_dir("data")
+    except NoHome:
+        return "none"
+    probe = directory
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return "ok" if os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK) else "unwritable"
 
 
 def consent_file() -> str:

@@ -27,7 +27,6 @@ _ARCH = {
     "s390x": "s390x",
 }
 _OS = {"linux": "linux", "darwin": "darwin", "win32": "windows", "cygwin": "windows"}
-_MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 
 
 def os_type() -> str:
@@ -77,37 +76,24 @@ def _parse_uuid(text: str) -> str:
     return _uuid_text(text.strip().replace("-", ""))
 
 
-def _machine_id() -> str | None:
-    for path in _MACHINE_ID_FILES:
-        try:
-            with open(path, encoding="ascii") as fh:
-                value = fh.read(128).strip()
-            if value:
-                return value
-        except Exception:
-            continue
-    return None
-
-
-def salted_machine_id(package: str) -> str | None:
-    """Return SHA-256(package + machine id) formatted as a UUID, or None without a machine id."""
-    mid = _machine_id()
-    if not mid:
-        return None
-    import hashlib
-
-    digest = hashlib.sha256(f"usagetrace:{package}:{mid}".encode()).hexdigest()
-    return _uuid_text(digest[:32])
+#: The prefix of an install id made for one run only (no home directory, or none writable): never stored,
+#: never computable by anyone else; the report can tell such ids from real installs.
+PER_RUN_PREFIX = "run-"
 
 
 def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     """Return (install id, where it came from) for ``package``.
 
-    A random UUID4 per package per user, stored in the user data dir. When it
-    cannot be stored, a salted hash of the machine id; failing that a random
-    id for this process only.
+    A random UUID4 per package per user, stored in the user data dir
+    ("stored"). When it cannot be stored (no home, an unwritable one), a
+    random id for this run only, marked ``run-`` ("per-run"): never anything
+    derived from the machine, which anyone on it could compute and nobody
+    could reset.
     """
-    path = _id_file(package)
+    try:
+        path = _id_file(package)
+    except OSError:
+        return PER_RUN_PREFIX + new_uuid4(), "per-run"
     try:
         with open(path, encoding="ascii") as fh:
             value = fh.read(64).strip()
@@ -123,10 +109,7 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
             return value, "stored"
         except Exception:
             log.debug("cannot store install id under %s", path, exc_info=True)
-    hashed = salted_machine_id(package)
-    if hashed:
-        return hashed, "machine-id"
-    return new_uuid4(), "ephemeral"
+    return PER_RUN_PREFIX + new_uuid4(), "per-run"
 
 
 def stored_install_id(package: str) -> str | None:

@@ -19,13 +19,16 @@ LOCK_TIMEOUT = 0.5
 
 
 def load() -> dict:
-    """Return the state as a dict; an empty one when absent or corrupt."""
+    """Return the state as a dict; an empty one when absent or corrupt (or there is no home: paths.NoHome)."""
     return load_checked()[0]
 
 
 def load_checked() -> tuple[dict, str | None]:
     """Return ``(state, problem)``: what is wrong with an existing state file (``usagetrace status`` names it)."""
-    path = paths.state_file()
+    try:
+        path = paths.state_file()
+    except OSError:  # no home (paths.NoHome): nothing was ever stored
+        return {}, None
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.loads(fh.read(1 << 20))

@@ -6,18 +6,27 @@ the spool sender is started), at most once per ``aggregate.SPAWN_GAP_NS``;
 ``usagetrace flush`` calls :func:`upload` with ``everything=True`` (current
 periods too).
 
-For each package: under the store lock, expired periods are deleted and the
-due buckets move to the outbox; then, without the lock, consent is asked
-again (not on: the package's pending data is forgotten unsent, and its install
-id too when the answer is a no); each bucket becomes OTLP delta sums whose
+For each package: under the store lock, the runs' journal is folded into the
+store (``aggregate.compact``), expired periods are deleted and the due buckets
+move to the outbox, and the next upload is scheduled (``aggregate.reschedule``); then, without the lock, consent is asked
+again for each bucket (``spool.decide``, with the project directory and the
+kind of grant recorded with it): a no forgets the package's pending data and
+its install id; a grant gone from a source this process reads deletes those
+buckets unsent; a grant it cannot see (an environment variable it was not
+given) keeps them for an uploader that can. A bucket recorded for another
+destination (``OTEL_EXPORTER_OTLP_*`` as the runs had them) is kept, never
+sent here. Each bucket becomes OTLP delta sums whose
 start and time are the period's first and last nanosecond, plus its exemplar spans, each
 starting at the period's start with its own duration (:func:`period_times`:
 periods, not moments, leave), sanitized by the same
 ``pipeline.py`` as realtime data, all of a package's buckets in one traces and
 one metrics request over one connection, each through ``receipts.send``.
 Buckets leave the outbox once the collector accepted them; a rejected (4xx)
-report is dropped and counted (``upload_rejected``); a failed one stays, and
-the next attempt waits an hour, doubling up to a day.
+report is dropped and counted (``upload_rejected``); a failed one (no answer,
+5xx, 3xx, a lost answer) stays, and the next attempt waits an hour, doubling
+up to a day. Every bucket's requests carry its id as ``usagetrace.batch.id``
+(``batch.py``): a report the collector stored but whose answer was lost, or
+whose uploader was killed, is sent again under the same id and counted once.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ from . import aggregate, clock, log, paths
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 #: What :func:`upload` reports.
-OUTCOMES = ("reports", "runs", "requests", "withdrawn", "expired", "rejected", "failed", "set_aside")
+OUTCOMES = ("reports", "runs", "requests", "withdrawn", "expired", "rejected", "failed", "undecided", "elsewhere",
+            "set_aside")
 UPLOAD_BUDGET = 60.0
 MAX_RETRY_NS = aggregate.DAY_NS
 #: A temporary store file this old belongs to a run that was killed mid-write.
@@ -38,29 +48,32 @@ STALE_TMP_S = 600
 
 def _settings_key(bucket: dict) -> tuple:
     s = bucket["settings"]
-    return (s.get("endpoint"), s.get("dev_file"))
+    return (s.get("endpoint"), s.get("dev_file"), tuple(sorted((s.get("destination") or {}).items())))
 
 
 def requests_for(package: str, buckets: list[dict]) -> list[dict]:
-    """The OTLP requests of ``buckets``: ``[{"endpoint", "dev_file", "payloads": [(signal, bytes, ids)]}]``.
+    """The OTLP requests of ``buckets``: ``[{"endpoint", "dev_file", "destination", "payloads": [(signal, bytes,
+    ids)]}]``.
 
     One group per destination (all of a package's buckets normally share
     one); in each, one traces request (exemplar spans not yet delivered) and
     one metrics request (every bucket's counts not yet delivered), several
     resources in each.
     """
-    from . import pipeline
+    from . import batch, pipeline
     from .spool import samples_from_json
 
     groups: dict[tuple, list[dict]] = {}
     for b in buckets:
         groups.setdefault(_settings_key(b), []).append(b)
     out = []
-    for (endpoint, dev_file), group in groups.items():
+    for (endpoint, dev_file, destination), group in groups.items():
         spans, parts, span_ids, metric_ids = [], [], [], []
         for b in group:
             sent = b.get("sent") or []
-            pipe = pipeline.Pipeline(b["resource"], lambda: True, frozenset(b["settings"].get("extra_keys") or ()))
+            # The bucket's id rides on its resource: re-uploads carry it again (counted once, batch.py).
+            resource = {**b["resource"], batch.KEY: b["id"]}
+            pipe = pipeline.Pipeline(resource, lambda: True, frozenset(b["settings"].get("extra_keys") or ()))
             samples = [s for kept in b["exemplars"].values() for s in samples_from_json(kept)]
             if samples and "traces" not in sent:
                 spans += pipe.spans(period_times(sorted(samples, key=lambda s: s[1]), b["start_ns"]))
@@ -80,7 +93,8 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
         data = pipeline.merge_metrics(parts)
         if data is not None:
             payloads.append(("metrics", pipeline.encode_metric_request(data), metric_ids))
-        out.append({"endpoint": endpoint, "dev_file": dev_file, "payloads": payloads})
+        out.append({"endpoint": endpoint, "dev_file": dev_file, "destination": dict(destination) or None,
+                    "payloads": payloads})
     return out
 
 
@@ -123,6 +137,7 @@ def _take(package: str, everything: bool, counts: dict) -> list[dict]:
     with aggregate.Store(package) as store:
         doc = store.doc
         counts["set_aside"] += int(store.set_aside)
+        folded = aggregate.compact(store)  # the runs' journal into the store (bounded, never twice)
         expired = aggregate.expire(doc, now)
         counts["expired"] += expired
         due = [b for b in doc["buckets"] if everything or b["end_ns"] <= now]
@@ -130,48 +145,57 @@ def _take(package: str, everything: bool, counts: dict) -> list[dict]:
             ids = {b["id"] for b in due}
             doc["buckets"] = [b for b in doc["buckets"] if b["id"] not in ids]
             doc["outbox"] += due
-        if due or expired or store.set_aside:
+        if due or expired or store.set_aside or folded:
             store.save()
+        aggregate.finished(folded)
+        if not doc["outbox"]:
+            aggregate.reschedule(package, doc, now)
         return list(doc["outbox"])
 
 
-def _allowed(package: str, outbox: list[dict]):
-    """The consent decision that forbids sending any of ``outbox``, or None when all may be sent."""
-    from . import consent
+def _decide(package: str, outbox: list[dict], counts: dict, override=None):
+    """Consent and destination per bucket: (the buckets to send now, ids to delete unsent), or None after a no."""
+    from . import spool
 
+    sendable, withdrawn = [], set()
     for b in outbox:
-        s = b["settings"]
-        version = s.get("consent_version")
-        decision = consent.resolve(package, s.get("policy") or consent.OPT_IN, ci=s.get("ci") or "off",
-                                   under_pytest=False, notice_shown=True,
-                                   consent_version=None if version is None else str(version))
-        if not decision.enabled:
-            return decision
-    return None
+        answer, decision = spool.decide(package, b["settings"])
+        if answer == spool.NO:
+            from .forget import forget
+
+            forget(package, install_id=True)  # a no: the package's pending data and its id are deleted
+            counts["withdrawn"] += len(outbox)
+            return None
+        if answer == spool.WITHDRAWN:
+            withdrawn.add(b["id"])
+        elif answer == spool.UNDECIDED:
+            counts["undecided"] += 1  # a grant this process cannot see: kept, not sent
+        elif override is None and not spool.same_destination(b["settings"].get("destination")):
+            counts["elsewhere"] += 1  # recorded for another destination: kept, never sent here
+        else:
+            sendable.append(b)
+    counts["withdrawn"] += len(withdrawn)
+    return sendable, withdrawn
 
 
 def _upload_package(package: str, everything: bool, deadline: float, override, counts: dict) -> None:
-    from . import config, consent, receipts, state
+    from . import config, receipts, state
     from . import transport as _transport
 
     outbox = _take(package, everything, counts)
     if not outbox:
         return
-    refused = _allowed(package, outbox)
-    if refused is not None:
-        from .forget import forget
-
-        # Withdrawn since (or unreadable, or off in this environment): deleted unsent; a no also loses the id.
-        forget(package, install_id=refused.state == consent.DENIED)
-        counts["withdrawn"] += len(outbox)
+    decided = _decide(package, outbox, counts, override)
+    if decided is None:
         return
+    sendable, withdrawn = decided
     sent: dict[str, set] = {}
     rejected: set = set()
     failed = False
     retry_s = 0.0
     session = _transport.HttpSession()
     try:
-        for group in requests_for(package, outbox):
+        for group in requests_for(package, sendable):
             for signal, payload, ids in group["payloads"]:
                 now = _clock.monotonic()
                 if now >= deadline:
@@ -196,7 +220,7 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
         doc = store.doc
         kept, delivered = [], []
         for b in doc["outbox"]:
-            if b["id"] in rejected:
+            if b["id"] in rejected or b["id"] in withdrawn:
                 continue
             if b["id"] in sent:
                 b["sent"] = sorted(set(b.get("sent") or []) | sent[b["id"]])
@@ -219,10 +243,12 @@ def _upload_package(package: str, everything: bool, deadline: float, override, c
             meta.pop("failures", None)
             meta.pop("retry_ns", None)
         store.save()
+        aggregate.reschedule(package, doc, now_ns)
     counts["reports"] += len(delivered)
     counts["runs"] += sum(b["runs"] for b in delivered)
     counts["rejected"] += n_rejected
-    counts["failed"] += len(kept)
+    tried = {b["id"] for b in sendable}
+    counts["failed"] += sum(1 for b in kept if b["id"] in tried)
     if delivered and override is None:
         first = outbox[0]["settings"]
         state.remember_package(package, {k: first.get(k) for k in ("policy", "ci", "endpoint", "consent_version")})

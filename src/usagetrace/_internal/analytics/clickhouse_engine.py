@@ -85,6 +85,22 @@ def _res(col: str = "ResourceAttributes") -> str:
     )
 
 
+#: Each delivery id (``usagetrace.batch.id``, see ``batch.py``) counted once: a request stored twice, or a
+#: daily report uploaded again after a lost answer, gives the same rows again under the same id; one is kept.
+#: Daily and weekly exemplar spans are encoded anew at each upload (new span ids), so they are told apart by
+#: what they hold; realtime copies are the same bytes, span id included. Rows without an id are all kept.
+_BID = "ResourceAttributes['usagetrace.batch.id']"
+_ONCE_SPANS = (
+    f"LIMIT 1 BY {_BID}, if({_BID} = '', toString(TraceId), ''), "
+    f"if(ResourceAttributes['usagetrace.upload'] IN ('daily', 'weekly'), '', toString(SpanId)), "
+    "SpanName, Timestamp, Duration, toString(SpanAttributes)"
+)
+_ONCE_POINTS = (
+    f"LIMIT 1 BY {_BID}, if({_BID} = '', toString(rowNumberInAllBlocks()), ''), "
+    "MetricName, toString(Attributes), TimeUnix, StartTimeUnix"
+)
+
+
 class ClickHouseEngine:
     """Questions answered by ClickHouse over the collector exporter's tables."""
 
@@ -201,7 +217,8 @@ class ClickHouseEngine:
     SpanAttributes['usagetrace.callback.id'] AS callback_id,
     JSONExtract(SpanAttributes['usagetrace.params.set'], 'Array(String)') AS params,
     mapFilter((k, v) -> startsWith(k, 'usagetrace.measure.'), SpanAttributes) AS measures
-  FROM {self._table(self.traces_table)}{sw})"""
+  FROM {self._table(self.traces_table)}{sw}
+  {_ONCE_SPANS})"""
         points = f"""(SELECT
     toUnixTimestamp64Nano(TimeUnix) AS ts_ns, toDate(TimeUnix, 'UTC') AS day,
     toString(ServiceName) AS package, {_res()},
@@ -211,7 +228,8 @@ class ClickHouseEngine:
     Attributes['usagetrace.command.name'] AS command, Attributes['usagetrace.event.name'] AS event_name,
     Attributes['usagetrace.measurement'] AS measure, Attributes['usagetrace.measurement.value'] AS bucket,
     Value AS value
-  FROM {self._table(self.metrics_sum_table)}{pw})"""
+  FROM {self._table(self.metrics_sum_table)}{pw}
+  {_ONCE_POINTS})"""
         return Relations(spans=spans, points=points)
 
     def execute(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -121,11 +121,23 @@ def _resource_cols(attrs: str) -> str:
 
 _RES = "package, version, install_id, session_id, py_version, os_type, arch, ci, run_context, upload"
 
+
+def _COPY(res: str) -> str:  # noqa: N802 - reads like the SQL fragment it is
+    """The delivery id of a resource block and which copy (file, request line) it came from.
+
+    A request sent again (a retry whose first answer was lost, the spool, a
+    re-upload) arrives as another copy under the same ``usagetrace.batch.id``;
+    :meth:`DuckDBEngine.relations` keeps one copy per id (``batch.py``).
+    """
+    return (f"ut_get({res}.resource.attributes, 'usagetrace.batch.id') AS batch_id, "
+            "filename || '#' || lpad(CAST(req AS VARCHAR), 12, '0') AS copy_key")
+
 _SPANS_SQL = f"""
 CREATE TABLE {{table}} AS
-WITH r AS (SELECT filename, unnest(resourceSpans) AS rs FROM ut_raw WHERE resourceSpans IS NOT NULL),
-s AS (SELECT filename, {_resource_cols('rs.resource.attributes')}, unnest(rs.scopeSpans) AS ss FROM r),
-p AS (SELECT filename, {_RES}, coalesce(ss.scope.name, '') AS scope_name, unnest(ss.spans) AS sp FROM s),
+WITH r AS (SELECT filename, rowid AS req, unnest(resourceSpans) AS rs FROM ut_raw WHERE resourceSpans IS NOT NULL),
+s AS (SELECT filename, {_resource_cols('rs.resource.attributes')}, {_COPY('rs')}, unnest(rs.scopeSpans) AS ss FROM r),
+p AS (SELECT filename, {_RES}, batch_id, copy_key, coalesce(ss.scope.name, '') AS scope_name,
+             unnest(ss.spans) AS sp FROM s),
 e AS (SELECT *, (list_filter(sp.events, lambda ev: ev.name = 'exception'))[1].attributes AS exc,
              ut_ns(sp.startTimeUnixNano) AS start_ns FROM p WHERE {{scope_filter}})
 SELECT start_ns AS ts_ns, ut_day(start_ns) AS day, {_RES},
@@ -150,16 +162,18 @@ SELECT start_ns AS ts_ns, ut_day(start_ns) AS day, {_RES},
            AS VARCHAR[]), CAST([] AS VARCHAR[])), lambda x: x IS NOT NULL) AS params,
        list_transform(list_filter(sp.attributes, lambda x: starts_with(x.key, 'usagetrace.measure.')),
                       lambda x: {{'k': substr(x.key, 20), 'v': coalesce(ut_val(x.value), '')}}) AS measures,
-       filename
+       filename, batch_id, copy_key
 FROM e
 """
 
 _POINTS_SQL = f"""
 CREATE TABLE {{table}} AS
-WITH r AS (SELECT filename, unnest(resourceMetrics) AS rm FROM ut_raw WHERE resourceMetrics IS NOT NULL),
-s AS (SELECT filename, {_resource_cols('rm.resource.attributes')}, unnest(rm.scopeMetrics) AS sm FROM r),
-m AS (SELECT filename, {_RES}, coalesce(sm.scope.name, '') AS scope_name, unnest(sm.metrics) AS me FROM s),
-d AS (SELECT filename, {_RES}, me.name AS metric,
+WITH r AS (SELECT filename, rowid AS req, unnest(resourceMetrics) AS rm FROM ut_raw
+           WHERE resourceMetrics IS NOT NULL),
+s AS (SELECT filename, {_resource_cols('rm.resource.attributes')}, {_COPY('rm')}, unnest(rm.scopeMetrics) AS sm FROM r),
+m AS (SELECT filename, {_RES}, batch_id, copy_key, coalesce(sm.scope.name, '') AS scope_name,
+             unnest(sm.metrics) AS me FROM s),
+d AS (SELECT filename, {_RES}, batch_id, copy_key, me.name AS metric,
              CASE WHEN me.sum.aggregationTemporality IN ('1', 'AGGREGATION_TEMPORALITY_DELTA') THEN 1
                   WHEN me.sum.aggregationTemporality IN ('2', 'AGGREGATION_TEMPORALITY_CUMULATIVE') THEN 2
                   ELSE 0 END AS temporality,
@@ -177,7 +191,7 @@ SELECT ut_ns(dp.timeUnixNano) AS ts_ns, ut_day(ut_ns(dp.timeUnixNano)) AS day, {
        ut_get(dp.attributes, 'usagetrace.measurement.value') AS bucket,
        coalesce(TRY_CAST(dp.asInt AS DOUBLE), TRY_CAST(dp.asDouble AS DOUBLE), 0) AS value,
        temporality,
-       filename
+       filename, batch_id, copy_key
 FROM d
 """
 
@@ -377,14 +391,35 @@ class DuckDBEngine:
 
     # --- querying --------------------------------------------------------------
     def relations(self, package: str | None, since_ns: int | None) -> Relations:
-        """The normalized relations, filtered to one package and a time window."""
+        """The normalized relations, filtered to one package and a time window, each delivery id counted once.
+
+        Rows with a ``usagetrace.batch.id`` come from the first copy of that id
+        only (the same request stored twice, or a report uploaded again after
+        a lost answer, counts once); rows without one are all kept.
+        """
         conds = []
         if package is not None:
             conds.append(f"package = {self.dialect.literal(package)}")
         if since_ns is not None:
             conds.append(f"ts_ns >= {int(since_ns)}")
-        where = (" WHERE " + " AND ".join(conds)) if conds else ""
-        return Relations(spans=f"(SELECT * FROM ut_spans{where})", points=f"(SELECT * FROM ut_points{where})")
+        self._first_copies()
+        out = []
+        for table in ("ut_spans", "ut_points"):
+            where = " AND ".join(
+                [f"(t.batch_id = '' OR t.copy_key = (SELECT f.copy_key FROM ut_first_{table} f "
+                 "WHERE f.batch_id = t.batch_id))", *conds])
+            out.append(f"(SELECT t.* FROM {table} t WHERE {where})")
+        return Relations(spans=out[0], points=out[1])
+
+    def _first_copies(self) -> None:
+        """(Re)build the per-id first copy of each table: temporary, never in the cache."""
+        if getattr(self, "_firsts_built", False):
+            return
+        for table in ("ut_spans", "ut_points"):
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE ut_first_{table} AS SELECT batch_id, min(copy_key) AS copy_key "
+                f"FROM {table} WHERE batch_id <> '' GROUP BY batch_id")
+        self._firsts_built = True
 
     def execute(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query; return column names and rows."""
