@@ -214,8 +214,8 @@ def test_daily_store_then_upload(tmp_path):
     with OTLPReceiver() as rx:
         w.run(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_UPLOAD="daily")
         assert rx.connections == 0
-        stores = list(w.home.rglob("aggregate/cpkg.json"))
-        assert len(stores) == 1
+        stores = list(w.home.rglob("aggregate/cpkg.journal"))  # a run appends to the journal (folded later)
+        assert len(stores) == 1 and stores[0].stat().st_size > 0
         _assert_files_clean(w.home)
         flushed = subprocess.run([sys.executable, "-m", "usagetrace", "flush"], cwd=str(w.cwd), capture_output=True,
                                  text=True, env=w.env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint,
@@ -240,13 +240,13 @@ def test_development_mode_dev_file(tmp_path):
 def test_spool_then_sender(tmp_path):
     """A collector that never answers: the spool holds no canary; the sender's later requests neither."""
     w = World(tmp_path)
-    with OTLPReceiver() as rx:
+    with OTLPReceiver() as rx:  # one collector: spooled data goes only where it was recorded for
         rx.blackhole = True
         w.run(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_UPLOAD="realtime")
-    spooled = list(w.home.rglob("spool/*.json"))
-    assert spooled
-    _assert_files_clean(w.home)
-    with OTLPReceiver() as rx:
+        spooled = list(w.home.rglob("spool/*.json"))
+        assert spooled
+        _assert_files_clean(w.home)
+        rx.blackhole = False
         sender = w.python("from usagetrace._internal import spool; print(spool.deliver()['delivered'])",
                           OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_UPLOAD="realtime")
         assert int(sender.stdout.strip()) >= 1, sender.stderr

@@ -647,7 +647,7 @@ def test_a_broken_link_is_refused_not_replaced(special):
     assert os.path.islink(path) and os.readlink(path) == before
 
 
-def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path):
+def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path, monkeypatch):
     """Daily mode: the run that shows the notice adds nothing to the local store; the next run adds its counts."""
     from usagetrace._internal import aggregate
 
@@ -659,14 +659,14 @@ def test_the_notice_run_leaves_nothing_for_the_daily_upload(tmp_path):
     home = tmp_path / "home"
     env = {"USAGETRACE_HOME": str(home), "PYTHONPATH": str(pkgs), "USAGETRACE_DETACHED_SEND": "0",
            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "USAGETRACE_UPLOAD": "daily"}
-    store = home / "state" / "aggregate" / "daypkg.json"
+    monkeypatch.setenv("USAGETRACE_HOME", str(home))
     proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
     assert proc.returncode == 0 and "collects anonymous usage" in terminal
-    assert not store.exists() and not (home / "cache" / "spool").exists()
+    assert aggregate.load("daypkg") == (None, None) and not (home / "cache" / "spool").exists()
     proc, terminal = run_on_terminal("import daypkg\nfor _ in range(3): daypkg.f()\n", env)
     assert proc.returncode == 0 and "collects anonymous usage" not in terminal
-    doc = json.loads(store.read_text())
-    assert aggregate.summary(doc)["runs"] == 1
+    doc, problem = aggregate.load("daypkg")  # the store with the runs' journal folded in
+    assert problem is None and aggregate.summary(doc)["runs"] == 1
 
 
 def test_project_search_stops_at_a_home_reached_through_a_link(tmp_path, monkeypatch, no_ci):

@@ -96,17 +96,24 @@ def test_the_uploader_keeps_what_a_grant_it_cannot_see_allowed(tmp_path):
         assert maintainer.calls("destpkg.f") == 6
 
 
-def test_a_project_file_grant_is_decided_in_the_runs_directory(tmp_path):
-    """Consent from a .usagetrace in the run's project: the uploader, started elsewhere, decides with that
-    directory (recorded with the data) and uploads."""
-    project = tmp_path / "project"
+def test_the_uploader_reads_no_project_files_and_no_directory_is_written_down(tmp_path):
+    """Project files can only say no, and the run that recorded read those of its own directory: an uploader
+    started in another project (which opts out) neither reads that project's files nor needs the run's
+    directory, which is never written to disk (the current directory is the person's)."""
+    home = pathlib.Path(os.environ["USAGETRACE_HOME"])
+    project = tmp_path / "zq-project-dir"
     project.mkdir()
     (project / ".git").mkdir()
-    (project / ".usagetrace").write_text("[consent]\ndestpkg = true\n")
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    (elsewhere / ".git").mkdir(parents=True)
+    (elsewhere / ".usagetrace_do_not_track").write_text("")
     with OTLPReceiver() as maintainer:
         s = Setup(tmp_path, maintainer, USAGETRACE_UPLOAD="daily")
+        enabled = subprocess.run([sys.executable, "-m", "usagetrace", "enable", "--force", "destpkg"],
+                                 env=child_env(s.env), capture_output=True, text=True, timeout=60)
+        assert enabled.returncode == 0, enabled.stderr
         s.run(cwd=str(project))
+        written = [p for p in home.rglob("*") if p.is_file()]
+        assert written and not any(b"zq-project-dir" in p.read_bytes() for p in written)
         out = s.flush(cwd=str(elsewhere))["aggregate"]
         assert out["reports"] == 1 and maintainer.calls("destpkg.f") == 6

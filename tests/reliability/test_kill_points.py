@@ -235,7 +235,7 @@ def _store(env: dict, install: str, calls: int) -> None:
         tally.add_samples([("tinystats.mean", now - 10**9 + i, now - 10**9 + i + 5,
                             {"code.function.name": "tinystats.mean"}, None) for i in range(3)])
         settings = {"policy": "opt-in", "ci": "off", "consent_version": None, "endpoint": None, "dev_file": None,
-                    "extra_keys": [], "grant": "env", "project_dir": "/", "destination": spool.destination_env()}
+                    "extra_keys": [], "grant": "env", "destination": spool.destination_env()}
         done = aggregate.record("tinystats", "daily", attrs, settings, tally, lambda: True, True, can_upload=False)
         assert done["written"]
 

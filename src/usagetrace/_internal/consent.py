@@ -596,8 +596,14 @@ def project_files(start: str | None = None) -> list[str]:
     return found
 
 
-def _sources(project_dir: str | None = None) -> list[tuple[str, str]]:
-    return [("project", p) for p in project_files(project_dir)] + [("user", paths.consent_file())]
+#: ``project_dir`` for a process that decides for data recorded elsewhere (the detached sender and
+#: uploader): no project files at all. They can only say no, and the recording run read its own.
+NO_PROJECT = False
+
+
+def _sources(project_dir=None) -> list[tuple[str, str]]:
+    projects = [] if project_dir is NO_PROJECT else project_files(project_dir)
+    return [("project", p) for p in projects] + [("user", paths.consent_file())]
 
 
 def _grant_counts(parsed: Parsed, package: str, version: str | None) -> bool:
@@ -734,12 +740,12 @@ def resolve(
     under_pytest: bool | None = None,
     notice_shown: bool | None = None,
     consent_version: str | None = None,
-    project_dir: str | None = None,
+    project_dir=None,
 ) -> ConsentState:
     """Decide whether ``package`` may send telemetry now. Never raises.
 
     ``project_dir``: where project files are looked for instead of the current
-    directory (a detached sender runs in ``/``; the run's directory is recorded with its data).
+    directory; :data:`NO_PROJECT` for none (a sender deciding for data recorded by another run).
     """
     try:
         return _resolve(package, policy, ci=ci, under_pytest=under_pytest, notice_shown=notice_shown,

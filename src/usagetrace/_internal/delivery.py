@@ -140,11 +140,11 @@ class Channel:
         from . import spool
 
         h = self.handle
-        # grant, project_dir, destination: what lets the uploader decide consent and keep the destination
-        # without this run's environment and directory (spool.decide, spool.same_destination).
+        # grant, destination: what lets the uploader decide consent and keep the destination without this
+        # run's environment (spool.decide, spool.same_destination).
         return {"policy": h.policy, "ci": h.ci, "consent_version": h.consent_version, "endpoint": h.endpoint,
                 "dev_file": h.options.get("dev_file"), "extra_keys": sorted(h.options.get("_extra_keys", ())),
-                "grant": str(h.consent.source).split(":", 1)[0], "project_dir": spool.project_dir(),
+                "grant": str(h.consent.source).split(":", 1)[0],
                 "destination": spool.destination_env()}
 
     def get_pipeline(self):

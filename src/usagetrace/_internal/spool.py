@@ -66,22 +66,19 @@ DESTINATION_VARS = tuple(f"OTEL_EXPORTER_OTLP_{s}{k}" for k in ("ENDPOINT", "PRO
                          for s in ("", "TRACES_", "METRICS_")) + ("USAGETRACE_DEV_FILE",)
 
 
-def destination_env() -> dict:
-    """The destination-deciding variables as set now (recorded with the data they decide for)."""
-    out = {}
-    for name in DESTINATION_VARS:
-        value = os.environ.get(name)
-        if value is not None and value.strip():
-            out[name] = value.strip()
-    return out
+def destination_env() -> str:
+    """A digest of the destination-deciding variables as set now (recorded with the data they decide for).
 
+    A digest, not the values: an endpoint may carry a key in its query and a
+    development file is a path, and neither belongs on disk (issue 19). The
+    data is only ever sent by a process whose variables give the same digest
+    (:func:`same_destination`), so the values themselves are never needed.
+    """
+    import hashlib
 
-def project_dir() -> str | None:
-    """The directory whose project files (``.usagetrace``) decided this run's consent."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
+    pairs = sorted((name, os.environ[name].strip()) for name in DESTINATION_VARS
+                   if os.environ.get(name, "").strip())
+    return "sha256:" + hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
 
 
 #: :func:`decide` answers.
@@ -93,27 +90,26 @@ def decide(package: str, settings: dict):
 
     SEND: consent is on. NO: the person said no (or DO_NOT_TRACK): delete,
     install id too. WITHDRAWN: the grant the data was recorded under is gone
-    from a source this process reads (the user's file, the project files of
-    the recorded directory, the policy): delete unsent. UNDECIDED: the grant
-    came from a source this process cannot see (an environment variable it
-    was not given, a project directory that is gone) or consent cannot be
-    read: keep, send nothing (only a "no" deletes).
+    from a source this process reads (the user's file, the policy): delete
+    unsent. UNDECIDED: the grant came from a source this process cannot see
+    (an environment variable it was not given) or consent cannot be read:
+    keep, send nothing (only a "no" deletes).
     """
     from . import consent
 
     version = settings.get("consent_version")
-    where = settings.get("project_dir")
+    # No project files here: they can only say no, and the run that recorded the data read those of its
+    # directory (which is not kept: the current directory is the person's, never written down).
     decision = consent.resolve(package, settings.get("policy") or consent.OPT_IN, ci=settings.get("ci") or "off",
                                under_pytest=False, notice_shown=True,
                                consent_version=None if version is None else str(version),
-                               project_dir=where if isinstance(where, str) else None)
+                               project_dir=consent.NO_PROJECT)
     if decision.enabled:
         return SEND, decision
     if decision.state == consent.DENIED:
         return NO, decision
     grant = str(settings.get("grant") or "")
-    unseen = (decision.state == consent.INVALID or decision.source in ("error", "ci")
-              or grant == "env" or (grant == "project" and not (isinstance(where, str) and os.path.isdir(where))))
+    unseen = decision.state == consent.INVALID or decision.source in ("error", "ci") or grant == "env"
     return (UNDECIDED if unseen else WITHDRAWN), decision
 
 
@@ -148,7 +144,6 @@ def write(channel, samples, deltas, start_ns, end_ns, payloads) -> bool:
             "ci": h.ci,
             "consent_version": h.consent_version,
             "grant": str(h.consent.source).split(":", 1)[0],
-            "project_dir": project_dir(),
             "endpoint": h.endpoint,
             "destination": destination_env(),
             "dev_file": h.options.get("dev_file"),

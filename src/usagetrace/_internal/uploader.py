@@ -48,7 +48,7 @@ STALE_TMP_S = 600
 
 def _settings_key(bucket: dict) -> tuple:
     s = bucket["settings"]
-    return (s.get("endpoint"), s.get("dev_file"), tuple(sorted((s.get("destination") or {}).items())))
+    return (s.get("endpoint"), s.get("dev_file"), s.get("destination"))
 
 
 def requests_for(package: str, buckets: list[dict]) -> list[dict]:
@@ -93,7 +93,7 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
         data = pipeline.merge_metrics(parts)
         if data is not None:
             payloads.append(("metrics", pipeline.encode_metric_request(data), metric_ids))
-        out.append({"endpoint": endpoint, "dev_file": dev_file, "destination": dict(destination) or None,
+        out.append({"endpoint": endpoint, "dev_file": dev_file, "destination": destination,
                     "payloads": payloads})
     return out
 
