@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 from . import clock, instrumentation, log, sanitize
-from .allowlist import MEASURE_PREFIX
-from .recorder import ERROR, outcome_of
+
+# Not imported here: the recorder (threading, contextvars) and the allowlist (typing)
+# are needed only once consent is on; integrations import this module while off.
+MEASURE_PREFIX = "usagetrace.measure."  # == allowlist.MEASURE_PREFIX (asserted in tests/integrations/test_import_cost.py)
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
@@ -187,9 +190,9 @@ def _allow(package: str, specs: dict) -> None:
             return
         handle.options["_extra_keys"] = frozenset(merged)
         # A pipeline built before this declaration keeps its own key set: widen it.
-        from . import delivery
-
-        service = delivery._DELIVERY
+        # (No delivery service before the first export: never import it just to look.)
+        delivery = sys.modules.get(__package__ + ".delivery")
+        service = delivery._DELIVERY if delivery is not None else None
         channel = service.channels.get(package) if service is not None else None
         pipe = getattr(channel, "pipeline", None)
         if pipe is not None and channel.handle is handle:
@@ -279,6 +282,8 @@ class Command:
             return False
         self._active = False
         try:
+            from .recorder import ERROR, outcome_of  # imported already: the recorder exists while active
+
             failed = exc is not None and outcome_of(exc) == ERROR
             if failed and self.emit != "always":
                 return False
