@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=benchmarks/.venv
 PEERS="logfire sentry-sdk d6tcollect opentelemetry-sdk"
+CLI_FRAMEWORKS="click typer"  # for bench_cli.py (a CLI's whole run)
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -U pip
@@ -14,11 +15,11 @@ fi
 # (importing d6tcollect creates ~/.d6tcollect).
 if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
 from importlib import metadata
-for d in ("usagetrace", "duckdb", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt"):
+for d in ("usagetrace", "duckdb", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt", "click", "typer"):
     metadata.version(d)
 PY
 then
-  "$VENV/bin/pip" install -q -e '.[report]' $PEERS
+  "$VENV/bin/pip" install -q -e '.[report]' $PEERS $CLI_FRAMEWORKS
 fi
 # A second environment that differs only in wrapt (1.x), for the consented-import section.
 WRAPT1=benchmarks/.venv-wrapt1

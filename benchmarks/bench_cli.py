@@ -1,0 +1,448 @@
+"""A CLI's whole run (issue 21): click, typer and argparse, with and without usagetrace. Prints a Markdown section.
+
+    python benchmarks/bench_cli.py [--runs N] [--quick] [--wrapt1 PYTHON] [--json FILE]
+
+Each framework gets the same small CLI over a small instrumented package
+(``benchcli``: a function and a method the command calls), run as a fresh
+process per run (``python run_<framework>.py``: import, one command, exit),
+bytecode caches on (PYTHONDONTWRITEBYTECODE unset, one warm-up run per case).
+Cases, interleaved run by run, medians of ``--runs`` (default 21):
+
+* plain: the same CLI and package with every usagetrace line removed;
+* off: ``DO_NOT_TRACK=1``;
+* opt-in undecided: nobody answered (no consent file);
+* consented, daily: ``usagetrace enable benchcli`` once, ``USAGETRACE_UPLOAD=daily`` (counted on this machine;
+  set explicitly because the default becomes realtime in CI, containers and temporary directories);
+* consented, realtime: ``USAGETRACE_UPLOAD=realtime`` with the project's OTLPReceiver up on 127.0.0.1
+  (nothing is sent from the run itself: pending data is spooled at exit for the detached sender,
+  which is waited for, bounded, before the next run so it does not compete for the CPU);
+* ``python -c pass`` and ``python -c "import wrapt"``, for reference.
+
+The at-exit work is timed inside the process: an ``atexit`` hook registered
+after the command runs first, one registered before everything runs last; the
+difference is every exit hook (usagetrace's fold into the daily store, or the
+realtime spool). ``-X importtime`` of the consented daily click run, against the
+plain run's modules, itemises where the remaining import time goes. With
+``--wrapt1 PYTHON`` (an interpreter with wrapt 1.17, e.g. benchmarks/.venv-wrapt1)
+the argparse CLI (no third-party framework) is run there too, plain vs consented daily.
+
+Only 127.0.0.1 is contacted; every loop is bounded; nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SRC = os.path.join(ROOT, "src")
+PY = sys.executable
+
+PACKAGE = '''
+"""A small library with a CLI; every usagetrace line ends with "# UT"."""
+
+
+__version__ = "1.0.0"  # read at exit for service.version (else the installed distribution's)
+
+
+def api(n=1):
+    return sum(range(n))
+
+
+class Thing:
+    def go(self, n=1):
+        return api(n) + 1
+
+
+import usagetrace  # UT
+usagetrace.instrument(__name__, endpoint="http://127.0.0.1:9", consent="opt-in")  # UT
+'''
+
+CLICK_CLI = '''
+import click
+
+from . import Thing, api
+
+
+@click.group()
+def cli():
+    """benchcli"""
+
+
+@cli.command()
+@click.option("--n", default=1, type=int)
+@click.option("--verbose", is_flag=True)
+def run(n, verbose):
+    click.echo(api(n) + Thing().go(n))
+
+
+@cli.command()
+def other():
+    pass
+
+
+from usagetrace.integrations.click import track  # UT
+cli = track(cli, package="benchcli")  # UT
+
+
+def main():
+    cli()
+'''
+
+TYPER_CLI = '''
+import typer
+
+from . import Thing, api
+
+app = typer.Typer()
+
+
+@app.command()
+def run(n: int = 1, verbose: bool = False):
+    print(api(n) + Thing().go(n))
+
+
+@app.command()
+def other():
+    pass
+
+
+from usagetrace.integrations.click import track  # UT
+app = track(app, package="benchcli")  # UT
+
+
+def main():
+    app()
+'''
+
+ARGPARSE_CLI = '''
+import argparse
+
+from . import Thing, api
+
+parser = argparse.ArgumentParser(prog="benchcli")
+sub = parser.add_subparsers(dest="cmd", required=True)
+p = sub.add_parser("run")
+p.add_argument("--n", type=int, default=1)
+p.add_argument("--verbose", action="store_true")
+p.set_defaults(func=lambda args: print(api(args.n) + Thing().go(args.n)))
+sub.add_parser("other").set_defaults(func=lambda args: None)
+
+from usagetrace.integrations.argparse import track  # UT
+
+
+@track(parser, package="benchcli")  # UT
+def main(argv=None):
+    args = parser.parse_args(argv)
+    args.func(args)
+    return 0
+'''
+
+#: The program a console script would run; the exit hooks bracket every other exit hook.
+RUNNER = '''
+import atexit as _atexit, os as _os, sys as _sys, time as _time
+_marks = []
+def _last():
+    _marks.append(_time.perf_counter_ns())
+    out = _os.environ.get("BENCH_EXIT_FILE")
+    if out and len(_marks) == 2:
+        with open(out, "w") as fh:
+            fh.write(str((_marks[1] - _marks[0]) / 1e6))
+_atexit.register(_last)
+_sys.argv = ["benchcli", "run", "--n", "3", "--verbose"]
+try:
+    from benchcli.cli_{framework} import main
+    _sys.exit(main())
+finally:
+    _atexit.register(lambda: _marks.append(_time.perf_counter_ns()))
+'''
+
+FRAMEWORKS = {"click": CLICK_CLI, "typer": TYPER_CLI, "argparse": ARGPARSE_CLI}
+CASES = ("plain", "off", "undecided", "daily", "realtime")
+CASE_NAMES = {
+    "plain": "without usagetrace",
+    "off": "off (`DO_NOT_TRACK=1`)",
+    "undecided": "opt-in, undecided",
+    "daily": "consented, daily",
+    "realtime": "consented, realtime, collector up",
+}
+
+
+def strip(text: str, keep_usagetrace: bool) -> str:
+    return "".join(ln for ln in text.splitlines(True) if keep_usagetrace or not ln.rstrip().endswith("# UT"))
+
+
+class Bench:
+    def __init__(self, python: str = PY, frameworks=tuple(FRAMEWORKS)) -> None:
+        self.python = python
+        self.frameworks = frameworks
+        self.data = tempfile.mkdtemp(prefix="ut-bench-cli-")
+        for flavour in ("ut", "plain"):
+            pkg = os.path.join(self.data, flavour, "benchcli")
+            os.makedirs(pkg)
+            files = {"__init__": PACKAGE, **{f"cli_{k}": v for k, v in FRAMEWORKS.items()}}
+            for name, text in files.items():
+                with open(os.path.join(pkg, f"{name}.py"), "w") as fh:
+                    fh.write(strip(text, flavour == "ut"))
+        for framework in FRAMEWORKS:
+            with open(os.path.join(self.data, f"run_{framework}.py"), "w") as fh:
+                fh.write(RUNNER.replace("{framework}", framework))
+        self.endpoint = "http://127.0.0.1:9"
+
+    def home(self, framework: str, case: str) -> str:
+        return os.path.join(self.data, f"home-{framework}-{case}")
+
+    def env(self, framework: str, case: str, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTEST", "OTEL_", "USAGETRACE_", "BENCHCLI_", "PYTHON"))
+               and k not in ("DO_NOT_TRACK", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE")}
+        flavour = "plain" if case == "plain" else "ut"
+        env.update(USAGETRACE_HOME=self.home(framework, case),
+                   PYTHONPATH=os.pathsep.join([os.path.join(self.data, flavour), SRC]))
+        if case == "off":
+            env["DO_NOT_TRACK"] = "1"
+        if case == "daily":
+            # Set, not left to the default: the default is realtime in CI, a container or a temporary
+            # state directory (config.upload_mode), and this benchmark may run in any of them.
+            env["USAGETRACE_UPLOAD"] = "daily"
+        if case == "realtime":
+            env.update(USAGETRACE_UPLOAD="realtime", OTEL_EXPORTER_OTLP_ENDPOINT=self.endpoint)
+        env.update(extra)
+        return env
+
+    def setup_consent(self) -> None:
+        for framework in self.frameworks:
+            for case in ("daily", "realtime"):
+                proc = subprocess.run([self.python, "-m", "usagetrace", "enable", "benchcli"],
+                                      env=self.env(framework, case), capture_output=True, text=True, timeout=300)
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+
+    def run(self, framework: str, case: str) -> tuple[float, float | None]:
+        """One fresh process: (whole run in ms, at-exit hooks in ms)."""
+        exit_file = os.path.join(self.data, "exit.txt")
+        if os.path.exists(exit_file):
+            os.remove(exit_file)
+        env = self.env(framework, case, BENCH_EXIT_FILE=exit_file)
+        t = time.perf_counter()
+        proc = subprocess.run([self.python, os.path.join(self.data, f"run_{framework}.py")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=120, cwd=self.data)
+        wall = (time.perf_counter() - t) * 1e3
+        if proc.returncode != 0 or proc.stderr:
+            raise RuntimeError(f"{framework}/{case}: exit {proc.returncode}\n{proc.stderr[-2000:].decode()}")
+        at_exit = None
+        if os.path.exists(exit_file):
+            with open(exit_file) as fh:
+                at_exit = float(fh.read())
+        if case == "realtime":
+            quiet(self.home(framework, case), 20.0)
+        return wall, at_exit
+
+    def reference(self, code: str) -> float:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        t = time.perf_counter()
+        subprocess.run([self.python, "-c", code], env=env, check=True, timeout=60, stdout=subprocess.DEVNULL)
+        return (time.perf_counter() - t) * 1e3
+
+    def importtime(self, framework: str, case: str) -> tuple[dict, set]:
+        """{module: self µs} and the set of modules of one run under ``-X importtime``."""
+        env = self.env(framework, case)
+        proc = subprocess.run([self.python, "-X", "importtime", os.path.join(self.data, f"run_{framework}.py")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=self.data)
+        own = {}
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            own_us, _cumulative, name = line[len("import time:"):].split("|")
+            own[name.strip()] = int(own_us)
+        return own, set(own)
+
+
+def quiet(home: str, seconds: float) -> None:
+    """Wait (bounded) until the spool and a detached sender are done in ``home``."""
+    deadline = time.monotonic() + seconds
+    spool = os.path.join(home, "cache", "spool")
+    while time.monotonic() < deadline:
+        busy = os.path.isdir(spool) and any(n.endswith(".json") or n == ".lock" for n in os.listdir(spool))
+        if not busy:
+            return
+        time.sleep(0.02)
+
+
+def group(module: str) -> str:
+    top = module.split(".")[0]
+    if top == "usagetrace":
+        parts = module.split(".")
+        return ".".join(parts[:3]) if len(parts) > 2 else module
+    if module.startswith("importlib.metadata") or module.startswith("importlib.resources"):
+        return ".".join(module.split(".")[:2])
+    return top
+
+
+def itemise(b: Bench, framework: str, case: str, runs: int) -> dict:
+    """Median self time (ms) of modules imported in ``case`` but not ``plain``, grouped (wrapt, asyncio, ...).
+
+    Keys are ``"wrapt:<group>"`` for modules that a bare ``import wrapt`` imports too, else ``"<group>"``.
+    """
+    proc = subprocess.run([b.python, "-X", "importtime", "-c", "import wrapt"], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    by_wrapt = {ln.split("|")[2].strip() for ln in proc.stderr.splitlines()
+                if ln.startswith("import time:") and "self [us]" not in ln}
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        _plain_own, plain_mods = b.importtime(framework, "plain")
+        own, mods = b.importtime(framework, case)
+        sums: dict[str, float] = {}
+        for name in mods - plain_mods:
+            key = ("wrapt:" if name in by_wrapt else "") + group(name)
+            sums[key] = sums.get(key, 0.0) + own[name] / 1e3
+        for key in set(sums) | set(samples):
+            samples.setdefault(key, []).append(sums.get(key, 0.0))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def measure(b: Bench, runs: int) -> dict:
+    from usagetrace.testing import OTLPReceiver
+
+    rx = OTLPReceiver().start()
+    b.endpoint = rx.endpoint
+    try:
+        b.setup_consent()
+        walls = {(f, c): [] for f in b.frameworks for c in CASES}
+        exits = {(f, c): [] for f in b.frameworks for c in CASES}
+        refs = {"bare": [], "wrapt": []}
+        for i in range(runs + 1):  # run 0 warms the bytecode caches and creates the daily store
+            for f in b.frameworks:
+                for c in CASES:
+                    wall, at_exit = b.run(f, c)
+                    if i:
+                        walls[(f, c)].append(wall)
+                        if at_exit is not None:
+                            exits[(f, c)].append(at_exit)
+            bare, wrapt = b.reference("pass"), b.reference("import wrapt")
+            if i:
+                refs["bare"].append(bare)
+                refs["wrapt"].append(wrapt)
+        received = len(rx.requests)
+    finally:
+        rx.stop()
+    return {
+        "wall": {f"{f}/{c}": statistics.median(v) for (f, c), v in walls.items()},
+        "exit": {f"{f}/{c}": statistics.median(v) for (f, c), v in exits.items() if v},
+        "bare": statistics.median(refs["bare"]), "wrapt": statistics.median(refs["wrapt"]),
+        "requests_received": received, "runs": runs,
+    }
+
+
+def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
+    wall, ex = res["wall"], res["exit"]
+    frameworks = [f for f in FRAMEWORKS if f"{f}/plain" in wall]
+    wrapt_cost = res["wrapt"] - res["bare"]
+    out = ["## A CLI's whole run (click, typer, argparse)", "",
+           f"`benchmarks/bench_cli.py`: one command per fresh process (import, `run --n 3 --verbose`, exit), "
+           f"bytecode caches on, medians of {res['runs']} interleaved runs; ms of wall time seen by the parent, "
+           f"and the ratio to the same CLI without usagetrace. wrapt {versions.get('wrapt', '?')}, click "
+           f"{versions.get('click', '?')}, typer {versions.get('typer', '?')}, Python {versions.get('python', '?')}. "
+           f"Realtime: the project's OTLPReceiver on 127.0.0.1 ({res['requests_received']} requests received, all "
+           "from the detached sender, waited for between runs).", "",
+           "| case | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
+    for c in CASES:
+        cells = []
+        for f in frameworks:
+            v, p = wall[f"{f}/{c}"], wall[f"{f}/plain"]
+            cells.append(f"{v:.1f}" if c == "plain" else f"{v:.1f} ({v / p:.2f}×, {v - p:+.1f})")
+        out.append(f"| {CASE_NAMES[c]} | " + " | ".join(cells) + " |")
+    for c in ("daily", "realtime"):
+        out.append(f"| at-exit hooks, {CASE_NAMES[c]} (in-process) | "
+                   + " | ".join(f"{ex[f + '/' + c]:.1f}" if f"{f}/{c}" in ex else "" for f in frameworks) + " |")
+    out += ["", f"Reference, same runs: `python -c pass` {res['bare']:.1f} ms, `python -c \"import wrapt\"` "
+                f"{res['wrapt']:.1f} ms, so `import wrapt` costs {wrapt_cost:.1f} ms.", "",
+            "Targets (issue 21): off ≤ +3 ms over plain; consented daily ≤ `import wrapt` + 10 ms over plain; "
+            "daily at-exit ≤ 5 ms.", ""]
+    for f in frameworks:
+        p = wall[f"{f}/plain"]
+        off, daily = wall[f"{f}/off"] - p, wall[f"{f}/daily"] - p
+        at = ex.get(f"{f}/daily")
+        out.append(f"- {f}: off {off:+.1f} ms ({'met' if off <= 3 else 'NOT met'}); consented daily {daily:+.1f} ms "
+                   f"vs {wrapt_cost + 10:.1f} allowed ({'met' if daily <= wrapt_cost + 10 else 'NOT met'}); "
+                   f"daily at-exit {at:.1f} ms ({'met' if at is not None and at <= 5 else 'NOT met'}).")
+    if items:
+        def listing(part: dict) -> str:
+            top = sorted(part.items(), key=lambda kv: -kv[1])
+            shown = [f"{k} {v:.1f}" for k, v in top if v >= 0.3]
+            rest = sum(v for _k, v in top if v < 0.3)
+            return f"{sum(part.values()):.1f} ms: " + ", ".join(shown) + (f", others {rest:.1f}" if rest else "")
+
+        wrapt_part = {k[len("wrapt:"):]: v for k, v in items.items() if k.startswith("wrapt:")}
+        ours = {k: v for k, v in items.items() if not k.startswith("wrapt:")}
+        out += ["", "Where the consented daily click run's extra import time goes (`-X importtime`: self times of "
+                f"the modules the plain run does not import, grouped, medians of {res.get('items_runs', 5)} runs; "
+                "importtime's own overhead inflates them):", "",
+                f"- modules a bare `import wrapt` imports too: {listing(wrapt_part)};",
+                f"- the rest (usagetrace's own modules, and what they import beyond wrapt): {listing(ours)}."]
+    if w1:
+        out += ["", f"The argparse CLI with wrapt {w1['version']} (benchmarks/.venv-wrapt1, same source), medians "
+                f"of {w1['runs']}: plain {w1['plain']:.1f} ms, consented daily {w1['daily']:.1f} ms "
+                f"({w1['daily'] - w1['plain']:+.1f}); `python -c pass` {w1['bare']:.1f} ms, `import wrapt` "
+                f"{w1['wrapt']:.1f} ms ({w1['wrapt'] - w1['bare']:.1f} ms for wrapt itself)."]
+    return "\n".join(out) + "\n"
+
+
+def wrapt1(python: str, runs: int) -> dict:
+    b = Bench(python, frameworks=("argparse",))
+    b.setup_consent()
+    t = {"plain": [], "daily": [], "bare": [], "wrapt": []}
+    for i in range(runs + 1):
+        values = {"plain": b.run("argparse", "plain")[0], "daily": b.run("argparse", "daily")[0],
+                  "bare": b.reference("pass"), "wrapt": b.reference("import wrapt")}
+        if i:
+            for k, v in values.items():
+                t[k].append(v)
+    version = subprocess.run([python, "-c", "import wrapt; print(wrapt.__version__)"], capture_output=True,
+                             text=True).stdout.strip()
+    shutil.rmtree(b.data, ignore_errors=True)
+    return {**{k: statistics.median(v) for k, v in t.items()}, "version": version, "runs": runs}
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    runs = 7 if "--quick" in args else 21
+    if "--runs" in args:
+        runs = int(args[args.index("--runs") + 1])
+    b = Bench()
+    try:
+        res = measure(b, runs)
+        res["items_runs"] = 3 if "--quick" in args else 5
+        items = itemise(b, "click", "daily", res["items_runs"])
+    finally:
+        shutil.rmtree(b.data, ignore_errors=True)
+    w1 = None
+    if "--wrapt1" in args:
+        w1 = wrapt1(os.path.abspath(args[args.index("--wrapt1") + 1]), runs)
+    versions = {"python": sys.version.split()[0]}
+    for name in ("wrapt", "click", "typer"):
+        try:
+            from importlib import metadata
+
+            versions[name] = metadata.version(name)
+        except Exception:
+            pass
+    res.update(items=items, wrapt1=w1, versions=versions)
+    if "--json" in args:
+        with open(args[args.index("--json") + 1], "w") as fh:
+            json.dump(res, fh, indent=1, sort_keys=True)
+    print(markdown(res, items, w1, versions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
