@@ -149,19 +149,21 @@ def main(argv=None):
 RUNNER = '''
 import atexit as _atexit, os as _os, sys as _sys, time as _time
 _marks = []
+def _mark():
+    _marks.append((_time.perf_counter_ns(), _time.thread_time_ns()))
 def _last():
-    _marks.append(_time.perf_counter_ns())
+    _mark()
     out = _os.environ.get("BENCH_EXIT_FILE")
     if out and len(_marks) == 2:
         with open(out, "w") as fh:
-            fh.write(str((_marks[1] - _marks[0]) / 1e6))
+            fh.write(f"{(_marks[1][0] - _marks[0][0]) / 1e6} {(_marks[1][1] - _marks[0][1]) / 1e6}")
 _atexit.register(_last)
 _sys.argv = ["benchcli", "run", "--n", "3", "--verbose"]
 try:
     from benchcli.cli_{framework} import main
     _sys.exit(main())
 finally:
-    _atexit.register(lambda: _marks.append(_time.perf_counter_ns()))
+    _atexit.register(_mark)
 '''
 
 FRAMEWORKS = {"click": CLICK_CLI, "typer": TYPER_CLI, "argparse": ARGPARSE_CLI}
@@ -225,32 +227,29 @@ class Bench:
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
 
-    def run(self, framework: str, case: str) -> tuple[float, float | None]:
-        """One fresh process: (whole run in ms, at-exit hooks in ms)."""
+    def run(self, framework: str, case: str) -> tuple[float, float, tuple | None]:
+        """One fresh process: (whole run in ms of wall time, its CPU ms, at-exit hooks (wall ms, CPU ms) or None)."""
         exit_file = os.path.join(self.data, "exit.txt")
         if os.path.exists(exit_file):
             os.remove(exit_file)
         env = self.env(framework, case, BENCH_EXIT_FILE=exit_file)
-        t = time.perf_counter()
-        proc = subprocess.run([self.python, os.path.join(self.data, f"run_{framework}.py")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                              timeout=120, cwd=self.data)
-        wall = (time.perf_counter() - t) * 1e3
-        if proc.returncode != 0 or proc.stderr:
-            raise RuntimeError(f"{framework}/{case}: exit {proc.returncode}\n{proc.stderr[-2000:].decode()}")
+        wall, cpu, err = spawn([self.python, os.path.join(self.data, f"run_{framework}.py")], env, self.data)
+        if err:
+            raise RuntimeError(f"{framework}/{case}: {err}")
         at_exit = None
         if os.path.exists(exit_file):
             with open(exit_file) as fh:
-                at_exit = float(fh.read())
+                at_exit = tuple(float(x) for x in fh.read().split())
         if case == "realtime":
             quiet(self.home(framework, case), 20.0)
-        return wall, at_exit
+        return wall, cpu, at_exit
 
-    def reference(self, code: str) -> float:
+    def reference(self, code: str) -> tuple[float, float]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        t = time.perf_counter()
-        subprocess.run([self.python, "-c", code], env=env, check=True, timeout=60, stdout=subprocess.DEVNULL)
-        return (time.perf_counter() - t) * 1e3
+        wall, cpu, err = spawn([self.python, "-c", code], env, self.data)
+        if err:
+            raise RuntimeError(err)
+        return wall, cpu
 
     def importtime(self, framework: str, case: str) -> tuple[dict, set]:
         """{module: self µs} and the set of modules of one run under ``-X importtime``."""
@@ -265,6 +264,26 @@ class Bench:
             own_us, _cumulative, name = line[len("import time:"):].split("|")
             own[name.strip()] = int(own_us)
         return own, set(own)
+
+
+def spawn(cmd: list, env: dict, cwd: str) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall ms, CPU ms of the process and the children it waited for, error or "").
+
+    CPU time (user + system, from wait4) is what the run costs the machine; on a shared,
+    loaded machine it varies far less than wall time, which also counts waiting for a core.
+    """
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t) * 1e3
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    code = proc.returncode
+    if code != 0 or err:
+        return wall, 0.0, f"exit {code}\n{err[-2000:].decode(errors='replace')}"
+    return wall, (usage.ru_utime + usage.ru_stime) * 1e3, ""
 
 
 def quiet(home: str, seconds: float) -> None:
@@ -315,66 +334,94 @@ def measure(b: Bench, runs: int) -> dict:
 
     rx = OTLPReceiver().start()
     b.endpoint = rx.endpoint
+    keys = [f"{f}/{c}" for f in b.frameworks for c in CASES] + ["bare", "wrapt"]
+    wall: dict = {k: [] for k in keys}
+    cpu: dict = {k: [] for k in keys}
+    exit_wall: dict = {}
+    exit_cpu: dict = {}
     try:
         b.setup_consent()
-        walls = {(f, c): [] for f in b.frameworks for c in CASES}
-        exits = {(f, c): [] for f in b.frameworks for c in CASES}
-        refs = {"bare": [], "wrapt": []}
         for i in range(runs + 1):  # run 0 warms the bytecode caches and creates the daily store
             for f in b.frameworks:
                 for c in CASES:
-                    wall, at_exit = b.run(f, c)
+                    w, u, at_exit = b.run(f, c)
                     if i:
-                        walls[(f, c)].append(wall)
+                        wall[f"{f}/{c}"].append(w)
+                        cpu[f"{f}/{c}"].append(u)
                         if at_exit is not None:
-                            exits[(f, c)].append(at_exit)
-            bare, wrapt = b.reference("pass"), b.reference("import wrapt")
-            if i:
-                refs["bare"].append(bare)
-                refs["wrapt"].append(wrapt)
+                            exit_wall.setdefault(f"{f}/{c}", []).append(at_exit[0])
+                            exit_cpu.setdefault(f"{f}/{c}", []).append(at_exit[1])
+            for key, code in (("bare", "pass"), ("wrapt", "import wrapt")):
+                w, u = b.reference(code)
+                if i:
+                    wall[key].append(w)
+                    cpu[key].append(u)
         received = len(rx.requests)
     finally:
         rx.stop()
-    return {
-        "wall": {f"{f}/{c}": statistics.median(v) for (f, c), v in walls.items()},
-        "exit": {f"{f}/{c}": statistics.median(v) for (f, c), v in exits.items() if v},
-        "bare": statistics.median(refs["bare"]), "wrapt": statistics.median(refs["wrapt"]),
-        "requests_received": received, "runs": runs,
-    }
+
+    def med(d: dict) -> dict:
+        return {k: statistics.median(v) for k, v in d.items() if v}
+
+    return {"wall": med(wall), "cpu": med(cpu), "exit_wall": med(exit_wall), "exit_cpu": med(exit_cpu),
+            "requests_received": received, "runs": runs}
 
 
-def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
-    wall, ex = res["wall"], res["exit"]
-    frameworks = [f for f in FRAMEWORKS if f"{f}/plain" in wall]
-    wrapt_cost = res["wrapt"] - res["bare"]
-    out = ["## A CLI's whole run (click, typer, argparse)", "",
-           f"`benchmarks/bench_cli.py`: one command per fresh process (import, `run --n 3 --verbose`, exit), "
-           f"bytecode caches on, medians of {res['runs']} interleaved runs; ms of wall time seen by the parent, "
-           f"and the ratio to the same CLI without usagetrace. wrapt {versions.get('wrapt', '?')}, click "
-           f"{versions.get('click', '?')}, typer {versions.get('typer', '?')}, Python {versions.get('python', '?')}. "
-           f"Realtime: the project's OTLPReceiver on 127.0.0.1 ({res['requests_received']} requests received, all "
-           "from the detached sender, waited for between runs).", "",
-           "| case | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
+def table(values: dict, frameworks: list) -> list:
+    out = ["| case | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
     for c in CASES:
         cells = []
         for f in frameworks:
-            v, p = wall[f"{f}/{c}"], wall[f"{f}/plain"]
+            v, p = values[f"{f}/{c}"], values[f"{f}/plain"]
             cells.append(f"{v:.1f}" if c == "plain" else f"{v:.1f} ({v / p:.2f}×, {v - p:+.1f})")
         out.append(f"| {CASE_NAMES[c]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def verdicts(values: dict, exits: dict, frameworks: list, what: str) -> list:
+    wrapt_cost = values["wrapt"] - values["bare"]
+    out = []
+    for f in frameworks:
+        p = values[f"{f}/plain"]
+        off, daily = values[f"{f}/off"] - p, values[f"{f}/daily"] - p
+        at = exits.get(f"{f}/daily")
+        out.append(f"- {what}, {f}: off {off:+.1f} ms ({'met' if off <= 3 else 'NOT met'}); consented daily "
+                   f"{daily:+.1f} ms, allowed `import wrapt` + 10 = {wrapt_cost + 10:.1f} "
+                   f"({'met' if daily <= wrapt_cost + 10 else 'NOT met'}); daily at-exit "
+                   f"{at:.1f} ms ({'met' if at is not None and at <= 5 else 'NOT met'}).")
+    return out
+
+
+def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
+    wall, cpu = res["wall"], res["cpu"]
+    frameworks = [f for f in FRAMEWORKS if f"{f}/plain" in wall]
+    out = ["## A CLI's whole run (click, typer, argparse)", "",
+           "`benchmarks/bench_cli.py`: one command per fresh process (import, `run --n 3 --verbose`, exit), "
+           f"bytecode caches on, medians of {res['runs']} interleaved runs, and the ratio to the same CLI without "
+           f"usagetrace. wrapt {versions.get('wrapt', '?')}, click {versions.get('click', '?')}, typer "
+           f"{versions.get('typer', '?')}, Python {versions.get('python', '?')}. Daily: `USAGETRACE_UPLOAD=daily` "
+           "(the default turns realtime in containers and CI). Realtime: the project's OTLPReceiver on 127.0.0.1 "
+           f"({res['requests_received']} requests received, all from the detached sender, waited for between runs).",
+           "", "CPU time of the run (user + system of the process, from `wait4`; ms):", ""]
+    out += table(cpu, frameworks)
+    out += ["", "Wall time seen by the parent (ms; on a shared machine it also counts waiting for a core):", ""]
+    out += table(wall, frameworks)
+    out += ["", "| at-exit hooks (in-process, main thread) | " + " | ".join(frameworks) + " |",
+            "|---|" + "---:|" * len(frameworks)]
     for c in ("daily", "realtime"):
-        out.append(f"| at-exit hooks, {CASE_NAMES[c]} (in-process) | "
-                   + " | ".join(f"{ex[f + '/' + c]:.1f}" if f"{f}/{c}" in ex else "" for f in frameworks) + " |")
-    out += ["", f"Reference, same runs: `python -c pass` {res['bare']:.1f} ms, `python -c \"import wrapt\"` "
-                f"{res['wrapt']:.1f} ms, so `import wrapt` costs {wrapt_cost:.1f} ms.", "",
+        cells = []
+        for f in frameworks:
+            k = f"{f}/{c}"
+            cells.append(f"{res['exit_cpu'][k]:.1f} CPU / {res['exit_wall'][k]:.1f} wall" if k in res["exit_cpu"]
+                         else "")
+        out.append(f"| {CASE_NAMES[c]} | " + " | ".join(cells) + " |")
+    out += ["", f"Reference, same runs: `python -c pass` {cpu['bare']:.1f} ms CPU / {wall['bare']:.1f} ms wall, "
+                f"`python -c \"import wrapt\"` {cpu['wrapt']:.1f} CPU / {wall['wrapt']:.1f} wall: `import wrapt` "
+                f"costs {cpu['wrapt'] - cpu['bare']:.1f} ms CPU ({wall['wrapt'] - wall['bare']:.1f} wall).", "",
             "Targets (issue 21): off ≤ +3 ms over plain; consented daily ≤ `import wrapt` + 10 ms over plain; "
             "daily at-exit ≤ 5 ms.", ""]
-    for f in frameworks:
-        p = wall[f"{f}/plain"]
-        off, daily = wall[f"{f}/off"] - p, wall[f"{f}/daily"] - p
-        at = ex.get(f"{f}/daily")
-        out.append(f"- {f}: off {off:+.1f} ms ({'met' if off <= 3 else 'NOT met'}); consented daily {daily:+.1f} ms "
-                   f"vs {wrapt_cost + 10:.1f} allowed ({'met' if daily <= wrapt_cost + 10 else 'NOT met'}); "
-                   f"daily at-exit {at:.1f} ms ({'met' if at is not None and at <= 5 else 'NOT met'}).")
+    out += verdicts(cpu, res["exit_cpu"], frameworks, "CPU")
+    out += verdicts(wall, res["exit_wall"], frameworks, "wall")
     if items:
         def listing(part: dict) -> str:
             top = sorted(part.items(), key=lambda kv: -kv[1])
@@ -391,26 +438,33 @@ def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
                 f"- the rest (usagetrace's own modules, and what they import beyond wrapt): {listing(ours)}."]
     if w1:
         out += ["", f"The argparse CLI with wrapt {w1['version']} (benchmarks/.venv-wrapt1, same source), medians "
-                f"of {w1['runs']}: plain {w1['plain']:.1f} ms, consented daily {w1['daily']:.1f} ms "
-                f"({w1['daily'] - w1['plain']:+.1f}); `python -c pass` {w1['bare']:.1f} ms, `import wrapt` "
-                f"{w1['wrapt']:.1f} ms ({w1['wrapt'] - w1['bare']:.1f} ms for wrapt itself)."]
+                f"of {w1['runs']}, CPU ms (wall ms): plain {w1['cpu']['plain']:.1f} ({w1['wall']['plain']:.1f}), "
+                f"consented daily {w1['cpu']['daily']:.1f} ({w1['wall']['daily']:.1f}), "
+                f"{w1['cpu']['daily'] - w1['cpu']['plain']:+.1f} ({w1['wall']['daily'] - w1['wall']['plain']:+.1f}); "
+                f"`python -c pass` {w1['cpu']['bare']:.1f} ({w1['wall']['bare']:.1f}), `import wrapt` "
+                f"{w1['cpu']['wrapt']:.1f} ({w1['wall']['wrapt']:.1f}): wrapt {w1['version']} itself costs "
+                f"{w1['cpu']['wrapt'] - w1['cpu']['bare']:.1f} ms CPU ({w1['wall']['wrapt'] - w1['wall']['bare']:.1f} "
+                "wall)."]
     return "\n".join(out) + "\n"
 
 
 def wrapt1(python: str, runs: int) -> dict:
     b = Bench(python, frameworks=("argparse",))
     b.setup_consent()
-    t = {"plain": [], "daily": [], "bare": [], "wrapt": []}
+    wall: dict = {"plain": [], "daily": [], "bare": [], "wrapt": []}
+    cpu: dict = {k: [] for k in wall}
     for i in range(runs + 1):
-        values = {"plain": b.run("argparse", "plain")[0], "daily": b.run("argparse", "daily")[0],
-                  "bare": b.reference("pass"), "wrapt": b.reference("import wrapt")}
-        if i:
-            for k, v in values.items():
-                t[k].append(v)
+        for key in wall:
+            w, u = b.reference("pass" if key == "bare" else "import wrapt") if key in ("bare", "wrapt") \
+                else b.run("argparse", key)[:2]
+            if i:
+                wall[key].append(w)
+                cpu[key].append(u)
     version = subprocess.run([python, "-c", "import wrapt; print(wrapt.__version__)"], capture_output=True,
                              text=True).stdout.strip()
     shutil.rmtree(b.data, ignore_errors=True)
-    return {**{k: statistics.median(v) for k, v in t.items()}, "version": version, "runs": runs}
+    return {"wall": {k: statistics.median(v) for k, v in wall.items()},
+            "cpu": {k: statistics.median(v) for k, v in cpu.items()}, "version": version, "runs": runs}
 
 
 def main() -> int:

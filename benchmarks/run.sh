@@ -23,8 +23,9 @@ then
 fi
 # A second environment that differs only in wrapt (1.x), for the consented-import section.
 WRAPT1=benchmarks/.venv-wrapt1
-if [ ! -x "$WRAPT1/bin/python" ] || ! "$WRAPT1/bin/python" -c 'import wrapt, platformdirs' 2>/dev/null; then
-  python3 -m venv "$WRAPT1"
-  "$WRAPT1/bin/pip" install -q 'wrapt==1.17.2' platformdirs
+# (The OpenTelemetry SDK too: a consented run's exit reads its version, as with any real install.)
+if [ ! -x "$WRAPT1/bin/python" ] || ! "$WRAPT1/bin/python" -c 'import wrapt, platformdirs, opentelemetry.sdk.version' 2>/dev/null; then
+  [ -x "$WRAPT1/bin/python" ] || python3 -m venv "$WRAPT1"
+  "$WRAPT1/bin/pip" install -q 'wrapt==1.17.2' platformdirs opentelemetry-sdk
 fi
 exec "$VENV/bin/python" benchmarks/run.py "$@"

@@ -266,6 +266,7 @@ STATES = {
                          "UTMAIL_TELEMETRY": "0"}, None),
     "undecided": ({}, None),
     "withdrawn": ({}, "cli"),  # `usagetrace disable PKG`, run for real
+    "consented-daily": ({"UTAPP_TELEMETRY": "1", "USAGETRACE_UPLOAD": "daily"}, None),
 }
 
 
@@ -370,3 +371,31 @@ def test_events_measure_prefix_is_the_allowlists():
     from usagetrace._internal import allowlist, events
 
     assert events.MEASURE_PREFIX == allowlist.MEASURE_PREFIX
+
+
+#: What a consented run may import beyond the plain program, ``import wrapt``'s own modules and usagetrace's:
+#: the daily store and run state are JSON; the SDK's one-line version module names the resource's SDK version.
+ON_ALLOWED = ALLOWED_STDLIB | {
+    "json", "json.decoder", "json.encoder", "json.scanner", "_json", "encodings.ascii",
+    "opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.version",
+}
+
+
+@pytest.fixture(scope="module")
+def wrapt_modules():
+    proc = subprocess.run([sys.executable, "-c", "import sys, wrapt; print(repr(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    return set(eval(proc.stdout))  # our own repr of a list of str
+
+
+@pytest.mark.parametrize("case", ["click", "argparse", "command"])
+def test_consented_daily_run_imports_no_more_than_wrapt_does(base, wrapt_modules, case):
+    """A consented CLI run (daily: nothing sent) imports wrapt's modules, usagetrace's and JSON: no SDK, no protobuf."""
+    _needed(case)
+    plain, _ = _plain(base, case)
+    mods, _threads = _run(base, case, True, "consented-daily")
+    assert "wrapt" in mods and "usagetrace._internal.wrappers" in mods, "consented: the API is wrapped"
+    beyond = sorted(m for m in mods - plain - wrapt_modules
+                    if not (m == "usagetrace" or m.startswith("usagetrace.")) and m not in ON_ALLOWED)
+    assert beyond == [], f"a consented {case} run imports more than wrapt does: {beyond}"
