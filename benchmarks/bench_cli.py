@@ -436,6 +436,13 @@ def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
                 "importtime's own overhead inflates them):", "",
                 f"- modules a bare `import wrapt` imports too: {listing(wrapt_part)};",
                 f"- the rest (usagetrace's own modules, and what they import beyond wrapt): {listing(ours)}."]
+    if res.get("off_items"):
+        out += ["", "What off (`DO_NOT_TRACK=1`) imports beyond the plain run (`-X importtime` self times, medians of "
+                f"{res.get('items_runs', 5)} runs): "
+                + "; ".join(f"{f} {sum(v.values()):.1f} ms ("
+                            + ", ".join(f"{k} {x:.1f}" for k, x in sorted(v.items(), key=lambda kv: -kv[1])
+                                        if x >= 0.2) + ")"
+                            for f, v in res["off_items"].items()) + "."]
     if w1:
         out += ["", f"The argparse CLI with wrapt {w1['version']} (benchmarks/.venv-wrapt1, same source), medians "
                 f"of {w1['runs']}, CPU ms (wall ms): plain {w1['cpu']['plain']:.1f} ({w1['wall']['plain']:.1f}), "
@@ -477,6 +484,7 @@ def main() -> int:
         res = measure(b, runs)
         res["items_runs"] = 3 if "--quick" in args else 5
         items = itemise(b, "click", "daily", res["items_runs"])
+        res["off_items"] = {f: itemise(b, f, "off", res["items_runs"]) for f in b.frameworks}
     finally:
         shutil.rmtree(b.data, ignore_errors=True)
     w1 = None

@@ -38,7 +38,7 @@ import math
 import re
 import sys
 
-from . import clock, instrumentation, log, sanitize
+from . import clock, instrumentation, log
 
 # Not imported here: the recorder (threading, contextvars) and the allowlist (typing)
 # are needed only once consent is on; integrations import this module while off.
@@ -51,9 +51,10 @@ __all__ = ["Command", "command", "event", "handle_for", "record", "recorder", "v
 NOTHING = instrumentation.NOTHING
 
 EMIT_CHOICES = ("success", "always")
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$")
-_ENUM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Patterns, compiled (and cached by re) on first use: not at import, which every integration pays while off.
+_KEY = r"^[a-z][a-z0-9_]{0,63}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$"
+_ENUM_VALUE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _MAX_ENUM = 64
 _validated: dict = {}
 
@@ -113,6 +114,8 @@ def record(
 
 def error_info(exc: BaseException, package: str) -> tuple:
     """Return ``(type name, in-package frames, signature)`` for an exception."""
+    from . import sanitize  # only with consent on: an error to record
+
     type_name = sanitize.type_name(type(exc))
     frames = sanitize.frames(exc.__traceback__, package)
     return (type_name, frames, sanitize.signature(type_name, frames))
@@ -120,7 +123,7 @@ def error_info(exc: BaseException, package: str) -> tuple:
 
 # ---------------------------------------------------------------- measurements
 def _spec(key, spec):
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+    if not isinstance(key, str) or not re.fullmatch(_KEY, key):
         raise ValueError(
             f"usagetrace: measurement name {key!r} must be lowercase letters, digits and _ "
             "(at most 64 characters, starting with a letter)"
@@ -137,7 +140,7 @@ def _spec(key, spec):
         if not values or len(values) > _MAX_ENUM:
             raise ValueError(f"usagetrace: measurement {key!r} must list 1 to {_MAX_ENUM} allowed values")
         for value in values:
-            if not isinstance(value, str) or not _ENUM_VALUE.fullmatch(value):
+            if not isinstance(value, str) or not re.fullmatch(_ENUM_VALUE, value):
                 raise ValueError(
                     f"usagetrace: allowed value {value!r} of measurement {key!r} must be a short "
                     "identifier-like string (letters, digits, . _ -; at most 64 characters)"
@@ -232,7 +235,7 @@ def measure_attributes(specs: dict, values: dict, where: str) -> dict:
 
 
 def _check_name(kind: str, name) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_NAME, name):
         raise ValueError(
             f"usagetrace: {kind} name {name!r} must be a short name (letters, digits, space . _ : / -; "
             "at most 128 characters)"
