@@ -429,7 +429,9 @@ def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
            f"usagetrace. wrapt {versions.get('wrapt', '?')}, click {versions.get('click', '?')}, typer "
            f"{versions.get('typer', '?')}, Python {versions.get('python', '?')}. Daily: `USAGETRACE_UPLOAD=daily` "
            "(the default turns realtime in containers and CI). Realtime: the project's OTLPReceiver on 127.0.0.1 "
-           f"({res['requests_received']} requests received, all from the detached sender, waited for between runs).",
+           f"({res['requests_received']} requests received, all from the detached sender, waited for between runs). "
+           + (f"Load average {res['load'][0]:.1f} before, {res['load'][1]:.1f} after, on {res['cpus']} CPUs: compare "
+              "rows of one run, not runs." if res.get("load") else ""),
            "", "CPU time of the run (user + system of the process, from `wait4`; ms):", ""]
     out += table(cpu, frameworks)
     out += ["", "Wall time seen by the parent (ms; on a shared machine it also counts waiting for a core):", ""]
@@ -516,6 +518,7 @@ def main() -> int:
     if "--runs" in args:
         runs = int(args[args.index("--runs") + 1])
     b = Bench()
+    load_before = os.getloadavg()[0]
     try:
         res = measure(b, runs)
         res["items_runs"] = 3 if "--quick" in args else 5
@@ -535,7 +538,8 @@ def main() -> int:
             versions[name] = metadata.version(name)
         except Exception:
             pass
-    res.update(items=items, wrapt1=w1, versions=versions)
+    res.update(items=items, wrapt1=w1, versions=versions, load=(load_before, os.getloadavg()[0]),
+               cpus=os.cpu_count())
     if "--json" in args:
         with open(args[args.index("--json") + 1], "w") as fh:
             json.dump(res, fh, indent=1, sort_keys=True)

@@ -305,15 +305,19 @@ def _write_package(base, with_usagetrace: bool) -> str:
 
 def _run(base, case: str, with_usagetrace: bool, state: str) -> tuple[set, int]:
     pkgs = _write_package(base, with_usagetrace)
-    home = base / f"home-{case}-{state}-{int(with_usagetrace)}"
-    home.mkdir()
     extra, consent_file = STATES[state]
+    package = {"flask": "utweb", "dash": "utdash", "email": "utmail"}.get(case, "utapp")
+    if consent_file == "cli":  # one withdrawn home per package, shared by its cases (off runs write nothing)
+        home = base / f"home-withdrawn-{package}"
+    else:
+        home = base / f"home-{case}-{state}-{int(with_usagetrace)}"
     env = _environment(str(home), pkgs, extra)
-    if consent_file == "cli":
-        package = {"flask": "utweb", "dash": "utdash", "email": "utmail"}.get(case, "utapp")
-        done = subprocess.run([sys.executable, "-m", "usagetrace", "disable", package], env=env, capture_output=True,
-                              text=True, timeout=120, cwd=str(base))
-        assert done.returncode == 0, done.stderr
+    if not home.exists():
+        home.mkdir()
+        if consent_file == "cli":
+            done = subprocess.run([sys.executable, "-m", "usagetrace", "disable", package], env=env,
+                                  capture_output=True, text=True, timeout=120, cwd=str(base))
+            assert done.returncode == 0, done.stderr
     out = base / f"modules-{case}-{state}-{int(with_usagetrace)}.txt"
     code = PRELUDE.format(out=str(out)) + _strip(PROGRAMS[case], with_usagetrace)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,

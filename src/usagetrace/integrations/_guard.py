@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 
 def require(module: str, extra: str, integration: str):
     """Import ``module`` or raise ImportError telling which usagetrace extra provides it."""
+    import importlib
+
     try:
         return importlib.import_module(module)
     except ImportError as exc:
