@@ -1,6 +1,6 @@
 """A CLI's whole run (issue 21): click, typer and argparse, with and without usagetrace. Prints a Markdown section.
 
-    python benchmarks/bench_cli.py [--runs N] [--quick] [--wrapt1 PYTHON] [--json FILE]
+    python benchmarks/bench_cli.py [--runs N] [--quick] [--wrapt1 PYTHON] [--no-instructions] [--json FILE]
 
 Each framework gets the same small CLI over a small instrumented package
 (``benchcli``: a function and a method the command calls), run as a fresh
@@ -357,6 +357,36 @@ def share(b: Bench, runs: int) -> dict:
     return {case: [statistics.median(v[k] for v in vals) for k in range(4)] for case, vals in out.items()}
 
 
+def instructions(b: Bench) -> dict:
+    """Instructions executed by one run of each case, counted by valgrind's callgrind (main process only).
+
+    Unlike times, the count does not depend on what else the machine is doing: the added
+    instructions compare the cases even on a shared, loaded machine. Needs ``valgrind``;
+    runs after the timed runs (bytecode caches warm, daily store present). PYTHONHASHSEED=0.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return {}
+    out = {}
+
+    def count(cmd: list, env: dict) -> int:
+        proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                              env={**env, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=900, cwd=b.data)
+        for line in proc.stderr.splitlines():
+            if "Collected :" in line:
+                return int(line.rsplit(":", 1)[1].strip())
+        raise RuntimeError(proc.stderr[-2000:])
+
+    ref_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    out["bare"] = count([b.python, "-c", "pass"], ref_env)
+    out["wrapt"] = count([b.python, "-c", "import wrapt"], ref_env)
+    for f in b.frameworks:
+        for c in ("plain", "off", "undecided", "daily"):
+            out[f"{f}/{c}"] = count([b.python, os.path.join(b.data, f"run_{f}.py")], b.env(f, c))
+    return out
+
+
 def measure(b: Bench, runs: int) -> dict:
     from usagetrace.testing import OTLPReceiver
 
@@ -466,6 +496,24 @@ def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
                 "importtime's own overhead inflates them):", "",
                 f"- modules a bare `import wrapt` imports too: {listing(wrapt_part)};",
                 f"- the rest (usagetrace's own modules, and what they import beyond wrapt): {listing(ours)}."]
+    ins = res.get("instructions")
+    if ins:
+        m = 1e6
+        out += ["", "Instructions executed (valgrind callgrind, one run each, main process; millions, and added over "
+                "plain): load-independent, so these compare the cases even on a busy machine. "
+                f"`python -c pass` {ins['bare'] / m:.1f} M, `import wrapt` adds {(ins['wrapt'] - ins['bare']) / m:.1f} M.",
+                "", "| case | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
+        for c in ("plain", "off", "undecided", "daily"):
+            cells = []
+            for f in frameworks:
+                v, p = ins.get(f"{f}/{c}"), ins.get(f"{f}/plain")
+                if v is None:
+                    cells.append("")
+                elif c == "plain":
+                    cells.append(f"{v / m:.1f}")
+                else:
+                    cells.append(f"{v / m:.1f} (+{(v - p) / m:.1f}, {100 * (v - p) / p:+.1f}%)")
+            out.append(f"| {CASE_NAMES[c]} | " + " | ".join(cells) + " |")
     if res.get("share"):
         off, on = res["share"]["off"], res["share"]["daily"]
         out += ["", "usagetrace's own work beyond `import wrapt` (the argparse CLI, `wrapt`, `json`, `typing` and "
@@ -525,6 +573,8 @@ def main() -> int:
         items = itemise(b, "click", "daily", res["items_runs"])
         res["off_items"] = {f: itemise(b, f, "off", res["items_runs"]) for f in b.frameworks}
         res["share"] = share(b, runs)
+        if "--no-instructions" not in args:
+            res["instructions"] = instructions(b)
     finally:
         shutil.rmtree(b.data, ignore_errors=True)
     w1 = None
