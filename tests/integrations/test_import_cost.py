@@ -324,7 +324,7 @@ def _run(base, case: str, with_usagetrace: bool, state: str) -> tuple[set, int]:
     if not home.exists():
         home.mkdir()
         if consent_file == "cli":
-            done = subprocess.run([sys.executable, "-m", "usagetrace", "disable", package], env=env,
+            done = subprocess.run([sys.executable, "-m", "usagetrace", "disable", "--force", package], env=env,
                                   capture_output=True, text=True, timeout=120, cwd=str(base))
             assert done.returncode == 0, done.stderr
     out = base / f"modules-{case}-{state}-{int(with_usagetrace)}.txt"
