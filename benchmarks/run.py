@@ -634,6 +634,11 @@ def report(res: dict) -> str:
         md = res["upload_md"]
         a(f"## Upload modes\n\nNot measured: {md['error']}\n" if isinstance(md, dict) else md.strip())
         a("")
+    if res.get("cli_md"):
+        md = res["cli_md"]
+        a(f"## A CLI's whole run (click, typer, argparse)\n\nNot measured: {md['error']}\n" if isinstance(md, dict)
+          else md.strip())
+        a("")
     if res.get("notes"):
         a("## Notes")
         a("")
@@ -666,6 +671,16 @@ def import_by_wrapt(quick: bool) -> str:
     other = os.path.join(HERE, ".venv-wrapt1", "bin", "python")
     proc = subprocess.run([PY, os.path.join(HERE, "bench_import_wrapt.py"), PY, other, "7" if quick else "21"],
                           capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
+    return proc.stdout
+
+
+def cli_runs(quick: bool) -> str:
+    """Run the CLI whole-run benchmark (click, typer, argparse; wrapt 1.17 via .venv-wrapt1); its Markdown."""
+    other = os.path.join(HERE, ".venv-wrapt1", "bin", "python")
+    cmd = [PY, os.path.join(HERE, "bench_cli.py")] + (["--quick"] if quick else []) + ["--wrapt1", other]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
     return proc.stdout
@@ -739,6 +754,8 @@ def main() -> int:
     res["analytics_md"] = safe(analytics, 100_000 if QUICK else 1_000_000)
     log("upload modes: daily vs realtime")
     res["upload_md"] = safe(upload_modes, QUICK)
+    log("a CLI's whole run: click, typer, argparse")
+    res["cli_md"] = safe(cli_runs, QUICK)
     res["elapsed_s"] = time.perf_counter() - t0
     with open(os.path.join(HERE, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, sort_keys=True)

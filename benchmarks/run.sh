@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=benchmarks/.venv
 PEERS="logfire sentry-sdk d6tcollect opentelemetry-sdk"
+CLI_FRAMEWORKS="click typer"  # for bench_cli.py (a CLI's whole run)
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -U pip
@@ -14,16 +15,17 @@ fi
 # (importing d6tcollect creates ~/.d6tcollect).
 if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
 from importlib import metadata
-for d in ("usagetrace", "duckdb", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt"):
+for d in ("usagetrace", "duckdb", "logfire", "sentry-sdk", "d6tcollect", "opentelemetry-sdk", "wrapt", "click", "typer"):
     metadata.version(d)
 PY
 then
-  "$VENV/bin/pip" install -q -e '.[report]' $PEERS
+  "$VENV/bin/pip" install -q -e '.[report]' $PEERS $CLI_FRAMEWORKS
 fi
 # A second environment that differs only in wrapt (1.x), for the consented-import section.
 WRAPT1=benchmarks/.venv-wrapt1
-if [ ! -x "$WRAPT1/bin/python" ] || ! "$WRAPT1/bin/python" -c 'import wrapt, platformdirs' 2>/dev/null; then
-  python3 -m venv "$WRAPT1"
-  "$WRAPT1/bin/pip" install -q 'wrapt==1.17.2' platformdirs
+# (The OpenTelemetry SDK too: a consented run's exit reads its version, as with any real install.)
+if [ ! -x "$WRAPT1/bin/python" ] || ! "$WRAPT1/bin/python" -c 'import wrapt, platformdirs, opentelemetry.sdk.version' 2>/dev/null; then
+  [ -x "$WRAPT1/bin/python" ] || python3 -m venv "$WRAPT1"
+  "$WRAPT1/bin/pip" install -q 'wrapt==1.17.2' platformdirs opentelemetry-sdk
 fi
 exec "$VENV/bin/python" benchmarks/run.py "$@"

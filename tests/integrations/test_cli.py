@@ -205,6 +205,7 @@ def test_missing_framework_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'usagetrace\[click\]'"):
         _guard.require("nosuchframework_xyz", "click", "click")
     monkeypatch.setitem(sys.modules, "click", None)
+    monkeypatch.setitem(sys.modules, "typer", None)  # typer ships its own click: either one will do
     monkeypatch.delitem(sys.modules, "usagetrace.integrations.click", raising=False)
     with pytest.raises(ImportError, match=r"usagetrace\[click\]"):
         import usagetrace.integrations.click  # noqa: F401

@@ -22,7 +22,7 @@ belong in ``OTEL_EXPORTER_OTLP_HEADERS``, which is never shown.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from collections import namedtuple
 from urllib.parse import unquote, urlsplit
 
 from . import env, log, paths
@@ -34,19 +34,26 @@ SIGNALS = ("traces", "metrics")
 GRPC_EXTRA = "pip install 'usagetrace[grpc]'"
 
 
-class Target(NamedTuple):
-    """Where one signal goes, and how."""
+# collections.namedtuple, not typing.NamedTuple: typing costs ~5 ms to import, and a consented
+# short run imports this module at exit (wrapt 1.x does not import typing; 2.x does).
+_TargetFields = namedtuple(
+    "Target",
+    ["kind", "url", "protocol", "headers", "timeout", "compression", "secure", "certificate", "client_key",
+     "client_certificate"],
+    defaults=((), DEFAULT_TIMEOUT, "none", False, None, None, None),
+)
 
-    kind: str  # "http", "grpc", "file", "console", "none"
-    url: str  # full URL (http), host:port (grpc), path (file), or "" ; for "none" the reason
-    protocol: str
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout: float = DEFAULT_TIMEOUT
-    compression: str = "none"
-    secure: bool = False
-    certificate: str | None = None
-    client_key: str | None = None
-    client_certificate: str | None = None
+
+class Target(_TargetFields):
+    """Where one signal goes, and how.
+
+    ``kind``: "http", "grpc", "file", "console" or "none"; ``url``: the full URL (http),
+    host:port (grpc), a path (file), or "" (for "none": the reason); ``protocol``;
+    ``headers`` (tuple of (name, value)); ``timeout`` (s); ``compression``; ``secure``;
+    ``certificate``, ``client_key``, ``client_certificate`` (paths or None).
+    """
+
+    __slots__ = ()
 
     def describe(self) -> str:
         """Return a short, secret-free technical description (``status --verbose``, state.json)."""
@@ -249,12 +256,15 @@ DEFAULT_UPLOAD = DAILY
 UPLOAD_VAR = "USAGETRACE_UPLOAD"
 
 
-class Upload(NamedTuple):
-    """How a package's data leaves the machine, and why: for delivery and ``usagetrace status``."""
+class Upload(namedtuple("Upload", ["mode", "source", "note"], defaults=("",))):
+    """How a package's data leaves the machine, and why: for delivery and ``usagetrace status``.
 
-    mode: str  # realtime, daily or weekly
-    source: str  # USAGETRACE_UPLOAD, instrument(upload=...), default, development mode, ...
-    note: str = ""  # why the mode differs from what was asked for, or what is wrong with the variable
+    ``mode``: realtime, daily or weekly; ``source``: USAGETRACE_UPLOAD, instrument(upload=...),
+    default, development mode, ...; ``note``: why the mode differs from what was asked for,
+    or what is wrong with the variable.
+    """
+
+    __slots__ = ()
 
 
 def upload_mode(requested: str | None, target_kind: str, state_dir: str | None = None, *,

@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
-from . import clock, instrumentation, log, sanitize
-from .allowlist import MEASURE_PREFIX
-from .recorder import ERROR, outcome_of
+from . import clock, instrumentation, log
+
+# Not imported here: the recorder (threading, contextvars) and the allowlist (typing)
+# are needed only once consent is on; integrations import this module while off.
+MEASURE_PREFIX = "usagetrace.measure."  # == allowlist.MEASURE_PREFIX (asserted in tests/integrations/test_import_cost.py)
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
@@ -48,9 +51,10 @@ __all__ = ["Command", "command", "event", "handle_for", "record", "recorder", "v
 NOTHING = instrumentation.NOTHING
 
 EMIT_CHOICES = ("success", "always")
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$")
-_ENUM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Patterns, compiled (and cached by re) on first use: not at import, which every integration pays while off.
+_KEY = r"^[a-z][a-z0-9_]{0,63}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$"
+_ENUM_VALUE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _MAX_ENUM = 64
 _validated: dict = {}
 
@@ -110,6 +114,8 @@ def record(
 
 def error_info(exc: BaseException, package: str) -> tuple:
     """Return ``(type name, in-package frames, signature)`` for an exception."""
+    from . import sanitize  # only with consent on: an error to record
+
     type_name = sanitize.type_name(type(exc), package)
     frames = sanitize.frames(exc.__traceback__, package)
     return (type_name, frames, sanitize.signature(type_name, frames))
@@ -117,7 +123,7 @@ def error_info(exc: BaseException, package: str) -> tuple:
 
 # ---------------------------------------------------------------- measurements
 def _spec(key, spec):
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+    if not isinstance(key, str) or not re.fullmatch(_KEY, key):
         raise ValueError(
             f"usagetrace: measurement name {key!r} must be lowercase letters, digits and _ "
             "(at most 64 characters, starting with a letter)"
@@ -134,7 +140,7 @@ def _spec(key, spec):
         if not values or len(values) > _MAX_ENUM:
             raise ValueError(f"usagetrace: measurement {key!r} must list 1 to {_MAX_ENUM} allowed values")
         for value in values:
-            if not isinstance(value, str) or not _ENUM_VALUE.fullmatch(value):
+            if not isinstance(value, str) or not re.fullmatch(_ENUM_VALUE, value):
                 raise ValueError(
                     f"usagetrace: allowed value {value!r} of measurement {key!r} must be a short "
                     "identifier-like string (letters, digits, . _ -; at most 64 characters)"
@@ -187,9 +193,9 @@ def _allow(package: str, specs: dict) -> None:
             return
         handle.options["_extra_keys"] = frozenset(merged)
         # A pipeline built before this declaration keeps its own key set: widen it.
-        from . import delivery
-
-        service = delivery._DELIVERY
+        # (No delivery service before the first export: never import it just to look.)
+        delivery = sys.modules.get(__package__ + ".delivery")
+        service = delivery._DELIVERY if delivery is not None else None
         channel = service.channels.get(package) if service is not None else None
         pipe = getattr(channel, "pipeline", None)
         if pipe is not None and channel.handle is handle:
@@ -229,7 +235,7 @@ def measure_attributes(specs: dict, values: dict, where: str) -> dict:
 
 
 def _check_name(kind: str, name) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_NAME, name):
         raise ValueError(
             f"usagetrace: {kind} name {name!r} must be a short name (letters, digits, space . _ : / -; "
             "at most 128 characters)"
@@ -279,6 +285,8 @@ class Command:
             return False
         self._active = False
         try:
+            from .recorder import ERROR, outcome_of  # imported already: the recorder exists while active
+
             failed = exc is not None and outcome_of(exc) == ERROR
             if failed and self.emit != "always":
                 return False

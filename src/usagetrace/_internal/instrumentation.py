@@ -647,8 +647,10 @@ class Instrumentation:
     def exempt(self, func, reason: str) -> bool:
         """Stop counting a wrapped callable (calls pass straight through); record why. Never raises."""
         try:
-            from . import wrappers
-
+            # Nothing is wrapped until the wrappers module is imported: never import it (and wrapt) to find out.
+            wrappers = sys.modules.get(__package__ + ".wrappers")
+            if wrappers is None or not self._stats:
+                return False
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
             original = wrappers.original_of(target)
             if original is None:
@@ -900,8 +902,6 @@ def instrument(
         problem of usagetrace's own; a bad argument warns and falls back to the
         safe choice (nothing sent).
     """
-    import warnings
-
     if package is None:
         name = _caller_package(1)
     elif isinstance(package, str):
@@ -909,6 +909,8 @@ def instrument(
     else:
         name = getattr(package, "__name__", None)
     if not isinstance(name, str) or not name or name.startswith(".") or name == "__main__":
+        import warnings  # only to warn: not on the import path
+
         warnings.warn(
             f"usagetrace.instrument(): cannot tell which package to instrument from {package!r}; "
             "pass the package name, e.g. usagetrace.instrument(__name__). Telemetry stays off.",
@@ -921,6 +923,8 @@ def instrument(
             exclude=exclude, ci="off", options=options,
         )
     if consent not in _consent.POLICIES:
+        import warnings  # only to warn: not on the import path
+
         warnings.warn(
             f"usagetrace.instrument({name!r}): consent={consent!r} is not one of "
             f"{', '.join(map(repr, _consent.POLICIES))}; using 'opt-in' (nothing is sent without consent).",
@@ -929,6 +933,8 @@ def instrument(
         )
         consent = _consent.OPT_IN
     if ci not in CI_MODES:
+        import warnings  # only to warn: not on the import path
+
         warnings.warn(
             f"usagetrace.instrument({name!r}): ci={ci!r} is not one of {CI_MODES!r}; using 'off'.",
             RuntimeWarning,
@@ -937,6 +943,8 @@ def instrument(
         ci = "off"
     if upload is not None:
         if upload not in ("realtime", "daily", "weekly"):
+            import warnings  # only to warn: not on the import path
+
             warnings.warn(
                 f"usagetrace.instrument({name!r}): upload={upload!r} is not one of 'realtime', 'daily', "
                 "'weekly'; using the default, 'daily'.",
@@ -948,6 +956,8 @@ def instrument(
     try:
         consent_version = _consent.normalize_version(consent_version)
     except ValueError as exc:
+        import warnings  # only to warn: not on the import path
+
         warnings.warn(
             f"usagetrace.instrument({name!r}): {exc}; using 'opt-in' (nothing is sent without consent).",
             RuntimeWarning,
@@ -957,6 +967,8 @@ def instrument(
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None:
+            import warnings  # only to warn: not on the import path
+
             warnings.warn(
                 f"usagetrace.instrument({name!r}) was already called; returning the existing handle.",
                 RuntimeWarning,

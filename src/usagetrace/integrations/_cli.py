@@ -11,18 +11,19 @@ _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock
 
 MASK = "*****"
 MAX_TOKENS = 64
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_SAFE_OPTION = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Compiled (and cached by re) on first use, not at import: a CLI with telemetry off never masks an option.
+_SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+_SAFE_OPTION = r"--?[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 
 
 def safe_name(name) -> str | None:
     """Return a command name fit to send, or None."""
-    return name if isinstance(name, str) and _SAFE_NAME.fullmatch(name) else None
+    return name if isinstance(name, str) and re.fullmatch(_SAFE_NAME, name) else None
 
 
 def safe_option(name) -> str:
     """Return an option name fit to send (it was matched against the CLI's own declarations)."""
-    return name if isinstance(name, str) and _SAFE_OPTION.fullmatch(name) else MASK
+    return name if isinstance(name, str) and re.fullmatch(_SAFE_OPTION, name) else MASK
 
 
 def exit_code(code) -> int:

@@ -19,14 +19,19 @@ Each run queues one ``usagetrace.command`` span with
 * ``process.exit.code`` and the duration.
 
 Shell completion is not recorded. With consent off the command runs untouched
-(no parsing, no clock). Needs ``pip install 'usagetrace[click]'``.
+(no parsing, no clock). Needs click (``pip install 'usagetrace[click]'``) or typer.
 """
 
 from __future__ import annotations
 
-from ._guard import require
+import sys
 
-click = require("click", "click", "click")
+from ._guard import available, require
+
+# click is not imported here: a click CLI has imported it already, and typer (>= 0.22)
+# ships its own copy, so importing click for a typer app (or while off) is pure cost.
+if not (available("click") or available("typer")):
+    require("click", "click", "click")  # raises ImportError naming the extra
 
 from .._internal import events, log  # noqa: E402
 from . import _cli  # noqa: E402
@@ -71,9 +76,10 @@ def _subcommand(cmd, token: str):
     if not isinstance(commands, dict):
         return None
     sub = commands.get(token)
-    if sub is None and isinstance(cmd, click.Group):
-        try:
-            sub = cmd.get_command(click.Context(cmd, resilient_parsing=True), token)
+    get_command, context_class = getattr(cmd, "get_command", None), getattr(cmd, "context_class", None)
+    if sub is None and callable(get_command) and context_class is not None:
+        try:  # a lazily loaded subcommand; the command's own click flavour (click's or typer's copy)
+            sub = get_command(context_class(cmd, resilient_parsing=True), token)
         except Exception:
             sub = None
     return sub
@@ -159,15 +165,16 @@ def _callbacks(cmd, limit: int = 1000) -> list:
 
 
 def _click_command(cli):
-    if isinstance(cli, click.Command) or (callable(getattr(cli, "main", None)) and hasattr(cli, "params")):
+    click = sys.modules.get("click")  # a click command means click is imported: never import it here
+    if (click is not None and isinstance(cli, click.Command)) or (
+        callable(getattr(cli, "main", None)) and hasattr(cli, "params")
+    ):
         return cli
-    try:
-        import typer  # optional: typer apps are click commands underneath
+    typer = sys.modules.get("typer")  # likewise: typer apps are click commands underneath
+    if typer is not None and isinstance(cli, typer.Typer):
+        import typer.main
 
-        if isinstance(cli, typer.Typer):
-            return typer.main.get_command(cli)
-    except ImportError:
-        pass
+        return typer.main.get_command(cli)
     raise TypeError(
         f"usagetrace.integrations.click.track() needs a click command or a typer app, not {type(cli).__name__}"
     )
