@@ -77,14 +77,15 @@ def _strip_own_frame(exc: BaseException | None = None) -> None:
             exc.__traceback__ = tb.tb_next
             return
         after = tb.tb_next
-        while after is not None and after.tb_frame.f_globals.get("__name__") == __name__:
+        while after is not None and is_own_code(after.tb_frame.f_code):
             after = after.tb_next
         tb.tb_next = after
     except Exception:
         pass
 
 
-def sync_wrapper(rec: Recorder, stats: FunctionStats):
+def sync_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                 STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next, BaseException=BaseException):
     """Return the wrapper for a plain function, method or constructor."""
     set_, reset, marker, ok = rec.outside.set, rec.outside.reset, stats.marker, stats.ok
     strip = STRIPS_OWN_FRAME
@@ -120,7 +121,9 @@ def _same_name(obj, original) -> None:
         pass
 
 
-def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
+def coroutine_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                      _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                      BaseException=BaseException):
     """Return the wrapper for an ``async def``: timed and caught inside the coroutine.
 
     The original coroutine is created at call time (so argument errors are
@@ -157,7 +160,9 @@ def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
     return wrapper
 
 
-def generator_wrapper(rec: Recorder, stats: FunctionStats):
+def generator_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                      _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                      BaseException=BaseException, StopIteration=StopIteration, GeneratorExit=GeneratorExit):
     """Return the wrapper for a generator function.
 
     Creating the generator is the usage (counted and sampled then); errors
@@ -224,7 +229,10 @@ def generator_wrapper(rec: Recorder, stats: FunctionStats):
     return wrapper
 
 
-def asyncgen_wrapper(rec: Recorder, stats: FunctionStats):
+def asyncgen_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                     _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                     BaseException=BaseException, StopAsyncIteration=StopAsyncIteration,
+                     GeneratorExit=GeneratorExit):
     """Return the wrapper for an async generator function (same rules as generators)."""
     outside = rec.outside
     strip = STRIPS_OWN_FRAME
@@ -290,9 +298,64 @@ def make(rec: Recorder, stats: FunctionStats, func, call_kind: str):
     ``enabled=rec.outside.get``: wrapt asks it (in C) before every call and
     calls ``func`` directly while a usage of the package is in progress.
     """
-    factory = FACTORIES.get(call_kind, sync_wrapper)
+    factory = _rehomed(FACTORIES.get(call_kind, sync_wrapper), func)
     call = wrapt.FunctionWrapper(func, factory(rec, stats), enabled=rec.outside.get)
     return trampoline(func, call, call_kind)
+
+
+# ------------------------------------------------------- frames like the package's
+#
+# The wrapper (and the coroutine or generator driving the original) is a Python frame between the host's
+# call and the package's code. Stack walkers that skip "our own" frames by module (``f_globals["__name__"]``)
+# or file (``co_filename``) are often reached through foreign code the call graph cannot follow: a logging
+# package's logger calls the standard ``logging`` through a computed getattr, which calls back the
+# package's own ``findCaller``; it skips the package's and logging's frames and reported the wrapper
+# (``funcName=wrapper``). So these frames carry what the trampoline's carry: the package function's
+# globals, file, name and ``def`` line. The factories bind every name they use as a parameter default, so
+# the code they make looks up nothing in those globals.
+
+
+def _rehome_code(code, like):
+    consts = tuple(_rehome_code(c, like) if isinstance(c, CodeType) else c for c in code.co_consts)
+    names = dict(co_consts=consts, co_filename=like.co_filename, co_firstlineno=like.co_firstlineno,
+                 co_name=like.co_name)
+    if _PY >= (3, 11):
+        names["co_qualname"] = like.co_qualname
+    return _one_line(code.replace(**names))
+
+
+_REHOMED: dict = {}
+
+
+def _rehomed(factory, func):
+    """``factory`` as if written at ``func``'s ``def``: the frames of the wrappers it makes look like ``func``'s."""
+    try:
+        code = func.__code__
+        key = (factory, id(func.__globals__), code.co_filename, code.co_firstlineno, code.co_name,
+               getattr(code, "co_qualname", None))
+        new = _REHOMED.get(key)
+        if new is None or new.__globals__ is not func.__globals__:
+            new = FunctionType(_rehome_code(factory.__code__, code), func.__globals__, factory.__name__,
+                               factory.__defaults__, factory.__closure__)
+            new.__kwdefaults__ = factory.__kwdefaults__
+            if len(_REHOMED) > 4096:
+                _REHOMED.clear()
+            _REHOMED[key] = new
+        return new
+    except Exception:
+        return factory
+
+
+def _shapes(code):
+    yield code.co_code, code.co_names
+    for c in code.co_consts:
+        if isinstance(c, CodeType):
+            yield from _shapes(c)
+
+
+def is_own_code(code) -> bool:
+    """True for the code of a wrapper frame (whatever package's globals, file and name it carries)."""
+    return (code.co_code, code.co_names) in _OWN_SHAPES
 
 
 # ------------------------------------------------------------------ trampolines
@@ -439,3 +502,6 @@ def rewrap_descriptor(descriptor, wrapper):
     except TypeError:  # no __dict__ before 3.10
         pass
     return new
+
+
+_OWN_SHAPES = frozenset(shape for factory in (sync_wrapper, *FACTORIES.values()) for shape in _shapes(factory.__code__))
