@@ -120,3 +120,39 @@ def test_findcaller_reached_through_stdlib_logging_reports_the_hosts_function(tm
     assert {"fglog.Logger.info", "fglog.Logger.ainfo", "fglog.Logger.stream"} <= set(instrumented["wrapped"])
     # ... and the package's own walker still finds the host's function, not a frame of usagetrace's
     assert instrumented["seen"] == expected
+
+
+def test_wrapper_code_looks_up_no_global():
+    """The wrappers run with the package's globals: their code must look up no name there (a package's own
+    global ``next`` or ``BaseException`` would be found instead), and every frame of ours is recognised."""
+    import dis
+
+    from usagetrace._internal import wrappers
+
+    for code in wrappers._OWN_CODES:
+        loads = [i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
+        assert code.co_name in ("sync_wrapper", "coroutine_wrapper", "generator_wrapper", "asyncgen_wrapper") \
+            or loads == [], (code.co_name, loads)
+    assert {c.co_name for c in wrappers._OWN_CODES} >= {"wrapper", "run", "drive"}
+
+    def host_like(a, b=2):
+        return a + b
+
+    class R:
+        class outside:
+            set = reset = get = None
+
+    class S:
+        ok = marker = None
+
+    for kind in ("sync", "coroutine", "generator", "asyncgen"):
+        made = wrappers._rehomed(wrappers.FACTORIES.get(kind, wrappers.sync_wrapper)(R, S), host_like)
+        inner = [made] + [c.cell_contents for c in made.__closure__
+                          if callable(c.cell_contents) and wrappers.is_own_code(getattr(c.cell_contents, '__code__', host_like.__code__))]
+        for fn in inner:
+            assert fn.__globals__ is host_like.__globals__
+            assert (fn.__code__.co_filename, fn.__code__.co_name, fn.__code__.co_firstlineno) == (
+                __file__, "host_like", host_like.__code__.co_firstlineno)
+            assert wrappers.is_own_code(fn.__code__)
+        assert len(inner) == (1 if kind == "sync" else 2)
+    assert not wrappers.is_own_code(host_like.__code__)

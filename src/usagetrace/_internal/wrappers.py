@@ -298,8 +298,8 @@ def make(rec: Recorder, stats: FunctionStats, func, call_kind: str):
     ``enabled=rec.outside.get``: wrapt asks it (in C) before every call and
     calls ``func`` directly while a usage of the package is in progress.
     """
-    factory = _rehomed(FACTORIES.get(call_kind, sync_wrapper), func)
-    call = wrapt.FunctionWrapper(func, factory(rec, stats), enabled=rec.outside.get)
+    factory = FACTORIES.get(call_kind, sync_wrapper)
+    call = wrapt.FunctionWrapper(func, _rehomed(factory(rec, stats), func), enabled=rec.outside.get)
     return trampoline(func, call, call_kind)
 
 
@@ -312,49 +312,57 @@ def make(rec: Recorder, stats: FunctionStats, func, call_kind: str):
 # package's own ``findCaller``; it skips the package's and logging's frames and reported the wrapper
 # (``funcName=wrapper``). So these frames carry what the trampoline's carry: the package function's
 # globals, file, name and ``def`` line. The factories bind every name they use as a parameter default, so
-# the code they make looks up nothing in those globals.
+# the code they make looks up nothing in those globals (tests/reliability/test_foreign_callback.py checks).
 
 
-def _rehome_code(code, like):
-    consts = tuple(_rehome_code(c, like) if isinstance(c, CodeType) else c for c in code.co_consts)
-    names = dict(co_consts=consts, co_filename=like.co_filename, co_firstlineno=like.co_firstlineno,
-                 co_name=like.co_name)
-    if _PY >= (3, 11):
-        names["co_qualname"] = like.co_qualname
-    return _one_line(code.replace(**names))
-
-
-_REHOMED: dict = {}
-
-
-def _rehomed(factory, func):
-    """``factory`` as if written at ``func``'s ``def``: the frames of the wrappers it makes look like ``func``'s."""
+def _rehomed(wrapper, func):
+    """``wrapper`` (and the functions of ours its closure holds) with the globals, file, name and ``def``
+    line of ``func``; the same closure cells otherwise. One ``code.replace`` per function (~13 µs)."""
     try:
-        code = func.__code__
-        key = (factory, id(func.__globals__), code.co_filename, code.co_firstlineno, code.co_name,
-               getattr(code, "co_qualname", None))
-        new = _REHOMED.get(key)
-        if new is None or new.__globals__ is not func.__globals__:
-            new = FunctionType(_rehome_code(factory.__code__, code), func.__globals__, factory.__name__,
-                               factory.__defaults__, factory.__closure__)
-            new.__kwdefaults__ = factory.__kwdefaults__
-            if len(_REHOMED) > 4096:
-                _REHOMED.clear()
-            _REHOMED[key] = new
-        return new
+        like = func.__code__
+        names = dict(co_filename=like.co_filename, co_firstlineno=like.co_firstlineno, co_name=like.co_name)
+        if _PY >= (3, 11):
+            names["co_qualname"] = like.co_qualname
+        return _rehome(wrapper, func.__globals__, names)
     except Exception:
-        return factory
+        return wrapper
 
 
-def _shapes(code):
-    yield code.co_code, code.co_names
+def _rehome(fn, globals_: dict, names: dict):
+    closure = fn.__closure__
+    if closure:
+        closure = tuple(CellType(_rehome(cell.cell_contents, globals_, names))
+                        if _holds_own_function(cell) else cell for cell in closure)
+    code = _ONE_LINED.get(fn.__code__)
+    if code is None:
+        code = _ONE_LINED[fn.__code__] = _one_line(fn.__code__)  # our few codes, once each
+    new = FunctionType(code.replace(**names), globals_, fn.__name__, fn.__defaults__, closure)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    return new
+
+
+def _holds_own_function(cell) -> bool:
+    try:
+        value = cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return type(value) is FunctionType and id(value.__code__) in _OWN_IDS
+
+
+_ONE_LINED: dict = {}
+
+
+def _codes(code):
+    yield code
     for c in code.co_consts:
         if isinstance(c, CodeType):
-            yield from _shapes(c)
+            yield from _codes(c)
 
 
 def is_own_code(code) -> bool:
-    """True for the code of a wrapper frame (whatever package's globals, file and name it carries)."""
+    """True for the code of a wrapper frame (whatever package's globals, file and name it carries).
+
+    By shape (``co_code`` is rebuilt on each read since 3.11: only for error paths)."""
     return (code.co_code, code.co_names) in _OWN_SHAPES
 
 
@@ -504,4 +512,6 @@ def rewrap_descriptor(descriptor, wrapper):
     return new
 
 
-_OWN_SHAPES = frozenset(shape for factory in (sync_wrapper, *FACTORIES.values()) for shape in _shapes(factory.__code__))
+_OWN_CODES = tuple(c for factory in (sync_wrapper, *FACTORIES.values()) for c in _codes(factory.__code__))
+_OWN_IDS = frozenset(id(c) for c in _OWN_CODES)
+_OWN_SHAPES = frozenset((c.co_code, c.co_names) for c in _OWN_CODES)
