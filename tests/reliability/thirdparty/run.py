@@ -61,6 +61,7 @@ class Lib:
     deps: tuple = ()  # pinned runtime and test requirements (installed --no-deps: list them all)
     plugins: tuple = ()  # pytest plugins to load (auto-loading is off)
     max_examples: int | None = None  # hypothesis examples, where the library's own "fast" mode has fewer
+    instance_api: bool = False  # its API is a module-level instance: counted only once public instances are
 
 
 _HYPOTHESIS = "_hypothesis_pytestplugin"
@@ -161,6 +162,13 @@ LIBS: dict[str, Lib] = {
                      deps=(*_PYTEST_ASYNCIO, "time-machine==3.6.0", "simplejson==4.3.0", "greenlet==3.5.6",
                            "rich==15.0.0", "markdown-it-py==4.3.0", "mdurl==0.1.2", "pygments==2.21.0"),
                      plugins=_ASYNCIO),
+    "loguru": Lib("0.7.2", ("loguru",), "logging: the whole API is a module-level instance of a private class",
+                  instance_api=True,
+                  # 0.7.3's sdist has no tests. Left out: typing tests (mypy), and the files that compare
+                  # formatted tracebacks of child interpreters or spawn processes (minutes, not seconds)
+                  args=("tests", "--ignore=tests/test_type_hinting.py", "--ignore=tests/typesafety",
+                        "--ignore=tests/test_exceptions_formatting.py", "--ignore=tests/test_multiprocessing.py"),
+                  deps=("colorama==0.4.6", "freezegun==1.5.5")),
     "deprecated": Lib("1.3.1", ("deprecated",), "wrapt-based decorators warning with stacklevel later"),
     "typeguard": Lib("4.6.1", ("typeguard",), "runtime type checking: import hook, code transformer, frames",
                      # its pytest-plugin tests need pytester, which restores sys.modules (issue 20 item 3)
