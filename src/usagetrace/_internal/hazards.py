@@ -364,27 +364,47 @@ def _last_name(node) -> str:
     return ""
 
 
+_TREES: dict = {}  # file name -> its parsed module (the last few files: functions of one file come together)
+
+
 def _source_tree(code):
-    """(the function's AST node, line offset from the parsed source to the file, child -> parent), or None."""
+    """(the function's AST node, line offset from the parsed source to the file, child -> parent), or None.
+
+    The file is read through ``linecache`` and parsed whole (not ``inspect.getsource``: its ``getmodule``
+    scans every loaded module, ~0.1 s the first time)."""
     try:
         import ast
-        import inspect
-        import textwrap
+        import linecache
 
-        tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+        tree = _TREES.get(code.co_filename)
+        if tree is None:
+            tree = ast.parse("".join(linecache.getlines(code.co_filename)))
+            if len(_TREES) >= 8:
+                _TREES.clear()
+            _TREES[code.co_filename] = tree
     except Exception:
         return None
-    top = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))),
-               None)
-    if top is None or getattr(top, "name", "<lambda>") != code.co_name:
+    top = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name:
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        elif isinstance(node, ast.Lambda) and code.co_name == "<lambda>":
+            first = node.lineno
+        else:
+            continue
+        if first == code.co_firstlineno:
+            top = node
+            break
+    if top is None:
         return None
-    decorators = getattr(top, "decorator_list", None)
-    shift = code.co_firstlineno - (decorators[0].lineno if decorators else top.lineno)
-    parents = {}
+    parents, loads = {}, {}
     for node in ast.walk(top):
         for child in ast.iter_child_nodes(node):
             parents[child] = node
-    return top, shift, parents
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            loads.setdefault(node.id, []).append(node)
+    parents[None] = loads  # the uses of each name, under a key no node has
+    return top, 0, parents
 
 
 def deferred_functions(code) -> frozenset:
@@ -460,11 +480,13 @@ def _runs_now(top, parents, names: set, exprs: tuple, wrapping: bool = False) ->
     names = set(names)
     exprs = list(exprs)
     origin = set(exprs)
+    loads = parents[None]
     for _ in range(4):  # aliases of aliases, bounded
         grown = False
-        for n in ast.walk(top):
-            if isinstance(n, ast.Name) and n.id in names and isinstance(n.ctx, ast.Load) and n not in exprs:
-                exprs.append(n)
+        for name in names:
+            for n in loads.get(name, ()):
+                if n not in exprs:
+                    exprs.append(n)
         for e in list(exprs):
             parent = parents.get(e)
             while isinstance(parent, (ast.Starred, ast.keyword)):
