@@ -42,7 +42,7 @@ def _short(result: dict) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # the first test waits for the whole corpus (about 10 minutes on 2 idle cores)
+@pytest.mark.timeout(3600)  # the first test waits for the whole corpus (about 11 minutes on 2 idle cores)
 @pytest.mark.parametrize("name", list(RUN.LIBS))
 def test_own_suite_identical_when_instrumented(name, corpus):
     """The library's own tests give identical per-test outcomes, counts and exit status when instrumented."""
