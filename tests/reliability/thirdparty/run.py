@@ -172,7 +172,9 @@ LIBS: dict[str, Lib] = {
                       "add_option_level", "add_option_kwargs", "add_option_serialize", "exceptions_catch",
                       "pickling", "deepcopy", "repr", "defaults", "configure", "remove", "activation")),
                   deps=("colorama==0.4.6", "freezegun==1.5.5")),
-    "deprecated": Lib("1.3.1", ("deprecated",), "wrapt-based decorators warning with stacklevel later"),
+    "deprecated": Lib("1.3.1", ("deprecated",), "wrapt-based decorators warning with stacklevel later",
+                      # tests/test.py checks the version with pkg_resources (setuptools, gone from 3.12's venvs)
+                      args=("tests", "--ignore=tests/test.py")),
     "typeguard": Lib("4.6.1", ("typeguard",), "runtime type checking: import hook, code transformer, frames",
                      # its pytest-plugin tests need pytester, which restores sys.modules (issue 20 item 3)
                      args=("tests", "--ignore=tests/test_pytest_plugin.py", "--ignore=tests/mypy"),
