@@ -49,6 +49,12 @@ def unbounded_stack():
     return traceback.extract_stack()
 
 
+def branch_then_caller(flag):
+    if flag:
+        return None
+    return sys._getframe().f_back.f_globals
+
+
 def in_comprehension():
     return [warnings.warn("x", UserWarning, stacklevel=4) for _ in range(1)]
 
@@ -56,6 +62,7 @@ def in_comprehension():
 @pytest.mark.parametrize("func, reach", [
     (warns_2, 1), (warns_positional_3, 2), (warns_here, 0), (warns_dynamic, INF), (caller_globals, 1),
     (walks_frames, INF), (bounded_stack, 1), (unbounded_stack, INF), (in_comprehension, 3),
+    (branch_then_caller, 1),  # an `if` is not a loop (3.12+ jumps are relative: it once read as one)
 ])
 def test_frame_reach(func, reach):
     """How many frames above its caller's a function may look at: from stacklevel, _getframe, f_back, limit."""

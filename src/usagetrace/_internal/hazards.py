@@ -278,14 +278,18 @@ def _getframe_reach(code) -> int:
                     continue  # _getframe(): this frame
                 if arg is not None and arg.opname in ("PUSH_NULL", "LOAD_ATTR", "LOAD_METHOD"):
                     arg = instructions[i + 2] if i + 2 < len(instructions) else None
+                    if arg is not None and arg.opname in _CALL_OPS:
+                        continue  # 3.13+: the NULL is pushed after the callee
                 if arg is None or arg.opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(arg.argval) is not int:
                     return INF
                 reach = max(reach, arg.argval)
     if "f_back" in names:
         instructions = instructions or _instructions(code)
         backs = sum(1 for ins in instructions if ins.argval == "f_back")
+        # Absolute jump targets only before 3.11; since 3.12 POP_JUMP_IF_* are relative and forward (an
+        # `if` read as a loop made every f_back unbounded on 3.12+), and backward jumps say so in their name.
         loops = any("BACKWARD" in ins.opname or
-                    (ins.opname in ("JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE") and
+                    (_PY < (3, 11) and ins.opname in ("JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE") and
                      isinstance(ins.argval, int) and ins.argval < ins.offset)
                     for ins in instructions)
         if loops:
