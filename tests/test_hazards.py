@@ -49,6 +49,12 @@ def unbounded_stack():
     return traceback.extract_stack()
 
 
+def branch_then_caller(flag):
+    if flag:
+        return None
+    return sys._getframe().f_back.f_globals
+
+
 def in_comprehension():
     return [warnings.warn("x", UserWarning, stacklevel=4) for _ in range(1)]
 
@@ -56,6 +62,7 @@ def in_comprehension():
 @pytest.mark.parametrize("func, reach", [
     (warns_2, 1), (warns_positional_3, 2), (warns_here, 0), (warns_dynamic, INF), (caller_globals, 1),
     (walks_frames, INF), (bounded_stack, 1), (unbounded_stack, INF), (in_comprehension, 3),
+    (branch_then_caller, 1),  # an `if` is not a loop (3.12+ jumps are relative: it once read as one)
 ])
 def test_frame_reach(func, reach):
     """How many frames above its caller's a function may look at: from stacklevel, _getframe, f_back, limit."""
@@ -151,3 +158,148 @@ def test_analysis_finds_callers_of_frame_readers_and_recursion(packages):
     assert analysis.recursion_hazard(pkg.not_recursive) is None  # d.not_recursive is an attribute, not a call to itself
     assert analysis.recursion_hazard(pkg.Node.depth)
     assert analysis.recursion_hazard(pkg.Node.parent_depth) is None  # super(): the parent's method
+
+
+def test_frame_reach_in_a_function_made_for_later_is_not_the_factorys(packages):
+    """Frame reach in a nested function the factory returns or stores runs later: not a hazard of the factory.
+
+    Found by the corpus: a wrapt-based deprecation decorator had 0 of 13 callables wrapped, every one
+    skipped because its adapter's ``__call__`` (run implicitly) builds a wrapper that warns with a computed
+    stacklevel. That warning runs when the decorated function is called, long after the call into the
+    package returned: no wrapper frame of ours is on the stack then.
+    """
+    pkg = packages.load("hz_later", {"__init__.py": '''
+        import functools
+        import sys
+        import warnings
+
+        import wrapt
+
+
+        def deprecated(reason):
+            def decorate(func):
+                @functools.wraps(func)
+                def replacement(*args, **kwargs):
+                    warnings.warn(reason, DeprecationWarning, stacklevel=2)
+                    return func(*args, **kwargs)
+                return replacement
+            return decorate
+
+
+        def caller_module_later():
+            return lambda: sys._getframe(2).f_globals["__name__"]
+
+
+        class Adapter:
+            def __init__(self, level=2):
+                self.level = level
+
+            def __call__(self, wrapped):
+                if isinstance(wrapped, type):
+                    def new(cls, *args, **kwargs):
+                        warnings.warn("old class", DeprecationWarning, stacklevel=self.level)
+                        return object.__new__(cls)
+                    wrapped.__new__ = staticmethod(new)
+                    return wrapped
+
+                @wrapt.decorator
+                def wrapper_function(wrapped_, instance_, args_, kwargs_):
+                    warnings.warn("old", DeprecationWarning, stacklevel=self.level)
+                    return wrapped_(*args_, **kwargs_)
+
+                return wrapper_function(wrapped)
+
+
+        def registry_of_warners(registry):
+            def warner():
+                warnings.warn("x", stacklevel=5)
+            registry.append(warner)
+            return registry
+
+
+        def plain():
+            return 1
+    '''})
+    analysis = hazards.Analysis("hz_later")
+    analysis.add_module(pkg)
+    for name in ("deprecated", "caller_module_later", "registry_of_warners", "plain"):
+        assert analysis.frame_hazard(getattr(pkg, name)) is None, name
+    assert analysis.frame_hazard(pkg.Adapter.__call__) is None
+    assert analysis.frame_hazard(pkg.Adapter.__init__) is None  # nothing implicit reads frames any more
+    # and the made functions really behave as written: the warning points at their caller
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pkg.Adapter()(pkg.plain)()
+        line = sys._getframe().f_lineno - 1
+    assert [(w.filename, w.lineno) for w in seen] == [(__file__, line)]
+
+
+def test_frame_reach_in_a_nested_function_called_now_is_the_factorys(packages):
+    """Exact both ways: a nested function the factory also calls (by name, an alias, a callback, an unknown
+    decorator) runs during the call into the package, and its frame reach stays a hazard."""
+    pkg = packages.load("hz_now", {"__init__.py": '''
+        import contextlib
+        import warnings
+
+
+        def calls_it(msg):
+            def warn_caller():
+                warnings.warn(msg, DeprecationWarning, stacklevel=3)
+            warn_caller()
+            return warn_caller
+
+
+        def calls_an_alias(msg):
+            def warn_caller():
+                warnings.warn(msg, DeprecationWarning, stacklevel=3)
+            again = warn_caller
+            again()
+
+
+        def passes_it_on(items):
+            return list(map(lambda x: warnings.warn(str(x), stacklevel=3), items))
+
+
+        def calls_a_lambda(msg):
+            say = lambda: warnings.warn(msg, stacklevel=3)
+            return say()
+
+
+        def unknown_decorator(msg):
+            @contextlib.contextmanager
+            def scope():
+                warnings.warn(msg, stacklevel=4)
+                yield
+            with scope():
+                return 1
+    '''})
+    analysis = hazards.Analysis("hz_now")
+    analysis.add_module(pkg)
+    for name in ("calls_it", "calls_an_alias", "passes_it_on", "calls_a_lambda", "unknown_decorator"):
+        reason = analysis.frame_hazard(getattr(pkg, name))
+        assert reason and "stacklevel" in reason, name
+
+
+def test_handing_itself_on_for_later_is_not_recursion(packages):
+    """``return functools.partial(deprecated, **options)`` (a decorator with optional arguments) does not call
+    itself now; ``map(walk, children)`` does."""
+    pkg = packages.load("hz_partial", {"__init__.py": '''
+        import functools
+
+        def deprecated(*args, **options):
+            if args:
+                return args[0]
+            return functools.partial(deprecated, **options)
+
+        def walk(tree):
+            return [tree[0], *map(walk, tree[1:])]
+
+        def later_then_now(n):
+            again = functools.partial(later_then_now, n - 1)
+            return again() if n else 0
+    '''})
+    analysis = hazards.Analysis("hz_partial")
+    analysis.add_module(pkg)
+    assert analysis.recursion_hazard(pkg.deprecated) is None
+    assert analysis.recursion_hazard(pkg.walk)
+    assert analysis.recursion_hazard(pkg.later_then_now)

@@ -70,9 +70,52 @@ def test_freezegun_started_before_usagetrace_is_imported(home):
 
 
 def test_time_machine_travel_to_year_9999(home):
-    """time-machine patches the clock in C, so usagetrace sees the host's time: it is kept encodable, never lost."""
+    """time-machine patches the clock in C; usagetrace reads the real one through its escape hatch."""
     freeze = "import datetime, time_machine\ntime_machine.travel(datetime.datetime(9999, 12, 31, 23, 0), tick=False).start()"
-    result, rx, _, _ = _run(home, "", freeze)
+    result, rx, started, ended = _run(home, "", freeze)
     assert result == {"flushed": True, "host_year": 9999}
     assert rx.calls("tinystats.mean") == 7 and rx.calls("tinystats.median") == 1
-    assert all(0 <= t <= MAX_NS for t in _stamps(rx))
+    stamps = _stamps(rx)
+    assert stamps and all(0 <= t <= MAX_NS and started - 10**9 <= t <= ended + 10**9 for t in stamps)
+
+
+# Found by the corpus: time-machine returns a ticking travel's exact destination only on its first read of
+# the clock (later reads add the real time elapsed since). A sampled call that read the wall clock first made
+# the host's own datetime.now() inside travel("1980-03-25 16:00") say 16:00:00.000181.
+FIRST_READ_AFTER_SAMPLED_CALLS = """
+import datetime, json
+{fake}
+import tinystats
+with {travel}:
+    for i in range(5):
+        tinystats.mean([i, 1])  # the first calls of a run are sampled: each reads usagetrace's clocks
+    first = datetime.datetime.now().isoformat()
+from usagetrace._internal import instrumentation
+print(json.dumps({{"first": first, "flushed": instrumentation.get("tinystats").flush(10)}}))
+"""
+
+
+def _first_read(home, fake: str, travel: str):
+    with OTLPReceiver() as rx:
+        started = time.time_ns()
+        proc = run_py(FIRST_READ_AFTER_SAMPLED_CALLS.format(fake=fake, travel=travel),
+                      clean_env(home, OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint), timeout=60)
+        ended = time.time_ns()
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["flushed"] and rx.calls("tinystats.mean") == 5
+        spans = rx.all_spans()
+        assert spans  # the calls really were sampled, so usagetrace read its clocks during the travel
+        assert all(started - 10**9 <= t <= ended + 10**9 for t in _stamps(rx))  # and stamped them truthfully
+        return result["first"]
+
+
+def test_time_machine_ticking_travel_first_read_is_exact(home):
+    """Sampled calls inside a ticking time-machine travel leave the host's first read at the exact destination."""
+    assert _first_read(home, "import time_machine", 'time_machine.travel("1980-03-25 16:00")') == "1980-03-25T16:00:00"
+
+
+def test_freezegun_auto_tick_is_not_advanced_by_usagetrace(home):
+    """freezegun's auto_tick advances its clock by every read: none of those reads is usagetrace's."""
+    travel = 'freezegun.freeze_time("1980-03-25 16:00", auto_tick_seconds=1)'
+    assert _first_read(home, "import freezegun", travel) == "1980-03-25T16:00:00"

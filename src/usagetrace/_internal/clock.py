@@ -12,13 +12,23 @@ usagetrace reads time only through :data:`REAL`: an object (freezegun scans
 module attributes, not what objects hold) with the functions as they were when
 usagetrace was imported, or, when a fake was already in place then, the POSIX
 ``clock_gettime`` readings of the same clocks, which freezegun leaves alone.
-What still gets through (a clock patched in C) is bounded by :func:`clamp_ns`
-where timestamps leave the process, and telemetry then simply carries the
-host's time.
+
+time-machine instead patches the C functions themselves (``time.time``,
+``time.time_ns``, ``clock_gettime(_ns)`` of ``CLOCK_REALTIME``, ``datetime.now``,
+...), so the builtin objects captured above are patched too. Worse, a ticking
+travel returns its exact destination only on its *first* read and real time
+elapsed since that read afterwards: any read of ours would shift what the host
+sees next (``datetime.now()`` inside ``travel("1980-03-25 16:00")`` saying
+``16:00:00.000181``). While it travels, the wall clock is therefore read
+through time-machine's own escape hatch (the original C functions, which do not
+touch the traveller's state). The monotonic clocks are not patched by
+time-machine. Anything else patched in C is bounded by :func:`clamp_ns` where
+timestamps leave the process, and telemetry then simply carries the host's time.
 """
 
 from __future__ import annotations
 
+import sys
 import time as _time
 from types import SimpleNamespace
 
@@ -39,9 +49,28 @@ def _real(name: str, clock: str, scale: float | None):
     return lambda: gettime(clock_id) * scale
 
 
+def _hatched(name: str, base):
+    """``base`` unless time-machine travels; then its escape hatch's ``name`` (read without moving the host's clock)."""
+    modules = sys.modules
+
+    def read():
+        tm = modules.get("time_machine")
+        if tm is not None:
+            hatch = getattr(tm, "escape_hatch", None)
+            if hatch is not None and hatch.is_travelling():
+                try:
+                    return getattr(hatch.time, name)()
+                except ValueError:  # the travel ended in between: the builtin is its own again
+                    pass
+        return base()
+
+    read.__name__ = name
+    return read
+
+
 REAL = SimpleNamespace(
-    time_ns=_real("time_ns", "CLOCK_REALTIME", None),
-    time=_real("time", "CLOCK_REALTIME", 1e-9),
+    time_ns=_hatched("time_ns", _real("time_ns", "CLOCK_REALTIME", None)),
+    time=_hatched("time", _real("time", "CLOCK_REALTIME", 1e-9)),
     monotonic=_real("monotonic", "CLOCK_MONOTONIC", 1e-9),
     sleep=_time.sleep,  # not faked by freezegun or time-machine
 )

@@ -20,7 +20,10 @@ callable exposed to any of them is left unwrapped and listed in
   frames up makes every callable that can reach it in fewer than ``r`` calls
   hazardous. Calls are followed by name (over-approximating: any callable with
   that name); code run implicitly (``__getitem__``, ``__enter__``...) counts as
-  reachable from anywhere, one call down.
+  reachable from anywhere, one call down. A nested function the code only
+  returns or stores (a decorator's wrapper) runs later, when no wrapper frame
+  is on the stack: its reach is not the code's (:func:`deferred_functions`,
+  read from the source, and only for such rare code).
 * **Recursion.** A function that calls itself, directly or through other
   functions of the package: each level would pass through the wrapper and use
   more of the recursion limit.
@@ -135,14 +138,14 @@ class _Node:
         self.method = ""  # for a method: its name in the class
 
 
-def _all_codes(code):
+def _all_codes(code, skip: frozenset = frozenset()):
     stack, seen = [code], 0
     while stack and seen < 2000:
         c = stack.pop()
         seen += 1
         yield c
         for const in c.co_consts:
-            if isinstance(const, types.CodeType):
+            if isinstance(const, types.CodeType) and id(const) not in skip:
                 stack.append(const)
 
 
@@ -275,14 +278,18 @@ def _getframe_reach(code) -> int:
                     continue  # _getframe(): this frame
                 if arg is not None and arg.opname in ("PUSH_NULL", "LOAD_ATTR", "LOAD_METHOD"):
                     arg = instructions[i + 2] if i + 2 < len(instructions) else None
+                    if arg is not None and arg.opname in _CALL_OPS:
+                        continue  # 3.13+: the NULL is pushed after the callee
                 if arg is None or arg.opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(arg.argval) is not int:
                     return INF
                 reach = max(reach, arg.argval)
     if "f_back" in names:
         instructions = instructions or _instructions(code)
         backs = sum(1 for ins in instructions if ins.argval == "f_back")
+        # Absolute jump targets only before 3.11; since 3.12 POP_JUMP_IF_* are relative and forward (an
+        # `if` read as a loop made every f_back unbounded on 3.12+), and backward jumps say so in their name.
         loops = any("BACKWARD" in ins.opname or
-                    (ins.opname in ("JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE") and
+                    (_PY < (3, 11) and ins.opname in ("JUMP_ABSOLUTE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE") and
                      isinstance(ins.argval, int) and ins.argval < ins.offset)
                     for ins in instructions)
         if loops:
@@ -291,10 +298,14 @@ def _getframe_reach(code) -> int:
     return reach
 
 
-def frame_reach(code) -> tuple[int, str]:
-    """Return (frames above its caller's that ``code`` may look at, how), over its nested code too."""
+def frame_reach(code, deferred: frozenset = frozenset()) -> tuple[int, str]:
+    """Return (frames above its caller's that ``code`` may look at, how), over its nested code too.
+
+    ``deferred``: ids of nested code objects (and so their own nested code) left out: functions the
+    code only makes, returns or stores, which run later, outside any call into the package.
+    """
     reach, how = 0, ""
-    for c in _all_codes(code):
+    for c in _all_codes(code, deferred):
         names = c.co_names
         consts = c.co_consts
         try:
@@ -323,6 +334,192 @@ def frame_reach(code) -> tuple[int, str]:
             log.debug("cannot analyse %r; treating it as reading the stack", c, exc_info=True)
             return INF, "unanalysable"
     return reach, how
+
+
+# ----------------------------------------------------- nested functions run later
+
+#: Callables that keep a function they are given (as a descriptor, attribute or container item) rather than
+#: call it then.
+_KEEPERS = frozenset({"staticmethod", "classmethod", "property", "cached_property", "setattr", "append", "add",
+                      "insert", "setdefault", "wraps", "update_wrapper", "ref", "WeakMethod"})
+#: Decorators whose result, when called with the function to decorate, wraps it without running it
+#: (``@wrapt.decorator def wrapper(wrapped, instance, args, kwargs): ...; return wrapper(target)``).
+_WRAPPING_DECORATORS = frozenset({"decorator", "function_wrapper", "property", "classmethod", "cached_property"})
+#: Callables whose result holds the function and runs it when called (followed like an alias).
+_FORWARDERS = frozenset({"partial", "partialmethod"})
+
+
+def _nested_functions(code) -> frozenset:
+    """Ids of the functions and lambdas defined directly in ``code`` (not comprehensions: they run inline)."""
+    return frozenset(id(c) for c in code.co_consts if isinstance(c, types.CodeType)
+                     and not (c.co_name.startswith("<") and c.co_name != "<lambda>"))
+
+
+def _last_name(node) -> str:
+    """``wrapt.decorator`` -> ``decorator``; ``functools.wraps(f)`` -> ``wraps``; anything else -> ``""``."""
+    import ast
+
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return ""
+
+
+_TREES: dict = {}  # file name -> its parsed module (the last few files: functions of one file come together)
+
+
+def _source_tree(code):
+    """(the function's AST node, line offset from the parsed source to the file, child -> parent), or None.
+
+    The file is read through ``linecache`` and parsed whole (not ``inspect.getsource``: its ``getmodule``
+    scans every loaded module, ~0.1 s the first time)."""
+    try:
+        import ast
+        import linecache
+
+        tree = _TREES.get(code.co_filename)
+        if tree is None:
+            tree = ast.parse("".join(linecache.getlines(code.co_filename)))
+            if len(_TREES) >= 8:
+                _TREES.clear()
+            _TREES[code.co_filename] = tree
+    except Exception:
+        return None
+    top = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name:
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        elif isinstance(node, ast.Lambda) and code.co_name == "<lambda>":
+            first = node.lineno
+        else:
+            continue
+        if first == code.co_firstlineno:
+            top = node
+            break
+    if top is None:
+        return None
+    parents, loads = {}, {}
+    for node in ast.walk(top):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            loads.setdefault(node.id, []).append(node)
+    parents[None] = loads  # the uses of each name, under a key no node has
+    return top, 0, parents
+
+
+def deferred_functions(code) -> frozenset:
+    """Ids of nested functions of ``code`` it never calls: it returns or stores them, and they run later.
+
+    A factory or decorator that builds a function reading frames (``warn(stacklevel=...)`` in the wrapper it
+    returns) runs that code after the call into the package has returned, when no wrapper frame is left on
+    the stack. Read from the source (only for the rare function whose nested code reads frames); a nested
+    function is run *now* when its name (or an alias) is called or passed to any callable but the few that
+    just keep it (``staticmethod``, ``setattr``, ``list.append``...), or when it is decorated by anything but a
+    decorator known to wrap without calling (``wrapt.decorator``) and then called. No source: nothing is
+    deferred.
+    """
+    import ast
+
+    found = _source_tree(code)
+    if found is None:
+        return frozenset()
+    top, shift, parents = found
+    direct = _nested_functions(code)
+    nested = {(c.co_name, c.co_firstlineno): c for c in code.co_consts
+              if isinstance(c, types.CodeType) and id(c) in direct}
+    deferred = set()
+    for node in ast.walk(top):
+        if node is top:
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            line = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            c = nested.get((node.name, line + shift))
+            if c is None:
+                continue
+            if node.decorator_list:
+                if not all(_last_name(d) in _WRAPPING_DECORATORS for d in node.decorator_list):
+                    continue  # an unknown decorator may call it, or return something that does
+                runs = _runs_now(top, parents, {node.name}, (), wrapping=True)
+            else:
+                runs = _runs_now(top, parents, {node.name}, ())
+        elif isinstance(node, ast.Lambda):
+            c = nested.get(("<lambda>", node.lineno + shift))
+            if c is None:
+                continue
+            runs = _runs_now(top, parents, set(), (node,))
+        else:
+            continue
+        if not runs:
+            deferred.add(id(c))
+    return frozenset(deferred)
+
+
+def refers_to_itself_only_for_later(code) -> bool:
+    """True when every use of the function's own name in its body hands the function on for later.
+
+    ``return functools.partial(deprecated, **options)`` (a decorator with optional arguments) is not a call
+    of itself: the partial runs after this call returned, one level deep. Read from the source; False
+    without it.
+    """
+    found = _source_tree(code)
+    if found is None:
+        return False
+    top, _, parents = found
+    return not _runs_now(top, parents, {code.co_name}, ())
+
+
+def _runs_now(top, parents, names: set, exprs: tuple, wrapping: bool = False) -> bool:
+    """Whether the function held by ``names`` (or made by the expressions ``exprs``) may run while ``top`` runs.
+
+    Followed: plain aliases (``g = inner``) and ``functools.partial(inner, ...)``. Run now: called, awaited,
+    used in ``with`` or ``for``, or passed to any callable but the :data:`_KEEPERS`. ``wrapping``: the names
+    hold what a wrapping decorator made of the function, and calling that decorates, not runs it.
+    """
+    import ast
+
+    names = set(names)
+    exprs = list(exprs)
+    origin = set(exprs)
+    loads = parents[None]
+    for _ in range(4):  # aliases of aliases, bounded
+        grown = False
+        for name in names:
+            for n in loads.get(name, ()):
+                if n not in exprs:
+                    exprs.append(n)
+        for e in list(exprs):
+            parent = parents.get(e)
+            while isinstance(parent, (ast.Starred, ast.keyword)):
+                parent = parents.get(parent)
+            if isinstance(parent, ast.Call) and parent.func is not e and _last_name(parent.func) in _FORWARDERS:
+                if parent not in exprs:
+                    exprs.append(parent)  # partial(inner): where that goes, inner goes
+                    grown = True
+            elif isinstance(parent, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and parent.value is e:
+                for t in (parent.targets if isinstance(parent, ast.Assign) else [parent.target]):
+                    if isinstance(t, ast.Name) and t.id not in names:
+                        names.add(t.id)  # g = inner: calls of g run it
+                        grown = True
+        if not grown:
+            break
+    for e in exprs:
+        parent = parents.get(e)
+        while isinstance(parent, (ast.Starred, ast.keyword)):
+            e, parent = parent, parents.get(parent)
+        if isinstance(parent, ast.Call):
+            if parent.func is e:
+                if wrapping and isinstance(e, ast.Name) and e not in origin:
+                    continue  # decorator(target): wraps target; the body runs when that is called
+                return True  # called
+            if _last_name(parent.func) not in _KEEPERS | _FORWARDERS:
+                return True  # passed to something that may call it now
+        elif isinstance(parent, (ast.Await, ast.withitem, ast.For, ast.AsyncFor, ast.comprehension)):
+            return True
+    return False
 
 
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -472,6 +669,11 @@ class Analysis:
             owner = None
         names, suspect = _scan(code)
         reach, how = frame_reach(code) if suspect else (0, "")
+        if reach > 0 and frame_reach(code, _nested_functions(code))[0] < reach:
+            # The reach is in a nested function: one that only runs later does not count.
+            deferred = deferred_functions(code)
+            if deferred:
+                reach, how = frame_reach(code, deferred)
         node = _Node(label, names, reach, how, implicit, calls, owner)
         if owner is not None or method:
             node.method = name
@@ -568,7 +770,7 @@ class Analysis:
                     found.add(cid)  # self.walk(...), child.walk(...): assumed to recurse
             elif cid in node.edges:
                 name = self.codes[cid].co_name
-                if _loads_global(self.codes[cid], name):
+                if _loads_global(self.codes[cid], name) and not refers_to_itself_only_for_later(self.codes[cid]):
                     found.add(cid)
                 else:
                     node.edges.discard(cid)  # obj.name(...): an attribute of the same name, not a self-call

@@ -132,6 +132,12 @@ def in_package(module: object, package: str) -> bool:
     return isinstance(module, str) and (module == package or module.startswith(package + "."))
 
 
+def _is_wrapper(code) -> bool:
+    """usagetrace's wrapper frames carry the package's globals and file (wrappers.py): they are not its frames."""
+    wrappers = sys.modules.get("usagetrace._internal.wrappers")
+    return wrappers is not None and wrappers.is_own_code(code)
+
+
 def frames(tb, package: str) -> list[tuple[str, str, int]]:
     """Return (module, function, line) for each traceback frame inside ``package``, outermost first."""
     out = []
@@ -140,7 +146,7 @@ def frames(tb, package: str) -> list[tuple[str, str, int]]:
         seen += 1
         frame = tb.tb_frame
         module = frame.f_globals.get("__name__")
-        if in_package(module, package):
+        if in_package(module, package) and not _is_wrapper(frame.f_code):
             code = frame.f_code
             function = getattr(code, "co_qualname", code.co_name)
             out.append((_identifier(module), _identifier(function), int(tb.tb_lineno or 0)))

@@ -77,14 +77,15 @@ def _strip_own_frame(exc: BaseException | None = None) -> None:
             exc.__traceback__ = tb.tb_next
             return
         after = tb.tb_next
-        while after is not None and after.tb_frame.f_globals.get("__name__") == __name__:
+        while after is not None and is_own_code(after.tb_frame.f_code):
             after = after.tb_next
         tb.tb_next = after
     except Exception:
         pass
 
 
-def sync_wrapper(rec: Recorder, stats: FunctionStats):
+def sync_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                 STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next, BaseException=BaseException):
     """Return the wrapper for a plain function, method or constructor."""
     set_, reset, marker, ok = rec.outside.set, rec.outside.reset, stats.marker, stats.ok
     strip = STRIPS_OWN_FRAME
@@ -120,7 +121,9 @@ def _same_name(obj, original) -> None:
         pass
 
 
-def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
+def coroutine_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                      _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                      BaseException=BaseException):
     """Return the wrapper for an ``async def``: timed and caught inside the coroutine.
 
     The original coroutine is created at call time (so argument errors are
@@ -157,7 +160,9 @@ def coroutine_wrapper(rec: Recorder, stats: FunctionStats):
     return wrapper
 
 
-def generator_wrapper(rec: Recorder, stats: FunctionStats):
+def generator_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                      _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                      BaseException=BaseException, StopIteration=StopIteration, GeneratorExit=GeneratorExit):
     """Return the wrapper for a generator function.
 
     Creating the generator is the usage (counted and sampled then); errors
@@ -224,7 +229,10 @@ def generator_wrapper(rec: Recorder, stats: FunctionStats):
     return wrapper
 
 
-def asyncgen_wrapper(rec: Recorder, stats: FunctionStats):
+def asyncgen_wrapper(rec: Recorder, stats: FunctionStats, *, _clock=_clock, _strip_own_frame=_strip_own_frame,
+                     _same_name=_same_name, STRIPS_OWN_FRAME=STRIPS_OWN_FRAME, next=next,
+                     BaseException=BaseException, StopAsyncIteration=StopAsyncIteration,
+                     GeneratorExit=GeneratorExit):
     """Return the wrapper for an async generator function (same rules as generators)."""
     outside = rec.outside
     strip = STRIPS_OWN_FRAME
@@ -291,8 +299,71 @@ def make(rec: Recorder, stats: FunctionStats, func, call_kind: str):
     calls ``func`` directly while a usage of the package is in progress.
     """
     factory = FACTORIES.get(call_kind, sync_wrapper)
-    call = wrapt.FunctionWrapper(func, factory(rec, stats), enabled=rec.outside.get)
+    call = wrapt.FunctionWrapper(func, _rehomed(factory(rec, stats), func), enabled=rec.outside.get)
     return trampoline(func, call, call_kind)
+
+
+# ------------------------------------------------------- frames like the package's
+#
+# The wrapper (and the coroutine or generator driving the original) is a Python frame between the host's
+# call and the package's code. Stack walkers that skip "our own" frames by module (``f_globals["__name__"]``)
+# or file (``co_filename``) are often reached through foreign code the call graph cannot follow: a logging
+# package's logger calls the standard ``logging`` through a computed getattr, which calls back the
+# package's own ``findCaller``; it skips the package's and logging's frames and reported the wrapper
+# (``funcName=wrapper``). So these frames carry what the trampoline's carry: the package function's
+# globals, file, name and ``def`` line. The factories bind every name they use as a parameter default, so
+# the code they make looks up nothing in those globals (tests/reliability/test_foreign_callback.py checks).
+
+
+def _rehomed(wrapper, func):
+    """``wrapper`` (and the functions of ours its closure holds) with the globals, file, name and ``def``
+    line of ``func``; the same closure cells otherwise. One ``code.replace`` per function (~13 µs)."""
+    try:
+        like = func.__code__
+        names = dict(co_filename=like.co_filename, co_firstlineno=like.co_firstlineno, co_name=like.co_name)
+        if _PY >= (3, 11):
+            names["co_qualname"] = like.co_qualname
+        return _rehome(wrapper, func.__globals__, names)
+    except Exception:
+        return wrapper
+
+
+def _rehome(fn, globals_: dict, names: dict):
+    closure = fn.__closure__
+    if closure:
+        closure = tuple(CellType(_rehome(cell.cell_contents, globals_, names))
+                        if _holds_own_function(cell) else cell for cell in closure)
+    code = _ONE_LINED.get(fn.__code__)
+    if code is None:
+        code = _ONE_LINED[fn.__code__] = _one_line(fn.__code__)  # our few codes, once each
+    new = FunctionType(code.replace(**names), globals_, fn.__name__, fn.__defaults__, closure)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    return new
+
+
+def _holds_own_function(cell) -> bool:
+    try:
+        value = cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return type(value) is FunctionType and id(value.__code__) in _OWN_IDS
+
+
+_ONE_LINED: dict = {}
+
+
+def _codes(code):
+    yield code
+    for c in code.co_consts:
+        if isinstance(c, CodeType):
+            yield from _codes(c)
+
+
+def is_own_code(code) -> bool:
+    """True for the code of a wrapper frame (whatever package's globals, file and name it carries).
+
+    By shape (``co_code`` is rebuilt on each read since 3.11: only for error paths)."""
+    return (code.co_code, code.co_names) in _OWN_SHAPES
 
 
 # ------------------------------------------------------------------ trampolines
@@ -439,3 +510,8 @@ def rewrap_descriptor(descriptor, wrapper):
     except TypeError:  # no __dict__ before 3.10
         pass
     return new
+
+
+_OWN_CODES = tuple(c for factory in (sync_wrapper, *FACTORIES.values()) for c in _codes(factory.__code__))
+_OWN_IDS = frozenset(id(c) for c in _OWN_CODES)
+_OWN_SHAPES = frozenset((c.co_code, c.co_names) for c in _OWN_CODES)

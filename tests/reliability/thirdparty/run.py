@@ -61,6 +61,7 @@ class Lib:
     deps: tuple = ()  # pinned runtime and test requirements (installed --no-deps: list them all)
     plugins: tuple = ()  # pytest plugins to load (auto-loading is off)
     max_examples: int | None = None  # hypothesis examples, where the library's own "fast" mode has fewer
+    instance_api: bool = False  # its API is a module-level instance: counted only once public instances are
 
 
 _HYPOTHESIS = "_hypothesis_pytestplugin"
@@ -153,6 +154,39 @@ LIBS: dict[str, Lib] = {
     # 59 of its tests error in both passes: they need the en_US/de_DE locales, which this machine kind lacks
     "natsort": Lib("8.4.0", ("natsort",), "natural sorting key factories",
                    deps=("pytest-mock==3.17.0",), plugins=(_HYPOTHESIS, "pytest_mock")),
+    # The second set (issue 20): the kinds whose main APIs are where the hazards are.
+    "structlog": Lib("26.1.0", ("structlog",), "logging: a frame walker reached back through stdlib logging, "
+                     "module-level logger instances, faked clocks",
+                     # twisted is not installed; asyncio's event loop warnings are not about usagetrace
+                     args=("tests", "--ignore=tests/test_twisted.py"),
+                     deps=(*_PYTEST_ASYNCIO, "time-machine==3.6.0", "simplejson==4.3.0", "greenlet==3.5.6",
+                           "rich==15.0.0", "markdown-it-py==4.3.0", "mdurl==0.1.2", "pygments==2.21.0"),
+                     plugins=_ASYNCIO),
+    "loguru": Lib("0.7.2", ("loguru",), "logging: the whole API is a module-level instance of a private class",
+                  instance_api=True,
+                  # 0.7.3's sdist has no tests. The files about the logger's API (its whole suite takes
+                  # ~4 minutes a pass: file rotation, threads, child processes, mypy)
+                  args=tuple(f"tests/test_{n}.py" for n in (
+                      "opt", "formatting", "levels", "bind", "patch", "contextualize", "interception",
+                      "standard_handler", "propagation", "get_frame", "add_option_filter", "add_option_format",
+                      "add_option_level", "add_option_kwargs", "add_option_serialize", "exceptions_catch",
+                      "pickling", "deepcopy", "repr", "defaults", "configure", "remove", "activation")),
+                  deps=("colorama==0.4.6", "freezegun==1.5.5")),
+    "deprecated": Lib("1.3.1", ("deprecated",), "wrapt-based decorators warning with stacklevel later",
+                      # tests/test.py checks the version with pkg_resources (setuptools, gone from 3.12's venvs)
+                      args=("tests", "--ignore=tests/test.py")),
+    "typeguard": Lib("4.6.1", ("typeguard",), "runtime type checking: import hook, code transformer, frames",
+                     # its pytest-plugin tests need pytester, which restores sys.modules (issue 20 item 3)
+                     args=("tests", "--ignore=tests/test_pytest_plugin.py", "--ignore=tests/mypy"),
+                     deps=("typing-extensions==4.16.0",)),
+    "dacite": Lib("1.9.2", ("dacite",), "serialisation: dataclasses from dicts, type hints, caches",
+                  # its addopts need pytest-benchmark; the sdist lacks the helpers test_types.py imports
+                  args=("tests", "-o", "addopts=", "--ignore=tests/test_types.py")),
+    "multimethod": Lib("2.1", ("multimethod",), "dispatch: multimethod objects made by decorators"),
+    "stackprinter": Lib("0.2.13", ("stackprinter",), "debugging: formats the caller's frames and tracebacks",
+                        # the sdist lacks the sample module this test file imports
+                        args=("tests", "--ignore=tests/test_source_inspection.py")),
+    "pysnooper": Lib("1.2.3", ("pysnooper",), "debugging: a tracer decorator that reads frames and settrace"),
 }
 
 
@@ -405,6 +439,7 @@ def _result(name: str, plain: dict, inst: dict) -> dict:
         "identical": same and plain["summary"].get("passed", 0) > 0 and bool(plain["outcomes"]),
         "instrumentation": {pkg: {k: v for k, v in rep.items() if not k.endswith("_names")}
                             for pkg, rep in inst["plugin"].items()},
+        "skipped_reasons": skipped_reasons(inst["plugin"]),
         "calls_received": inst["calls_received"],
         "functions_called": inst["functions_called"],
         "spans_received": inst["spans_received"],
@@ -492,6 +527,63 @@ def markdown_table(results: dict, names) -> str:
     return "\n".join(lines)
 
 
+#: Reason kinds of ``Instrumentation.skipped`` (the texts of usagetrace's hazards and instrumentation).
+_REASON_KINDS = (
+    ("frame(s) up the stack", "frames"),
+    ("held by", "identity"),
+    ("calls itself", "recursion"),
+    ("not a plain Python function", "not a function"),
+    ("not exact on this interpreter", "free-threaded"),
+    ("monitoring", "no monitoring"),
+    ("entry point", "CLI"),
+    ("CLI main function", "CLI"),
+    ("left out by instrument", "excluded"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A short name for the kind of a skip reason."""
+    for marker, kind in _REASON_KINDS:
+        if marker in reason:
+            return kind
+    return reason.split(":", 1)[0][:40]
+
+
+def skipped_reasons(plugin: dict) -> dict:
+    """``{kind: count}`` over every instrumented package's skipped callables."""
+    out: dict = {}
+    for report in plugin.values():
+        for reason in (report.get("skipped_names") or {}).values():
+            kind = reason_kind(reason)
+            out[kind] = out.get(kind, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def coverage(result: dict) -> dict:
+    """Public callables usagetrace found, and how many are counted: (wrapped + monitored) / public."""
+    inst = result.get("instrumentation", {})
+    wrapped = sum(v.get("wrapped", 0) for v in inst.values())
+    monitored = sum(v.get("monitored", 0) for v in inst.values())
+    skipped = sum(v.get("skipped", 0) for v in inst.values())
+    public = wrapped + monitored + skipped
+    return {"public": public, "wrapped": wrapped, "monitored": monitored, "skipped": skipped,
+            "coverage": (wrapped + monitored) / public if public else None}
+
+
+def coverage_table(results: dict, names) -> str:
+    """Coverage per library as the Markdown table RELIABILITY.md shows."""
+    lines = ["| library | public callables | wrapped | monitored | skipped | coverage | skipped, by reason |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in names:
+        r = results[name]
+        c = coverage(r)
+        share = "-" if c["coverage"] is None else f"{100 * c['coverage']:.0f} %"
+        reasons = ", ".join(f"{kind} {n}" for kind, n in (r.get("skipped_reasons") or {}).items()) or "-"
+        lines.append(f"| {name} {LIBS[name].version} | {c['public']} | {c['wrapped']} | {c['monitored']} | "
+                     f"{c['skipped']} | {share} | {reasons} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(LIBS))
@@ -499,6 +591,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="also print the results as a Markdown table")
+    parser.add_argument("--coverage", action="store_true",
+                        help="also print coverage, (wrapped + monitored) / public callables, as a Markdown table")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in LIBS]
     if unknown:
@@ -532,6 +626,8 @@ def main(argv=None) -> int:
               f"{'/'.join(str(s) for s in r.get('seconds', [])):>14}")
     if args.markdown:
         print(markdown_table(results, args.names))
+    if args.coverage:
+        print(coverage_table(results, args.names))
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"wall time {time.monotonic() - started:.0f} s with {args.jobs or os.cpu_count()} parallel jobs; "
           f"suites used {usage.ru_utime + usage.ru_stime:.0f} s of CPU (other load adds wall time)")

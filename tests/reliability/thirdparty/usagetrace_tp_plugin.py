@@ -91,6 +91,8 @@ def pytest_unconfigure(config):
             "not_wrapped_names": missing,
             "skipped": len(skipped),
             "skipped_names": {str(k): str(v) for k, v in sorted(skipped.items())},
+            # counted through sys.monitoring where a wrapper would change behaviour (3.12+), when available
+            "monitored": len(getattr(handle, "monitored_names", None) or ()),
             "flushed": handle.flush(20.0),
         }
     with open(os.environ["UT_TP_REPORT"], "w") as fh:
