@@ -159,6 +159,8 @@ def test_twenty_daily_runs_connect_nowhere_then_flush_sends_one_exact_report(tmp
         assert not rx.wait_for(lambda r: r.connections > 0, timeout=2.0)  # not even late, from a detached process
         assert rx.connections == 0 and rx.attempts == 0
         assert s.counts()[("runs",)] == 20
+        # A run's exit does not look the SDK up: the uploader adds its version when it builds the request.
+        assert s.store()["buckets"] and all("telemetry.sdk.version" not in b["resource"] for b in s.store()["buckets"])
 
         flushed = s.cli("flush")
         assert flushed.returncode == 0, flushed.stderr
@@ -170,6 +172,11 @@ def test_twenty_daily_runs_connect_nowhere_then_flush_sends_one_exact_report(tmp
         assert resources and all(r["usagetrace.upload"] == "daily" for r in resources)
         assert not any("usagetrace.session.id" in r for r in resources)  # runs are counted, not linked
         assert len({r["usagetrace.install.id"] for r in resources}) == 1
+        from opentelemetry.sdk.version import __version__ as sdk_version
+
+        assert all(r["telemetry.sdk.version"] == sdk_version for r in resources)
+        assert all(list(r).index("telemetry.sdk.version") == list(r).index("telemetry.sdk.language") + 1
+                   for r in resources)  # where a realtime run's resource has it
         # Exemplars: at most a few spans per function for the period, the failures among them.
         names = [sp["name"] for sp in rx.all_spans()]
         assert all(names.count(n) <= aggregate.EXEMPLARS for n in set(names))

@@ -65,3 +65,17 @@ def test_corrupt_id_file_is_replaced():
 def test_runtime_version_is_major_minor_only():
     """Only Python's major.minor is sent."""
     assert _attrs()["process.runtime.version"].count(".") == 1
+
+
+def test_sdk_version_left_out_is_added_back_in_its_place():
+    """Daily runs store the resource without the SDK's version; the uploader's with_sdk_version puts it back
+    exactly where attributes() has it (the same resource on the wire)."""
+    full = _attrs()
+    short = resource.attributes("mypkg", "1.0", policy="opt-in", consent_source="user:/x", sdk_version=None)
+    assert "telemetry.sdk.version" not in short
+    short["usagetrace.install.id"], short["usagetrace.session.id"] = full["usagetrace.install.id"], \
+        full["usagetrace.session.id"]
+    back = resource.with_sdk_version(short)
+    assert back["telemetry.sdk.version"] == resource.sdk_version() != "unknown"
+    assert list(back.items()) == list({**full, "telemetry.sdk.version": resource.sdk_version()}.items())
+    assert resource.with_sdk_version(full) is full  # stored before this change: kept as recorded

@@ -153,3 +153,25 @@ def test_declaration_after_pipeline_exists_still_exports(fresh_package):
             cmd.set(files=7)
     spans = cap.spans("usagetrace.command")
     assert spans[0]["attributes"]["usagetrace.measure.files"] == 7
+
+
+def test_a_float_measurement_is_a_finite_number_and_no_subclass_code_runs():
+    """float measures take finite ints and floats only (nan, inf, an int beyond a float's range, a bool: dropped),
+    decided without math and without calling a subclass's own arithmetic."""
+    from usagetrace._internal.events import _fits
+
+    class Loud(float):
+        def __sub__(self, other):
+            raise AssertionError("host code ran")
+
+        def __float__(self):
+            raise AssertionError("host code ran")
+
+    class LoudInt(int):
+        def __float__(self):
+            raise AssertionError("host code ran")
+
+    fits = [1.5, -0.0, 1e308, 3, -(2**80), Loud(2.5), LoudInt(7)]
+    drops = [float("nan"), float("inf"), float("-inf"), Loud(float("inf")), 10**400, True, "1.5", None]
+    assert [_fits(float, v) for v in fits] == [True] * len(fits)
+    assert [_fits(float, v) for v in drops] == [False] * len(drops)

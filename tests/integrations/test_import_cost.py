@@ -388,9 +388,10 @@ def test_events_measure_prefix_is_the_allowlists():
 
 #: What a consented run may import beyond the plain program, ``import wrapt``'s own modules and usagetrace's:
 #: the daily store and run state are JSON (with a file lock); the endpoint is parsed (urllib.parse); the
-#: SDK's one-line version module names the resource's SDK version. (wrapt 2.x imports most of these itself.)
+#: SDK's one-line version module names the resource's SDK version (realtime); the destination's digest is the
+#: interpreter's built-in SHA-256 (config.destination_env). (wrapt 2.x imports most of these itself.)
 ON_ALLOWED = ALLOWED_STDLIB | {
-    "json", "json.decoder", "json.encoder", "json.scanner", "_json", "encodings.ascii",
+    "json", "json.decoder", "json.encoder", "json.scanner", "_json", "encodings.ascii", "_sha256", "_sha2",
     "urllib", "urllib.parse", "ipaddress", "base64", "binascii", "struct", "_struct", "fcntl",
     "opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.version",
 }

@@ -27,6 +27,48 @@ from urllib.parse import unquote, urlsplit
 
 from . import env, log, paths
 
+#: The variables that choose where data goes (not how: headers and certificates are secrets, never on disk).
+DESTINATION_VARS = tuple(f"OTEL_EXPORTER_OTLP_{s}{k}" for k in ("ENDPOINT", "PROTOCOL")
+                         for s in ("", "TRACES_", "METRICS_")) + ("USAGETRACE_DEV_FILE",)
+
+
+def destination_env() -> str:
+    """A digest of the destination-deciding variables as set now (recorded with the data they decide for).
+
+    A digest, not the values: an endpoint may carry a key in its query and a
+    development file is a path, and neither belongs on disk (issue 19). The
+    data is only ever sent by a process whose variables give the same digest
+    (``spool.same_destination``), so the values themselves are never needed.
+    Here, not in spool.py: a daily run's exit records it without importing the spool.
+    """
+    dumps, sha256 = _digest_parts()
+    pairs = sorted((name, os.environ[name].strip()) for name in DESTINATION_VARS
+                   if os.environ.get(name, "").strip())
+    return "sha256:" + sha256(dumps(pairs).encode()).hexdigest()
+
+
+_DIGEST_PARTS = None
+
+
+def _digest_parts():
+    """``(json.dumps, sha256)``, imported on first use (not while off) and then held: the delivery thread's later
+    calls run no import (delivery._Deps). SHA-256 comes from the interpreter's built-in module when there is one:
+    the same digest as hashlib's, without loading OpenSSL's libcrypto (~1.5 ms of a daily run's exit)."""
+    global _DIGEST_PARTS
+    if _DIGEST_PARTS is None:
+        import json
+
+        try:
+            from _sha2 import sha256  # 3.12+
+        except ImportError:
+            try:
+                from _sha256 import sha256  # 3.9 to 3.11
+            except ImportError:
+                from hashlib import sha256
+        _DIGEST_PARTS = (json.dumps, sha256)
+    return _DIGEST_PARTS
+
+
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 DEFAULT_TIMEOUT = 10.0
 SIGNALS = ("traces", "metrics")

@@ -115,7 +115,9 @@ class Channel:
                 h.version,
                 policy=h.policy,
                 consent_source=h.consent.source,
-                sdk_version=_sdk_version(),
+                # Daily and weekly: the uploader adds it when it builds the request (resource.with_sdk_version),
+                # so a short run's exit does not look the SDK up.
+                sdk_version=None if self.aggregated() else _sdk_version(),
             )
             attrs["usagetrace.upload"] = self.upload_mode().mode
             self.resource = attrs
@@ -137,15 +139,13 @@ class Channel:
 
     def store_settings(self) -> dict:
         """What the uploader needs to know about the runs of a bucket: consent inputs and destination."""
-        from . import spool
-
         h = self.handle
         # grant, destination: what lets the uploader decide consent and keep the destination without this
         # run's environment (spool.decide, spool.same_destination).
         return {"policy": h.policy, "ci": h.ci, "consent_version": h.consent_version, "endpoint": h.endpoint,
                 "dev_file": h.options.get("dev_file"), "extra_keys": sorted(h.options.get("_extra_keys", ())),
                 "grant": str(h.consent.source).split(":", 1)[0],
-                "destination": spool.destination_env()}
+                "destination": _light("config").destination_env()}
 
     def get_pipeline(self):
         if self.pipeline is None:
@@ -587,7 +587,7 @@ class Delivery:
             if self.preview_file:
                 self.flush(5.0)  # a local file: bounded, and the person asked to see it
                 return
-            spool, state = _light("spool"), _light("state")  # not _deps(): exit imports no SDK
+            # not _deps(): exit imports no SDK; and the spool only when something is spooled (not in daily mode)
             written = 0
             active = [ch for ch in self.channels.values() if ch.handle.recorder is not None and ch.handle.consent.enabled]
             for ch in active:
@@ -600,12 +600,12 @@ class Delivery:
                 payloads = [(s, p) for s, p, _ in list(ch.retry)]
                 if not samples and not deltas and not payloads:
                     continue
-                if spool.write(ch, samples, deltas, start, end, payloads):
+                if _light("spool").write(ch, samples, deltas, start, end, payloads):
                     written += 1
             for ch in active if self.override is None else ():
-                state.remember_package(ch.handle.package, ch.settings())  # after the data is safe
+                _light("state").remember_package(ch.handle.package, ch.settings())  # after the data is safe
             if written and env.flag("USAGETRACE_DETACHED_SEND") is not False and self.override is None:
-                spool.spawn_sender()
+                _light("spool").spawn_sender()
         except Exception:
             log.internal_error("delivery.at_exit")
 
@@ -726,20 +726,8 @@ def _sdk_version() -> str:
 
 
 def _find_sdk_version() -> str:
-    try:
-        # A one-line module: far cheaper than importlib.metadata (~10 ms, paid at exit when a
-        # short run spools before its first export).
-        from opentelemetry.sdk.version import __version__
-
-        return __version__
-    except Exception:
-        pass
-    try:
-        from importlib import metadata
-
-        return metadata.version("opentelemetry-sdk")
-    except Exception:
-        return "unknown"
+    # Paid at exit when a short realtime run spools before its first export (daily runs leave it out).
+    return _light("resource").sdk_version()
 
 
 class _Deps:

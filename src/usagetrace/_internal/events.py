@@ -34,7 +34,6 @@ Measurements of one-shot events are declared once per package with
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 
@@ -210,7 +209,17 @@ def _fits(spec, value) -> bool:
     if spec is int:
         return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
     if spec is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        # Finite, without math (an extension module: ~0.4 ms of every run's import, telemetry off too) and
+        # without calling a subclass's own __sub__ or __float__: inf - inf and nan - nan are nan, never 0.
+        if isinstance(value, float):
+            return float.__sub__(value, value) == 0.0
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                int.__float__(value)
+            except OverflowError:
+                return False
+            return True
+        return False
     return isinstance(value, str) and value in spec
 
 

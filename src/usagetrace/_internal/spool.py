@@ -61,24 +61,11 @@ def _files(directory: str) -> list[tuple[float, str, int]]:
     return sorted(out)
 
 
-#: The variables that choose where data goes (not how: headers and certificates are secrets, never on disk).
-DESTINATION_VARS = tuple(f"OTEL_EXPORTER_OTLP_{s}{k}" for k in ("ENDPOINT", "PROTOCOL")
-                         for s in ("", "TRACES_", "METRICS_")) + ("USAGETRACE_DEV_FILE",)
-
-
 def destination_env() -> str:
-    """A digest of the destination-deciding variables as set now (recorded with the data they decide for).
+    """A digest of the destination-deciding variables as set now: :func:`config.destination_env`."""
+    from .config import destination_env
 
-    A digest, not the values: an endpoint may carry a key in its query and a
-    development file is a path, and neither belongs on disk (issue 19). The
-    data is only ever sent by a process whose variables give the same digest
-    (:func:`same_destination`), so the values themselves are never needed.
-    """
-    import hashlib
-
-    pairs = sorted((name, os.environ[name].strip()) for name in DESTINATION_VARS
-                   if os.environ.get(name, "").strip())
-    return "sha256:" + hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+    return destination_env()
 
 
 #: :func:`decide` answers.

@@ -61,6 +61,7 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
     resources in each.
     """
     from . import batch, pipeline
+    from .resource import with_sdk_version
     from .spool import samples_from_json
 
     groups: dict[tuple, list[dict]] = {}
@@ -72,7 +73,8 @@ def requests_for(package: str, buckets: list[dict]) -> list[dict]:
         for b in group:
             sent = b.get("sent") or []
             # The bucket's id rides on its resource: re-uploads carry it again (counted once, batch.py).
-            resource = {**b["resource"], batch.KEY: b["id"]}
+            # The SDK's version is added here: daily runs leave it out (resource.attributes), stored earlier ones have it.
+            resource = {**with_sdk_version(b["resource"]), batch.KEY: b["id"]}
             pipe = pipeline.Pipeline(resource, lambda: True, frozenset(b["settings"].get("extra_keys") or ()))
             samples = [s for kept in b["exemplars"].values() for s in samples_from_json(kept)]
             if samples and "traces" not in sent:
