@@ -93,9 +93,14 @@ def test_every_file_usagetrace_writes_is_0600_in_0700_directories(tmp_path):
         assert rx.calls("tinystats.mean") == 1
     dev = home / "cache" / "dev" / "tinystats.jsonl"
     assert dev.exists()
-    run(sys.executable, "-m", "usagetrace", "report", str(dev))  # the report cache
+    import importlib.util
+
+    with_report = importlib.util.find_spec("duckdb") is not None  # the core suites run without the report extra
+    if with_report:
+        run(sys.executable, "-m", "usagetrace", "report", str(dev))  # the report cache
     modes = _modes(home)
-    assert any(p.startswith(os.path.join("cache", "report")) and p.endswith(".duckdb") for p in modes), modes
+    assert not with_report or any(p.startswith(os.path.join("cache", "report")) and p.endswith(".duckdb")
+                                  for p in modes), modes
     assert any(p.startswith("aggregate") or "aggregate" in p for p in modes), modes
     assert any("receipts" in p for p in modes), modes
     wrong = {p: oct(m) for p, m in modes.items() if m != (0o700 if (home / p).is_dir() else 0o600)}

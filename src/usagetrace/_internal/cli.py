@@ -51,8 +51,9 @@ def _import_names(dist) -> list[str]:
         if top:
             return [t for t in top if t.isidentifier()]
         names = []
-        for entry in dist.files or ():
-            parts = entry.parts
+        # RECORD read as text (first column, '/'-separated): independent of importlib.metadata's path objects.
+        for line in (dist.read_text("RECORD") or "").splitlines():
+            parts = tuple(p for p in line.split(",", 1)[0].strip().strip('"').split("/") if p)
             if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith((".dist-info", ".egg-info")):
                 continue
             name = parts[0][:-3] if len(parts) == 1 and parts[0].endswith(".py") else parts[0]

@@ -481,15 +481,22 @@ class JsonLinesFile:
 
     def _rotate(self) -> None:
         os.close(self._fd)
-        stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+        now_ms = time.time_ns() // 1_000_000  # one clock read: the seconds and milliseconds agree
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(now_ms // 1000)) + f".{now_ms % 1000:03d}"
         target = os.path.join(self.directory, f"{self.name}-{stamp}.jsonl")
         n = 1
         while os.path.exists(target):
             target = os.path.join(self.directory, f"{self.name}-{stamp}-{n}.jsonl")
             n += 1
         os.rename(self.path, target)
+        def age(name: str) -> tuple:
+            # name-<stamp>.jsonl, then name-<stamp>-1.jsonl, -2 ... for backups made within one millisecond
+            stem = name[len(self.name) + 1: -len(".jsonl")]
+            base, _, n = stem.partition(".")[2].partition("-")
+            return (stem.partition(".")[0], base, int(n) if n.isdigit() else 0)
+
         backups = sorted(
-            f for f in os.listdir(self.directory) if f.startswith(f"{self.name}-") and f.endswith(".jsonl")
+            (f for f in os.listdir(self.directory) if f.startswith(f"{self.name}-") and f.endswith(".jsonl")), key=age
         )
         for old in backups[: max(0, len(backups) - self.max_backups)]:
             os.unlink(os.path.join(self.directory, old))

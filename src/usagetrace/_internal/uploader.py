@@ -269,7 +269,10 @@ def upload(packages=None, *, everything: bool = False, deadline: float | None = 
     deadline = deadline if deadline is not None else _clock.monotonic() + UPLOAD_BUDGET
     for package in aggregate.packages() if packages is None else packages:
         try:
-            with paths.locked(aggregate.store_path(package) + ".upload.lock", timeout=0.0):
+            # ``everything`` is a person's ``usagetrace flush``: wait (bounded by the deadline) for a detached
+            # uploader at work on the package to finish rather than skip it; the detached one never waits.
+            wait = min(30.0, max(0.0, deadline - _clock.monotonic())) if everything else 0.0
+            with paths.locked(aggregate.store_path(package) + ".upload.lock", timeout=wait):
                 _upload_package(package, everything, deadline, override, counts)
         except paths.LockTimeout:
             counts["busy"] += 1

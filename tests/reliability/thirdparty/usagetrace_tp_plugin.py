@@ -66,7 +66,15 @@ def _candidates(qualname):
                 obj = getattr(obj, attr)
         except Exception:
             continue
-        yield vars(obj).get("__init__") if isinstance(obj, type) else obj  # a class: its own __init__
+        if isinstance(obj, type):
+            yield vars(obj).get("__init__")  # a class: its own __init__
+            continue
+        yield obj
+        yield getattr(obj, "__func__", None)  # a method reached through a public instance
+        for klass in type(obj).__mro__:  # a public callable instance: usagetrace wraps its class's __call__
+            if "__call__" in vars(klass):
+                yield vars(klass)["__call__"]
+                break
 
 
 def _not_wrapped(names) -> list:
