@@ -690,7 +690,6 @@ def cmd_inventory(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    import subprocess
     import tempfile
 
     if _checked(args) is None:
@@ -717,18 +716,9 @@ def cmd_preview(args) -> int:
         from . import env
 
         child_env[env.package_var(args.package)] = "1"
-        sys.stdout.flush()  # whatever we wrote comes before the command's own output
-        try:
-            completed = subprocess.run(command, env=child_env, timeout=args.timeout)
-        except FileNotFoundError:
-            print(f"{PROG}: command not found: {command[0]}", file=sys.stderr)
-            return 127
-        except PermissionError:
-            print(f"{PROG}: command not executable: {command[0]}", file=sys.stderr)
-            return 126
-        except subprocess.TimeoutExpired:
-            print(f"{PROG}: command did not finish within {args.timeout} s", file=sys.stderr)
-            return 124
+        completed = _run_command(command, args.timeout, child_env)
+        if isinstance(completed, int):
+            return completed
         requests = []
         try:
             with open(out, encoding="utf-8") as fh:
@@ -795,14 +785,13 @@ def _set_resource_attribute(requests: list[dict], key: str, value: str) -> None:
                         kv["value"] = {"stringValue": value}
 
 
-def _preview_nothing(args, command: list[str], decision) -> int:
-    """Telemetry is off for good here (your no, or a source that cannot be read): run the command, send nothing."""
+def _run_command(command: list[str], timeout, env=None):
+    """Run ``preview``'s command: its CompletedProcess, or the shell's exit code when it could not run."""
     import subprocess
 
-    why = _why(args.package, decision.source, None)
-    sys.stdout.flush()
+    sys.stdout.flush()  # whatever we wrote comes before the command's own output
     try:
-        completed = subprocess.run(command, timeout=args.timeout)
+        return subprocess.run(command, env=env, timeout=timeout)
     except FileNotFoundError:
         print(f"{PROG}: command not found: {command[0]}", file=sys.stderr)
         return 127
@@ -810,8 +799,16 @@ def _preview_nothing(args, command: list[str], decision) -> int:
         print(f"{PROG}: command not executable: {command[0]}", file=sys.stderr)
         return 126
     except subprocess.TimeoutExpired:
-        print(f"{PROG}: command did not finish within {args.timeout} s", file=sys.stderr)
+        print(f"{PROG}: command did not finish within {timeout} s", file=sys.stderr)
         return 124
+
+
+def _preview_nothing(args, command: list[str], decision) -> int:
+    """Telemetry is off for good here (your no, or a source that cannot be read): run the command, send nothing."""
+    why = _why(args.package, decision.source, None)
+    completed = _run_command(command, args.timeout)
+    if isinstance(completed, int):
+        return completed
     status = _exit_status(completed.returncode)
     if args.json:
         _print_json({"package": args.package, "exit_code": completed.returncode, "would_send": False,
