@@ -40,6 +40,8 @@ import sys
 import tempfile
 import time
 
+from _spool import quiet  # benchmarks/ is the script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
@@ -284,17 +286,6 @@ def spawn(cmd: list, env: dict, cwd: str) -> tuple[float, float, str]:
     if code != 0 or err:
         return wall, 0.0, f"exit {code}\n{err[-2000:].decode(errors='replace')}"
     return wall, (usage.ru_utime + usage.ru_stime) * 1e3, ""
-
-
-def quiet(home: str, seconds: float) -> None:
-    """Wait (bounded) until the spool and a detached sender are done in ``home``."""
-    deadline = time.monotonic() + seconds
-    spool = os.path.join(home, "cache", "spool")
-    while time.monotonic() < deadline:
-        busy = os.path.isdir(spool) and any(n.endswith(".json") or n == ".lock" for n in os.listdir(spool))
-        if not busy:
-            return
-        time.sleep(0.02)
 
 
 def group(module: str) -> str:

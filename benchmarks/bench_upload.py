@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 
+from _spool import quiet  # benchmarks/ is the script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = sys.executable
@@ -185,17 +187,6 @@ class Bench:
         return proc.stdout
 
 
-def _quiet(home: str, seconds: float) -> None:
-    """Wait (bounded) until the spool and the uploader are done in ``home``."""
-    deadline = time.monotonic() + seconds
-    spool = os.path.join(home, "cache", "spool")
-    while time.monotonic() < deadline:
-        busy = os.path.isdir(spool) and any(n.endswith(".json") or n == ".lock" for n in os.listdir(spool))
-        if not busy:
-            return
-        time.sleep(0.02)
-
-
 def wire_per_day(b: Bench, runs: int) -> dict:
     """Connections, requests and bytes for ``runs`` runs of the CLI, each mode with a fresh install."""
     from usagetrace.testing import OTLPReceiver
@@ -210,7 +201,7 @@ def wire_per_day(b: Bench, runs: int) -> dict:
             during_runs = []
             for _ in range(runs):
                 b.run(RUN, env)
-                _quiet(home, 20.0)  # realtime: let the detached sender finish, as between two commands
+                quiet(home, 20.0)  # realtime: let the detached sender finish, as between two commands
             time.sleep(0.5)
             during_runs = (proxy.connections, proxy.up + proxy.down, len(rx.requests))
             if mode == "daily":
@@ -245,7 +236,7 @@ def exit_and_import(b: Bench, repeats: int) -> dict:
         for mode in ("realtime", "daily"):
             env = b.env(mode, homes[mode], OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, USAGETRACE_DETACHED_SEND="1")
             ms = float(b.run(EXIT_TIMED, env).strip().splitlines()[-1])
-            _quiet(homes[mode], 20.0)  # realtime's detached sender finishes before the next run
+            quiet(homes[mode], 20.0)  # realtime's detached sender finishes before the next run
             if i:
                 exits[mode].append(ms)
     time.sleep(2.0)  # the last sender has exited; an import alone records nothing, so starts no sender

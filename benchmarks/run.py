@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from _spool import quiet  # benchmarks/ is the script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.path.join(HERE, ".data")
@@ -262,26 +264,6 @@ print(time.monotonic(), flush=True)  # the work is done: from here on it is exit
 """
 
 
-def _spool_quiet(home: str, seconds: float) -> None:
-    """Wait (bounded) until a detached sender started by the last run has finished with this home."""
-    spool = os.path.join(home, "cache", "spool")
-    lock = None
-    deadline = time.monotonic() + seconds
-    appeared_by = time.monotonic() + 2.0
-    seen = False
-    while time.monotonic() < deadline:
-        lock = None
-        for root, _dirs, files in os.walk(home):
-            if ".lock" in files:
-                lock = os.path.join(root, ".lock")
-        if lock:
-            seen = True
-        elif seen or time.monotonic() > appeared_by:
-            return
-        time.sleep(0.02)
-    del spool
-
-
 def exit_time(runs: int) -> dict:
     from usagetrace.testing import OTLPReceiver
 
@@ -334,10 +316,10 @@ def exit_time(runs: int) -> dict:
                 exits.append((ended - float(proc.stdout.strip().splitlines()[-1])) * 1e3)
             # let a detached sender finish before the next run (it would compete for the 2 cores)
             if receiver is not None and kind == "slow":
-                _spool_quiet(home, 6.0)
+                quiet(home, 6.0)
             if receiver is not None:
                 receiver.stop()
-            _spool_quiet(home, 15.0)
+            quiet(home, 15.0)
             spooled = sum(len(files) for _, _, files in os.walk(os.path.join(home)) if files)
         out[name] = {"median_ms": statistics.median(walls), "runs": walls, "files_left_in_home": spooled,
                      "exit_median_ms": statistics.median(exits), "exit_runs": exits}
