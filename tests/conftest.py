@@ -43,6 +43,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def real_home(tmp_path, monkeypatch):
+    """A person's home as usagetrace would find it with no USAGETRACE_HOME: HOME only, no XDG overrides."""
+    home = tmp_path / "real-home"
+    home.mkdir()
+    monkeypatch.delenv("USAGETRACE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
 def no_ci(monkeypatch):
     """Remove CI markers so policy decisions can be tested as on a person's machine."""
     from usagetrace._internal import runenv

@@ -130,7 +130,7 @@ CAPTURE_SUITE = {
 }
 
 
-def test_capture_counts_its_block_with_and_without_the_plugin_and_never_writes_home(pytester, monkeypatch, tmp_path):
+def test_capture_counts_its_block_with_and_without_the_plugin_and_never_writes_home(pytester, monkeypatch, real_home):
     """The README's capture example passes under plain pytest and the recommended plugin run, in either order of
     tests, and neither run writes ids or state.json into the real home."""
     for rel, source in CAPTURE_SUITE.items():
@@ -139,12 +139,7 @@ def test_capture_counts_its_block_with_and_without_the_plugin_and_never_writes_h
         path.write_text(textwrap.dedent(source))
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), src, os.environ.get("PYTHONPATH", "")]))
-    home = tmp_path / "real-home"
-    home.mkdir()
-    monkeypatch.delenv("USAGETRACE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
+    home = real_home
     plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests")
     plain.assert_outcomes(passed=2)
     plugin = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "usagetrace.pytest_plugin",

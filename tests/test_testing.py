@@ -36,14 +36,9 @@ def test_disabled_on_an_uninstrumented_package_yields_none(packages):
         assert off is None
 
 
-def test_capture_writes_nothing_into_the_real_home(packages, monkeypatch, tmp_path):
+def test_capture_writes_nothing_into_the_real_home(packages, monkeypatch, real_home):
     """Without USAGETRACE_HOME, capture() keeps ids and state.json in a throwaway directory, then removes it."""
-    home = tmp_path / "real-home"
-    home.mkdir()
-    monkeypatch.delenv("USAGETRACE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
+    home = real_home
     mod = packages.load("tpkg4", {"__init__.py": "def f(): return 1\nimport usagetrace\nusagetrace.instrument(__name__)\n"})
     seen = []
     with capture("tpkg4") as cap:
