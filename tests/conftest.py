@@ -210,3 +210,18 @@ def place_broken(path, content: bytes | None = None, special: str | None = None)
 
 
 SPECIAL = ["directory", "dangling-symlink", "symlink-loop", "fifo"]
+
+
+def self_signed_cert(tmp_path) -> tuple:
+    """A certificate and key for 127.0.0.1 made with openssl (the test is skipped where there is none)."""
+    import shutil
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key

@@ -15,7 +15,7 @@ import pytest
 from usagetrace._internal import allowlist
 from usagetrace.testing import OTLPReceiver, capture
 
-from .conftest import EXAMPLES, ROOT, run_python
+from .conftest import EXAMPLES, ROOT, run_python, self_signed_cert
 
 USER_CODE = """
 import tinystats
@@ -660,19 +660,13 @@ def test_a_proxy_that_is_down_or_refuses_keeps_the_data(monkeypatch):
 
 def test_https_goes_through_a_connect_proxy(monkeypatch, tmp_path):
     """https:// endpoints are tunnelled with CONNECT through HTTPS_PROXY; TLS is end to end (verified)."""
-    import shutil
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from usagetrace._internal import transport
 
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(tmp_path)
     bodies = []
 
     class H(BaseHTTPRequestHandler):

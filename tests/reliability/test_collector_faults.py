@@ -16,6 +16,7 @@ import pytest
 
 from usagetrace.testing import OTLPReceiver
 
+from ..conftest import self_signed_cert
 from .conftest import GENEROUS, REPO, WORKLOAD, clean_env, free_port, run_py
 
 N = 200
@@ -221,24 +222,12 @@ def test_collector_killed_and_restarted_mid_stream(home, tmp_path):
             host.kill()
 
 
-def _self_signed(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=GENEROUS,
-    )
-    return cert, key
-
-
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_tls_endpoint_with_self_signed_certificate(home, tmp_path, baseline_output, protocol):
     """An https endpoint with an untrusted certificate gets no data, and the host runs and exits cleanly."""
-    if not __import__("shutil").which("openssl"):
-        pytest.skip("openssl not installed")
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     handshakes, bodies = [], []
 
     class H(BaseHTTPRequestHandler):
