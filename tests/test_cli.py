@@ -438,9 +438,10 @@ def test_status_tells_never_ran_from_off(capsys):
     assert "sends to:       a local file" in was  # it ran with no endpoint: development mode is known
 
 
-def test_status_says_unknown_instead_of_inventing_and_names_a_broken_state_file(monkeypatch, capsys):
+def test_status_says_unknown_instead_of_inventing_and_names_a_broken_state_file(monkeypatch, capsys, no_ci):
     """An opt-out package that ran only without a terminal: no invented policy or endpoint; a truncated
-    state.json is named; jargon only behind --verbose."""
+    state.json is named; jargon only behind --verbose. On a person's machine (no_ci): under CI the CI rule
+    already decides an unknown package's state."""
     from usagetrace._internal import state
 
     state.remember_package("optpkg", {"policy": "opt-out", "ci": "off", "endpoint": "https://t.example.org",
