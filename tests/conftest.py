@@ -10,6 +10,29 @@ import textwrap
 
 import pytest
 
+
+def _grpc_without_fork_handlers_in_this_process() -> None:
+    """This process runs gRPC servers (``OTLPReceiver(grpc=True)``) while it starts hundreds of subprocesses.
+
+    gRPC's fork handlers then run in each forked child before it execs, and now
+    and then abort it there ("epoll_wait error: Bad file descriptor" on the
+    child's stderr, the program under test never started: seen on 3.9). They are
+    turned off for the test process alone: the variable is removed again once
+    grpc has read it, so every program under test meets gRPC as a user's does.
+    """
+    if "grpc" in sys.modules or "GRPC_ENABLE_FORK_SUPPORT" in os.environ:
+        return
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        os.environ.pop("GRPC_ENABLE_FORK_SUPPORT", None)
+
+
+_grpc_without_fork_handlers_in_this_process()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples", "tinystats")
 
