@@ -119,7 +119,7 @@ def test_click_track_without_instrument_creates_a_handle_that_wraps_nothing(fres
     cli = make_click_cli()
     ut_click.track(cli, package=pkg, consent="opt-in", endpoint="http://127.0.0.1:9")
     handle = usagetrace._internal.instrumentation.get(pkg)
-    assert handle is not None and handle.include == (usagetrace._internal.events.NOTHING,)
+    assert handle is not None and handle.include == (usagetrace._internal.instrumentation.NOTHING,)
     assert ut_click.track(cli, package=pkg) is cli  # idempotent
 
 

@@ -41,7 +41,9 @@ import os
 import stat
 import sys
 
-from . import env, log, paths, runenv
+# paths and runenv are imported once the environment has not decided: DO_NOT_TRACK answers
+# "off" on every import of every instrumented package, with as little imported as possible.
+from . import env, log
 
 OPT_IN = "opt-in"
 OPT_OUT = "opt-out"
@@ -532,6 +534,8 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
     plus ``path``. Raises BrokenSource when the file cannot be read or edited
     safely (nothing is changed then), OSError when it cannot be written.
     """
+    from . import paths
+
     path = path or paths.consent_file()
     real = os.path.realpath(path)  # written through a (dotfile manager's) symlink, which stays a symlink
     with paths.locked(real + ".lock"):
@@ -602,6 +606,8 @@ NO_PROJECT = False
 
 
 def _sources(project_dir=None) -> list[tuple[str, str]]:
+    from . import paths
+
     projects = [] if project_dir is NO_PROJECT else project_files(project_dir)
     return [("project", p) for p in projects] + [("user", paths.consent_file())]
 
@@ -692,6 +698,8 @@ def stale_grants(package: str, version: str | None) -> list[str]:
 
 
 def _version_file(package: str) -> str:
+    from . import paths
+
     return paths.state_path("consent-versions", package)
 
 
@@ -712,6 +720,8 @@ def remember_version(package: str, version: str) -> None:
     """
     try:
         if declared_version(package) != version:
+            from . import paths
+
             paths.atomic_write(_version_file(package), version + "\n")
     except Exception:
         log.debug("cannot record the consent version of %s", package, exc_info=True)
@@ -765,6 +775,8 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, projec
         return ConsentState(False, INVALID, f"env:{var}")
     if explicit is not None:
         return ConsentState(explicit, GRANTED if explicit else DENIED, f"env:{var}")
+    from . import runenv
+
     if under_pytest is None:
         under_pytest = runenv.under_pytest()
     if under_pytest:
@@ -800,6 +812,8 @@ def fingerprint(package: str) -> tuple:
     Used by the background refresher so a running process notices
     ``usagetrace disable`` within seconds without re-reading files on every call.
     """
+    from . import paths
+
     stats = []
     for path in [paths.consent_file(), *project_files()]:
         try:

@@ -1007,3 +1007,32 @@ def get(package: str) -> Instrumentation | None:
     """Return the handle for a package instrumented in this process, if any."""
     return _REGISTRY.get(package)
 
+
+def handle_for(package: str, setup: dict | None = None):
+    """Return ``package``'s handle; create one that wraps nothing when absent and ``setup`` is given.
+
+    ``setup`` holds ``instrument()`` keywords (endpoint, consent, ...). A handle
+    created here instruments no function: it exists so an app or a CLI that
+    is not itself an instrumented library can send integration data. Never raises.
+    """
+    try:
+        handle = get(package)
+        if handle is None and setup is not None:
+            options = {k: v for k, v in setup.items() if v is not None}
+            options.setdefault("include", [NOTHING])
+            handle = instrument(package, **options)
+        return handle
+    except Exception:
+        log.internal_error("instrumentation.handle_for")
+        return None
+
+
+def recorder(package: str):
+    """Return the package's recorder while consent is on, else None (cheap; never raises)."""
+    handle = _REGISTRY.get(package)
+    if handle is None:
+        return None
+    rec = handle.recorder
+    if rec is None or not rec.enabled:
+        return None
+    return rec

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from .._internal import clock, events, instrumentation, log
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# events and clock are imported when a run is recorded: with telemetry off a CLI never needs them.
+from .._internal import instrumentation, log
 
 MASK = "*****"
 MAX_TOKENS = 64
@@ -24,6 +23,13 @@ def safe_name(name) -> str | None:
 def safe_option(name) -> str:
     """Return an option name fit to send (it was matched against the CLI's own declarations)."""
     return name if isinstance(name, str) and re.fullmatch(_SAFE_OPTION, name) else MASK
+
+
+def now_ns() -> int:
+    """The real wall clock, even while the host fakes its own (clock.py); read only while recording."""
+    from .._internal.clock import REAL
+
+    return REAL.time_ns()
 
 
 def exit_code(code) -> int:
@@ -46,7 +52,7 @@ def completing() -> bool:
 
 
 def setup(endpoint, consent, **options) -> dict | None:
-    """Return ``instrument()`` keywords for :func:`events.handle_for`, or None to only use an existing handle."""
+    """Return ``instrument()`` keywords for :func:`instrumentation.handle_for`, or None to only use an existing handle."""
     if endpoint is None and consent is None and not options:
         return None
     out = {"endpoint": endpoint, "consent": consent or "opt-in"}
@@ -63,7 +69,7 @@ def enter(package: str):
     instead. Returns a token for :func:`leave`; never raises.
     """
     try:
-        rec = events.recorder(package)
+        rec = instrumentation.recorder(package)
         if rec is None:
             return None
         launcher = getattr(rec.outside.get(), "stats", None)
@@ -107,12 +113,14 @@ class Run:
 
     def __init__(self, package: str, path: list, line: list) -> None:
         self.package = package
-        self.start_ns = _clock.time_ns()
+        self.start_ns = now_ns()
         self.path = path
         self.line = line
 
     def finish(self, code: int, exc: BaseException | None = None) -> None:
         try:
+            from .._internal import events
+
             attributes = {
                 "usagetrace.command.name": " ".join(self.path),
                 "usagetrace.command.line": " ".join(self.line[: MAX_TOKENS + 1]),

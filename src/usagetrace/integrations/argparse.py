@@ -29,10 +29,8 @@ import argparse as _argparse
 import functools
 import sys
 
-from .._internal import clock, events, instrumentation, log
+from .._internal import instrumentation, log
 from . import _cli
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
 __all__ = ["describe", "track"]
 
@@ -163,7 +161,7 @@ def track(
     if not isinstance(parser, _argparse.ArgumentParser):
         raise TypeError("usagetrace.integrations.argparse.track() needs an argparse.ArgumentParser")
     prog = _cli.safe_name(name or package) or "cli"
-    events.handle_for(package, _cli.setup(endpoint, consent, **options))
+    instrumentation.handle_for(package, _cli.setup(endpoint, consent, **options))
     seen: list = []
 
     original = parser.parse_known_args
@@ -178,11 +176,11 @@ def track(
     def decorator(main):
         @functools.wraps(main)
         def wrapper(*a, **kw):
-            if events.recorder(package) is None or _cli.completing():
+            if instrumentation.recorder(package) is None or _cli.completing():
                 return main(*a, **kw)
             start = None
             try:
-                start = _clock.time_ns()
+                start = _cli.now_ns()
                 seen.clear()
                 parser.parse_known_args = parse_known_args
             except Exception:

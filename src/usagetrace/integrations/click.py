@@ -33,7 +33,7 @@ from ._guard import available, require
 if not (available("click") or available("typer")):
     require("click", "click", "click")  # raises ImportError naming the extra
 
-from .._internal import events, log  # noqa: E402
+from .._internal import instrumentation, log  # noqa: E402
 from . import _cli  # noqa: E402
 
 __all__ = ["describe", "track"]
@@ -202,13 +202,13 @@ def track(
         return cmd
     prog = _cli.safe_name(name or package) or "cli"
     setup = _cli.setup(endpoint, consent, **options)
-    events.handle_for(package, setup)
+    instrumentation.handle_for(package, setup)
     original = cmd.main
 
     def main(args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         run = None
         try:
-            if events.recorder(package) is not None and not _cli.completing():
+            if instrumentation.recorder(package) is not None and not _cli.completing():
                 if args is None:
                     import sys
 
