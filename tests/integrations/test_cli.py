@@ -199,11 +199,11 @@ def test_missing_framework_names_the_extra(monkeypatch):
     """Importing an integration whose framework is missing raises ImportError naming the pip extra."""
     import sys
 
-    from usagetrace.integrations import _guard
+    from usagetrace import integrations
 
     monkeypatch.setitem(sys.modules, "nosuchframework_xyz", None)
     with pytest.raises(ImportError, match=r"pip install 'usagetrace\[click\]'"):
-        _guard.require("nosuchframework_xyz", "click", "click")
+        integrations.require("nosuchframework_xyz", "click", "click")
     monkeypatch.setitem(sys.modules, "click", None)
     monkeypatch.setitem(sys.modules, "typer", None)  # typer ships its own click: either one will do
     monkeypatch.delitem(sys.modules, "usagetrace.integrations.click", raising=False)

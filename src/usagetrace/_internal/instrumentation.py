@@ -1036,3 +1036,24 @@ def recorder(package: str):
     if rec is None or not rec.enabled:
         return None
     return rec
+
+
+def integration_setup(endpoint, consent, **options) -> dict | None:
+    """Return ``instrument()`` keywords for :func:`handle_for`, or None to only use an existing handle."""
+    if endpoint is None and consent is None and not options:
+        return None
+    out = {"endpoint": endpoint, "consent": consent or "opt-in"}
+    out.update(options)
+    return out
+
+
+def register_commands(package: str, functions, integration: str) -> None:
+    """Tell the package's handle which functions are CLI commands (not usages themselves). Never raises."""
+    try:
+        handle = get(package)
+        if handle is None:
+            return
+        for func in functions:
+            handle.command_function(func, integration)
+    except Exception:
+        log.internal_error("instrumentation.register_commands")

@@ -51,15 +51,6 @@ def completing() -> bool:
         return False
 
 
-def setup(endpoint, consent, **options) -> dict | None:
-    """Return ``instrument()`` keywords for :func:`instrumentation.handle_for`, or None to only use an existing handle."""
-    if endpoint is None and consent is None and not options:
-        return None
-    out = {"endpoint": endpoint, "consent": consent or "opt-in"}
-    out.update(options)
-    return out
-
-
 def enter(package: str):
     """Start a command run: the API calls it makes are usages, and a package function that launched it is not.
 
@@ -92,18 +83,6 @@ def leave(token) -> None:
         rec.outside.reset(reset)
     except Exception:
         log.internal_error("integrations.cli.leave")
-
-
-def register_commands(package: str, functions, integration: str) -> None:
-    """Tell the package's handle which functions are CLI commands (not usages themselves). Never raises."""
-    try:
-        handle = instrumentation.get(package)
-        if handle is None:
-            return
-        for func in functions:
-            handle.command_function(func, integration)
-    except Exception:
-        log.internal_error("integrations.cli.register")
 
 
 class Run:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 
-from ._guard import require
+from . import require
 
 flask = require("flask", "flask", "flask")
 
