@@ -22,6 +22,7 @@ belong in ``OTEL_EXPORTER_OTLP_HEADERS``, which is never shown.
 from __future__ import annotations
 
 import os
+import sys
 from collections import namedtuple
 from urllib.parse import unquote, urlsplit
 
@@ -59,13 +60,14 @@ def _digest_parts():
     if _DIGEST_PARTS is None:
         from .jsonline import dumps
 
+        # The module's name by version: a failed import of the other name would search all of sys.path.
         try:
-            from _sha2 import sha256  # 3.12+
-        except ImportError:
-            try:
-                from _sha256 import sha256  # 3.9 to 3.11
-            except ImportError:
-                from hashlib import sha256
+            if sys.version_info >= (3, 12):
+                from _sha2 import sha256
+            else:
+                from _sha256 import sha256
+        except ImportError:  # a build without the built-in hashes
+            from hashlib import sha256
         _DIGEST_PARTS = (lambda pairs: dumps(pairs, separators=(", ", ": "), ascii=True), sha256)
     return _DIGEST_PARTS
 
