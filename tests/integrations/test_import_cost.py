@@ -60,7 +60,7 @@ DENIED = (
 #: What usagetrace itself may add while off, beyond its own modules: reading the
 #: environment, the consent file and the clock; the e-mail integration's signing.
 ALLOWED_STDLIB = {
-    "__future__", "_sre", "_bisect", "_random", "_sha512", "bisect", "contextvars", "_contextvars", "errno", "random", "re",
+    "_sre", "_bisect", "_random", "_sha512", "bisect", "contextvars", "_contextvars", "errno", "random", "re",
     "re._casefix", "re._compiler", "re._constants", "re._parser", "sre_compile", "sre_constants",
     "sre_parse", "copyreg", "enum", "functools", "itertools", "keyword", "operator", "reprlib", "collections",
     "_collections", "_functools", "_operator", "types", "stat", "_stat", "time", "math", "_weakrefset",
@@ -70,13 +70,15 @@ ALLOWED_STDLIB = {
 #: (the e-mail integration signs links and answers requests with telemetry off too).
 ALLOWED_BY_CASE = {
     # Installs threading.excepthook at install(), so a grant later in the run records thread crashes too.
-    "crash": {"threading", "_weakrefset"},
-    "email": {"warnings",
+    "crash": {"threading", "_weakrefset", "__future__"},
+    # Not on a CLI's path: their modules keep ``from __future__ import annotations`` (usagetrace._internal's docstring).
+    "command": {"__future__"}, "event": {"__future__"}, "ask_consent": {"__future__"},
+    "email": {"warnings", "__future__",
         "base64", "binascii", "_hashlib", "_blake2", "hashlib", "hmac", "html", "html.entities", "html.parser",
         "_markupbase", "urllib", "urllib.parse", "struct", "_struct", "unicodedata", "ipaddress",
     },
-    "flask": {"hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
-    "dash": {"hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
+    "flask": {"__future__", "hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
+    "dash": {"__future__", "hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
 }
 
 #: usagetrace's modules that only consent on needs: wrapping, recording, delivering, sending.
@@ -391,7 +393,7 @@ def test_events_measure_prefix_is_the_allowlists():
 #: need no json: test_later_daily_runs_exit_without_json); the endpoint is parsed (urllib.parse); the
 #: SDK's one-line version module names the resource's SDK version (realtime); the destination's digest is the
 #: interpreter's built-in SHA-256 (config.destination_env). (wrapt 2.x imports most of these itself.)
-ON_ALLOWED = ALLOWED_STDLIB | {
+ON_ALLOWED = ALLOWED_STDLIB | {"__future__",
     "json", "json.decoder", "json.encoder", "json.scanner", "_json", "encodings.ascii", "_sha256", "_sha2",
     "urllib", "urllib.parse", "ipaddress", "base64", "binascii", "struct", "_struct", "fcntl",
     "opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.version",

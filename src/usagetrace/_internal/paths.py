@@ -17,8 +17,6 @@ treat it as any unwritable directory: nothing is stored, the install id is a
 per-run one (``resource.install_id``), and ``usagetrace status`` says so.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -243,7 +241,7 @@ class locked:
         self.timeout = timeout
         self.fd = -1
 
-    def __enter__(self) -> locked:
+    def __enter__(self) -> "locked":
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = _clock.monotonic() + self.timeout

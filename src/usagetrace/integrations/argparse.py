@@ -23,8 +23,6 @@ exception) and the duration. The command line is the one given to
 if it was never called). Standard library only.
 """
 
-from __future__ import annotations
-
 import argparse as _argparse
 import functools
 import sys
@@ -149,9 +147,9 @@ def track(
     parser,
     *,
     package: str,
-    name: str | None = None,
-    endpoint: str | None = None,
-    consent: str | None = None,
+    name: "str | None" = None,
+    endpoint: "str | None" = None,
+    consent: "str | None" = None,
     **options,
 ):
     """Return a decorator recording each call of a CLI ``main`` function that parses with ``parser``.

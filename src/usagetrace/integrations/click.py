@@ -22,8 +22,6 @@ Shell completion is not recorded. With consent off the command runs untouched
 (no parsing, no clock). Needs click (``pip install 'usagetrace[click]'``) or typer.
 """
 
-from __future__ import annotations
-
 import sys
 
 from . import available, require
@@ -186,9 +184,9 @@ def track(
     cli,
     *,
     package: str,
-    name: str | None = None,
-    endpoint: str | None = None,
-    consent: str | None = None,
+    name: "str | None" = None,
+    endpoint: "str | None" = None,
+    consent: "str | None" = None,
     **options,
 ):
     """Record every run of ``cli`` (a click command/group, or a typer app) for ``package``; return the click command.
