@@ -20,9 +20,8 @@ per-run one (``resource.install_id``), and ``usagetrace status`` says so.
 import os
 import sys
 
-from . import clock, env, log
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# clock is imported by the lock, which waits: an undecided run reads its consent file without it.
+from . import env, log
 
 APP = "usagetrace"
 
@@ -244,6 +243,8 @@ class locked:
     def __enter__(self) -> "locked":
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        from .clock import REAL as _clock  # the real clocks, even while the host fakes its own (clock.py)
+
         deadline = _clock.monotonic() + self.timeout
         while not _try_lock(fd):
             if _clock.monotonic() >= deadline:
