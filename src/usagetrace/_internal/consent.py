@@ -435,7 +435,9 @@ def _check_key(key: str) -> None:
         raise ValueError(f"{key!r} cannot be a consent key")
 
 
-def edit(text: str, parsed: "Parsed", package: str, granted: "bool | None", version: "str | None" = None) -> tuple[str, dict]:
+def edit(
+    text: str, parsed: "Parsed", package: str, granted: "bool | None", version: "str | None" = None
+) -> tuple[str, dict]:
     """Return ``text`` with one choice changed in place, and a report of what changed.
 
     Every other line (entries, comments, other tables) is kept as it was.
@@ -524,7 +526,9 @@ def _parse_or_none(text: str):
     return parsed.choices, parsed.versions
 
 
-def write_choice(package: str, granted: "bool | None", path: "str | None" = None, *, version: "str | None" = None) -> dict:
+def write_choice(
+    package: str, granted: "bool | None", path: "str | None" = None, *, version: "str | None" = None
+) -> dict:
     """Record a person's choice for a package (or ``*``) in a consent file, in place.
 
     Holds a lock across read-modify-write and replaces the file atomically, so
@@ -617,7 +621,9 @@ def _grant_counts(parsed: "Parsed", package: str, version: "str | None") -> bool
     return package in parsed.choices and parsed.versions.get(package) == version
 
 
-def _from_files(package: str, version: "str | None", project_dir: "str | None" = None) -> "ConsentState | None":
+def _from_files(
+    package: str, version: "str | None", project_dir: "str | None" = None
+) -> "ConsentState | None":
     """The files' decision; None when no file decides (broken files decide: off)."""
     grant = broken = None
     for kind, path in _sources(project_dir):

@@ -137,7 +137,8 @@ def remember_package(package: str, settings: dict) -> None:
 
     # Every run after the day's first finds the state file saying so already. A stamp records that it
     # did, with the state file's identity at the time: one stat and one small read at exit, no json.
-    stamp = paths.state_path("recorded", "".join(c if c.isalnum() or c in "._-" else "_" for c in package)[:100])
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in package)[:100]
+    stamp = paths.state_path("recorded", name)
     key = f"{today} {settings!r}"
     if _read_stamp(stamp) == f"{_identity()} {key}":
         return
@@ -145,7 +146,8 @@ def remember_package(package: str, settings: dict) -> None:
     def known() -> bool:
         current = load().get("packages", {})
         old = current.get(package) if isinstance(current, dict) else None
-        return isinstance(old, dict) and old.get("last_on") == today and all(old.get(k) == v for k, v in settings.items())
+        return (isinstance(old, dict) and old.get("last_on") == today
+                and all(old.get(k) == v for k, v in settings.items()))
 
     if not known():
         update(change)

@@ -27,7 +27,8 @@ import argparse as _argparse
 import functools
 import sys
 
-# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off never needs it.
+# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off
+# never needs it.
 from .._internal import instrumentation, log
 
 __all__ = ["describe", "track"]

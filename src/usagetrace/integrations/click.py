@@ -31,7 +31,8 @@ from . import available, require
 if not (available("click") or available("typer")):
     require("click", "click", "click")  # raises ImportError naming the extra
 
-# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off never needs it.
+# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off
+# never needs it.
 from .._internal import instrumentation, log  # noqa: E402
 
 __all__ = ["describe", "track"]
