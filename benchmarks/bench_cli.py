@@ -166,6 +166,13 @@ try:
     _sys.exit(main())
 finally:
     _atexit.register(_mark)
+    # For counting the exit hooks' instructions (instructions()): leave right after the command,
+    # with or without running the hooks first, and without the interpreter's own teardown.
+    if _os.environ.get("BENCH_EXIT") in ("hooks", "none"):
+        _sys.stdout.flush()
+        if _os.environ["BENCH_EXIT"] == "hooks":
+            _atexit._run_exitfuncs()
+        _os._exit(0)
 '''
 
 FRAMEWORKS = {"click": CLICK_CLI, "typer": TYPER_CLI, "argparse": ARGPARSE_CLI}
@@ -373,8 +380,12 @@ def instructions(b: Bench) -> dict:
     out["bare"] = count([b.python, "-c", "pass"], ref_env)
     out["wrapt"] = count([b.python, "-c", "import wrapt"], ref_env)
     for f in b.frameworks:
+        run = [b.python, os.path.join(b.data, f"run_{f}.py")]
         for c in ("plain", "off", "undecided", "daily"):
-            out[f"{f}/{c}"] = count([b.python, os.path.join(b.data, f"run_{f}.py")], b.env(f, c))
+            out[f"{f}/{c}"] = count(run, b.env(f, c))
+        # The daily exit hooks alone: the same run leaving right after the command, hooks run or not.
+        out[f"{f}/daily/exit"] = count(run, b.env(f, "daily", BENCH_EXIT="hooks")) - count(
+            run, b.env(f, "daily", BENCH_EXIT="none"))
     return out
 
 
@@ -505,6 +516,23 @@ def markdown(res: dict, items: dict, w1: dict | None, versions: dict) -> str:
                 else:
                     cells.append(f"{v / m:.1f} (+{(v - p) / m:.1f}, {100 * (v - p) / p:+.1f}%)")
             out.append(f"| {CASE_NAMES[c]} | " + " | ".join(cells) + " |")
+        out.append("| daily at-exit hooks alone | " + " | ".join(
+            f"{ins[f'{f}/daily/exit'] / m:.1f}" if f"{f}/daily/exit" in ins else "" for f in frameworks) + " |")
+        # Times from instructions: each framework's plain run gives this machine's CPU ms per instruction.
+        out += ["", "The targets in instructions, converted to CPU ms at the rate of each framework's plain run "
+                "(its CPU ms over its instructions, same session): load-independent, unlike the medians above.", ""]
+        wrapt_m = (ins["wrapt"] - ins["bare"]) / m
+        for f in frameworks:
+            rate = cpu[f"{f}/plain"] / (ins[f"{f}/plain"] / m)
+            off = (ins[f"{f}/off"] - ins[f"{f}/plain"]) / m
+            daily = (ins[f"{f}/daily"] - ins[f"{f}/plain"]) / m
+            at = ins.get(f"{f}/daily/exit", 0) / m
+            out.append(
+                f"- {f} ({rate:.3f} ms per M): off +{off:.1f} M = {off * rate:+.1f} ms "
+                f"({'met' if off * rate <= 3 else 'NOT met'}); consented daily +{daily:.1f} M against `import wrapt`'s "
+                f"{wrapt_m:.1f} M + 10 ms = {(daily - wrapt_m) * rate:+.1f} ms beyond wrapt "
+                f"({'met' if (daily - wrapt_m) * rate <= 10 else 'NOT met'}); daily at-exit {at:.1f} M = "
+                f"{at * rate:.1f} ms ({'met' if at * rate <= 5 else 'NOT met'}).")
     if res.get("share"):
         off, on = res["share"]["off"], res["share"]["daily"]
         out += ["", "usagetrace's own work beyond `import wrapt` (the argparse CLI, `wrapt`, `json`, `typing` and "

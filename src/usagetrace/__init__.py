@@ -10,8 +10,6 @@ Importing this module costs almost nothing: wrapt and the OpenTelemetry SDK are
 imported only once telemetry is on for some package.
 """
 
-from __future__ import annotations
-
 from ._internal.consent import ConsentState
 from ._internal.instrumentation import Instrumentation, instrument
 
@@ -33,7 +31,7 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def command(name: str, *, package: str, measures: dict | None = None, emit: str = "success"):
+def command(name: str, *, package: str, measures: "dict | None" = None, emit: str = "success"):
     """Return a context manager that records one command run (see :mod:`usagetrace._internal.events`)."""
     from ._internal import events
 
@@ -47,7 +45,7 @@ def event(name: str, *, package: str, **measures) -> None:
     events.event(name, package=package, **measures)
 
 
-def ask_consent(package: str, *, question: str | None = None, timeout: float = 30.0) -> ConsentState:
+def ask_consent(package: str, *, question: "str | None" = None, timeout: float = 30.0) -> ConsentState:
     """Ask the person once, on a terminal, whether ``package`` may send anonymous usage data.
 
     For command-line tools: call it at the start of ``main()``. It asks only when

@@ -119,7 +119,7 @@ def test_click_track_without_instrument_creates_a_handle_that_wraps_nothing(fres
     cli = make_click_cli()
     ut_click.track(cli, package=pkg, consent="opt-in", endpoint="http://127.0.0.1:9")
     handle = usagetrace._internal.instrumentation.get(pkg)
-    assert handle is not None and handle.include == (usagetrace._internal.events.NOTHING,)
+    assert handle is not None and handle.include == (usagetrace._internal.instrumentation.NOTHING,)
     assert ut_click.track(cli, package=pkg) is cli  # idempotent
 
 
@@ -199,11 +199,11 @@ def test_missing_framework_names_the_extra(monkeypatch):
     """Importing an integration whose framework is missing raises ImportError naming the pip extra."""
     import sys
 
-    from usagetrace.integrations import _guard
+    from usagetrace import integrations
 
     monkeypatch.setitem(sys.modules, "nosuchframework_xyz", None)
     with pytest.raises(ImportError, match=r"pip install 'usagetrace\[click\]'"):
-        _guard.require("nosuchframework_xyz", "click", "click")
+        integrations.require("nosuchframework_xyz", "click", "click")
     monkeypatch.setitem(sys.modules, "click", None)
     monkeypatch.setitem(sys.modules, "typer", None)  # typer ships its own click: either one will do
     monkeypatch.delitem(sys.modules, "usagetrace.integrations.click", raising=False)

@@ -60,7 +60,7 @@ DENIED = (
 #: What usagetrace itself may add while off, beyond its own modules: reading the
 #: environment, the consent file and the clock; the e-mail integration's signing.
 ALLOWED_STDLIB = {
-    "__future__", "_sre", "_bisect", "_random", "_sha512", "bisect", "contextvars", "_contextvars", "errno", "random", "re",
+    "_sre", "_bisect", "_random", "_sha512", "bisect", "contextvars", "_contextvars", "errno", "random", "re",
     "re._casefix", "re._compiler", "re._constants", "re._parser", "sre_compile", "sre_constants",
     "sre_parse", "copyreg", "enum", "functools", "itertools", "keyword", "operator", "reprlib", "collections",
     "_collections", "_functools", "_operator", "types", "stat", "_stat", "time", "math", "_weakrefset",
@@ -70,19 +70,21 @@ ALLOWED_STDLIB = {
 #: (the e-mail integration signs links and answers requests with telemetry off too).
 ALLOWED_BY_CASE = {
     # Installs threading.excepthook at install(), so a grant later in the run records thread crashes too.
-    "crash": {"threading", "_weakrefset"},
-    "email": {"warnings",
+    "crash": {"threading", "_weakrefset", "__future__"},
+    # Not on a CLI's path: their modules keep ``from __future__ import annotations`` (usagetrace._internal's docstring).
+    "command": {"__future__"}, "event": {"__future__"}, "ask_consent": {"__future__"},
+    "email": {"warnings", "__future__",
         "base64", "binascii", "_hashlib", "_blake2", "hashlib", "hmac", "html", "html.entities", "html.parser",
         "_markupbase", "urllib", "urllib.parse", "struct", "_struct", "unicodedata", "ipaddress",
     },
-    "flask": {"hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
-    "dash": {"hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
+    "flask": {"__future__", "hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
+    "dash": {"__future__", "hashlib", "_hashlib", "_blake2", "secrets", "base64", "binascii", "hmac", "random", "_random"},
 }
 
 #: usagetrace's modules that only consent on needs: wrapping, recording, delivering, sending.
 OURS_ONLY_WHEN_ON = {
     "wrappers", "delivery", "recorder", "allowlist", "hazards", "discovery", "pipeline", "transport", "config",
-    "spool", "aggregate", "sanitize", "resource", "receipts", "uploader", "otlp_json",
+    "spool", "aggregate", "sanitize", "resource", "receipts", "uploader", "otlp_json", "jsonline",
 }
 
 PACKAGE = """
@@ -387,10 +389,11 @@ def test_events_measure_prefix_is_the_allowlists():
 
 
 #: What a consented run may import beyond the plain program, ``import wrapt``'s own modules and usagetrace's:
-#: the daily store and run state are JSON (with a file lock); the endpoint is parsed (urllib.parse); the
+#: the first run of the day records the package in the state file, JSON (with a file lock; the later runs
+#: need no json: test_later_daily_runs_exit_without_json); the endpoint is parsed (urllib.parse); the
 #: SDK's one-line version module names the resource's SDK version (realtime); the destination's digest is the
 #: interpreter's built-in SHA-256 (config.destination_env). (wrapt 2.x imports most of these itself.)
-ON_ALLOWED = ALLOWED_STDLIB | {
+ON_ALLOWED = ALLOWED_STDLIB | {"__future__",
     "json", "json.decoder", "json.encoder", "json.scanner", "_json", "encodings.ascii", "_sha256", "_sha2",
     "urllib", "urllib.parse", "ipaddress", "base64", "binascii", "struct", "_struct", "fcntl",
     "opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.version",
@@ -415,3 +418,22 @@ def test_consented_daily_run_imports_no_more_than_wrapt_does(base, wrapt_modules
     beyond = sorted(m for m in mods - plain - wrapt_modules
                     if not (m == "usagetrace" or m.startswith("usagetrace.")) and m not in ON_ALLOWED)
     assert beyond == [], f"a consented {case} run imports more than wrapt does: {beyond}"
+
+
+@pytest.mark.parametrize("case", ["click", "argparse"])
+def test_later_daily_runs_exit_without_json(base, case):
+    """After the day's first run, a consented daily run's exit appends its line without importing json.
+
+    The journal line is written by jsonline, the destination digest too, and the state file is not read
+    again (a stamp says it already names the package for today): ``import json`` alone costs 2-4 ms.
+    """
+    _needed(case)
+    _run(base, case, True, "consented-daily")  # the day's first run (or the earlier test's): state recorded
+    mods, _threads = _run(base, case, True, "consented-daily")
+    assert "usagetrace._internal.aggregate" in mods, "the run was recorded into the daily store"
+    assert sorted(m for m in mods if m == "json" or m.startswith(("json.", "_json")) or m == "encodings.ascii") == []
+    home = base / f"home-{case}-consented-daily-1"
+    journals = list(home.rglob("utapp.journal"))
+    assert len(journals) == 1
+    runs = [json.loads(line) for line in journals[0].read_text().splitlines() if line.strip()]
+    assert len(runs) >= 2 and runs[-1]["run"] == 1 and runs[-1]["counts"], runs[-1]

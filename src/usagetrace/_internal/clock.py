@@ -26,8 +26,6 @@ time-machine. Anything else patched in C is bounded by :func:`clamp_ns` where
 timestamps leave the process, and telemetry then simply carries the host's time.
 """
 
-from __future__ import annotations
-
 import sys
 import time as _time
 from types import SimpleNamespace
@@ -37,7 +35,7 @@ MAX_NS = 2**64 - 1
 _BUILTIN = type(len)
 
 
-def _real(name: str, clock: str, scale: float | None):
+def _real(name: str, clock: str, scale: "float | None"):
     found = getattr(_time, name)
     if type(found) is _BUILTIN:  # the C function itself: not a Python-level fake
         return found
@@ -85,6 +83,6 @@ def clamp_ns(value: int) -> int:
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def utc(fmt: str = ISO_SECONDS, seconds: float | None = None) -> str:
+def utc(fmt: str = ISO_SECONDS, seconds: "float | None" = None) -> str:
     """``time.strftime(fmt)`` of ``seconds`` (default: now, by the real clock) in UTC."""
     return _time.strftime(fmt, _time.gmtime(REAL.time() if seconds is None else seconds))

@@ -34,14 +34,14 @@ answer is "off", where the budget is a few milliseconds. Files outside the
 small subset usagetrace writes fall back to ``tomllib``.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
 import sys
 
-from . import env, log, paths, runenv
+# paths and runenv are imported once the environment has not decided: DO_NOT_TRACK answers
+# "off" on every import of every instrumented package, with as little imported as possible.
+from . import env, log
 
 OPT_IN = "opt-in"
 OPT_OUT = "opt-out"
@@ -83,7 +83,7 @@ class ConsentState(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, enabled: bool, state: str, source: str) -> ConsentState:
+    def __new__(cls, enabled: bool, state: str, source: str) -> "ConsentState":
         return tuple.__new__(cls, (enabled, state, source))
 
     enabled = property(lambda self: self[0], doc="True when data may be recorded and sent.")
@@ -105,7 +105,7 @@ class BrokenSource(ValueError):
     ``problem`` what is wrong and ``fix`` what the person can do.
     """
 
-    def __init__(self, kind: str, path: str, problem: str, line: int | None = None, fix: str = "") -> None:
+    def __init__(self, kind: str, path: str, problem: str, line: "int | None" = None, fix: str = "") -> None:
         super().__init__(problem)
         self.kind = kind
         self.path = path
@@ -137,7 +137,7 @@ class BrokenSource(ValueError):
 class _Bad(Exception):
     """A parse error at a line (1-based), turned into BrokenSource by the reader."""
 
-    def __init__(self, line: int | None, problem: str) -> None:
+    def __init__(self, line: "int | None", problem: str) -> None:
         super().__init__(problem)
         self.line = line
         self.problem = problem
@@ -161,7 +161,7 @@ class Parsed:
         self.editable = True
 
 
-def _key(text: str) -> str | None:
+def _key(text: str) -> "str | None":
     """A key in the subset (bare, or quoted without escapes); None when tomllib must decide."""
     text = text.strip(" \t")
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
@@ -183,7 +183,7 @@ def _split_comment(value: str) -> tuple[str, str]:
     return head.strip(" \t"), value[len(head.rstrip(" \t")):]
 
 
-def _version_value(value: str) -> tuple[str, str] | None:
+def _version_value(value: str) -> "tuple[str, str] | None":
     """Parse a ``[consent_version]`` value: a plain "string" or an integer; None when not one."""
     value = value.strip(" \t")
     if value.startswith('"'):
@@ -200,7 +200,7 @@ def _version_value(value: str) -> tuple[str, str] | None:
     return None
 
 
-def _parse(text: str) -> Parsed:
+def _parse(text: str) -> "Parsed":
     """Parse a consent file; raise :class:`_Bad` with the line to blame.
 
     The files usagetrace writes are a tiny TOML subset parsed here by hand
@@ -272,7 +272,7 @@ def _parse(text: str) -> Parsed:
     return _parse_with_tomllib(text, p, deferred)
 
 
-def _parse_with_tomllib(text: str, subset: Parsed, deferred: _Bad | None) -> Parsed:
+def _parse_with_tomllib(text: str, subset: "Parsed", deferred: "_Bad | None") -> "Parsed":
     try:
         import tomllib  # type: ignore[import-not-found]
     except ImportError:  # Python < 3.11
@@ -311,7 +311,7 @@ def _parse_with_tomllib(text: str, subset: Parsed, deferred: _Bad | None) -> Par
     return out
 
 
-def _find_line(text: str, key: str) -> int | None:
+def _find_line(text: str, key: str) -> "int | None":
     """Best effort: the first line that assigns ``key`` (tomllib reports no positions for types)."""
     for index, raw in enumerate(text.split("\n")):
         line = raw.strip(" \t")
@@ -333,11 +333,11 @@ _FIX_EDIT = ("Edit that line so it reads `name = true` or `name = false` (or rem
              "file also works, but drops every other choice in it.")
 
 
-def _broken(kind: str, path: str, problem: str, fix: str, line: int | None = None) -> BrokenSource:
+def _broken(kind: str, path: str, problem: str, fix: str, line: "int | None" = None) -> "BrokenSource":
     return BrokenSource(kind, path, problem, line, fix)
 
 
-def _read_bytes(path: str, kind: str) -> bytes | None:
+def _read_bytes(path: str, kind: str) -> "bytes | None":
     """Return a consent file's bytes; None when there is none; BrokenSource when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | _NONBLOCK)
@@ -385,7 +385,7 @@ def _decode(raw: bytes, path: str, kind: str) -> str:
         raise _broken(kind, path, "is not UTF-8 text", "Save it as UTF-8 text, or delete it.", line) from None
 
 
-def read_file(path: str, kind: str = "user") -> Parsed | None:
+def read_file(path: str, kind: str = "user") -> "Parsed | None":
     """Read and parse a consent file; None when absent; BrokenSource when it cannot be read in full."""
     raw = _read_bytes(path, kind)
     if raw is None:
@@ -393,7 +393,7 @@ def read_file(path: str, kind: str = "user") -> Parsed | None:
     return _parse_source(_decode(raw, path, kind), path, kind)
 
 
-def _parse_source(text: str, path: str, kind: str) -> Parsed:
+def _parse_source(text: str, path: str, kind: str) -> "Parsed":
     try:
         return _parse(text)
     except _Bad as bad:
@@ -401,7 +401,7 @@ def _parse_source(text: str, path: str, kind: str) -> Parsed:
         raise _broken(kind, path, bad.problem, fix, bad.line) from None
 
 
-def read_choices(path: str, kind: str = "user") -> dict[str, bool] | None:
+def read_choices(path: str, kind: str = "user") -> "dict[str, bool] | None":
     """Return the choices in a consent file; None when absent; BrokenSource when it cannot be read in full."""
     parsed = read_file(path, kind)
     return None if parsed is None else parsed.choices
@@ -419,7 +419,7 @@ def _version_entry(key: str, version: str) -> str:
     return f'{_format_key(key)} = "{version}"'
 
 
-def format_choices(choices: dict[str, bool], versions: dict[str, str] | None = None) -> str:
+def format_choices(choices: dict[str, bool], versions: "dict[str, str] | None" = None) -> str:
     """Render choices (and grant versions) as a fresh consent file."""
     lines = [HEADER + "[consent]"]
     for key in sorted(choices, key=lambda k: (k != ALL, k)):
@@ -435,7 +435,9 @@ def _check_key(key: str) -> None:
         raise ValueError(f"{key!r} cannot be a consent key")
 
 
-def edit(text: str, parsed: Parsed, package: str, granted: bool | None, version: str | None = None) -> tuple[str, dict]:
+def edit(
+    text: str, parsed: "Parsed", package: str, granted: "bool | None", version: "str | None" = None
+) -> tuple[str, dict]:
     """Return ``text`` with one choice changed in place, and a report of what changed.
 
     Every other line (entries, comments, other tables) is kept as it was.
@@ -480,7 +482,7 @@ def edit(text: str, parsed: Parsed, package: str, granted: bool | None, version:
     return new_text, report
 
 
-def _apply(text: str, parsed: Parsed, choices: dict, versions: dict, newline: str) -> str:
+def _apply(text: str, parsed: "Parsed", choices: dict, versions: dict, newline: str) -> str:
     lines = text.split("\n")  # a CRLF file keeps its "\r" on each line; new lines get one too
     cr = "\r" if newline == "\r\n" else ""
     replace: dict[int, str | None] = {}
@@ -524,7 +526,9 @@ def _parse_or_none(text: str):
     return parsed.choices, parsed.versions
 
 
-def write_choice(package: str, granted: bool | None, path: str | None = None, *, version: str | None = None) -> dict:
+def write_choice(
+    package: str, granted: "bool | None", path: "str | None" = None, *, version: "str | None" = None
+) -> dict:
     """Record a person's choice for a package (or ``*``) in a consent file, in place.
 
     Holds a lock across read-modify-write and replaces the file atomically, so
@@ -532,6 +536,8 @@ def write_choice(package: str, granted: bool | None, path: str | None = None, *,
     plus ``path``. Raises BrokenSource when the file cannot be read or edited
     safely (nothing is changed then), OSError when it cannot be written.
     """
+    from . import paths
+
     path = path or paths.consent_file()
     real = os.path.realpath(path)  # written through a (dotfile manager's) symlink, which stays a symlink
     with paths.locked(real + ".lock"):
@@ -564,7 +570,7 @@ def _homes() -> tuple[str, ...]:
         return (given,)
 
 
-def project_files(start: str | None = None) -> list[str]:
+def project_files(start: "str | None" = None) -> list[str]:
     """Return consent-relevant files from the current directory up to the repository root or ``$HOME``.
 
     The walk stops at whichever of the two it meets first (so ``$HOME`` itself
@@ -602,18 +608,22 @@ NO_PROJECT = False
 
 
 def _sources(project_dir=None) -> list[tuple[str, str]]:
+    from . import paths
+
     projects = [] if project_dir is NO_PROJECT else project_files(project_dir)
     return [("project", p) for p in projects] + [("user", paths.consent_file())]
 
 
-def _grant_counts(parsed: Parsed, package: str, version: str | None) -> bool:
+def _grant_counts(parsed: "Parsed", package: str, version: "str | None") -> bool:
     """A grant counts when no consent version is declared, or it was given for this one."""
     if version is None:
         return True
     return package in parsed.choices and parsed.versions.get(package) == version
 
 
-def _from_files(package: str, version: str | None, project_dir: str | None = None) -> ConsentState | None:
+def _from_files(
+    package: str, version: "str | None", project_dir: "str | None" = None
+) -> "ConsentState | None":
     """The files' decision; None when no file decides (broken files decide: off)."""
     grant = broken = None
     for kind, path in _sources(project_dir):
@@ -638,7 +648,7 @@ def _from_files(package: str, version: str | None, project_dir: str | None = Non
     return None
 
 
-def problems(package: str | None = None) -> list[BrokenSource]:
+def problems(package: "str | None" = None) -> "list[BrokenSource]":
     """Every consent source that cannot be read: files here and, for ``package``, its variable."""
     found = []
     if package is not None:
@@ -672,7 +682,7 @@ def ignored_grants(package: str) -> list[str]:
     return out
 
 
-def stale_grants(package: str, version: str | None) -> list[str]:
+def stale_grants(package: str, version: "str | None") -> list[str]:
     """Files holding a grant for ``package`` that does not count for consent version ``version``."""
     if version is None:
         return []
@@ -692,10 +702,12 @@ def stale_grants(package: str, version: str | None) -> list[str]:
 
 
 def _version_file(package: str) -> str:
+    from . import paths
+
     return paths.state_path("consent-versions", package)
 
 
-def declared_version(package: str) -> str | None:
+def declared_version(package: str) -> "str | None":
     """The consent version ``package`` declared when it last ran here (None when unknown or none)."""
     try:
         with open(_version_file(package), encoding="utf-8") as fh:
@@ -712,12 +724,14 @@ def remember_version(package: str, version: str) -> None:
     """
     try:
         if declared_version(package) != version:
+            from . import paths
+
             paths.atomic_write(_version_file(package), version + "\n")
     except Exception:
         log.debug("cannot record the consent version of %s", package, exc_info=True)
 
 
-def normalize_version(value) -> str | None:
+def normalize_version(value) -> "str | None":
     """A consent version as stored: None, or the text of an int or a short printable string."""
     if value is None:
         return None
@@ -737,11 +751,11 @@ def resolve(
     policy: str = OPT_IN,
     *,
     ci: str = "off",
-    under_pytest: bool | None = None,
-    notice_shown: bool | None = None,
-    consent_version: str | None = None,
+    under_pytest: "bool | None" = None,
+    notice_shown: "bool | None" = None,
+    consent_version: "str | None" = None,
     project_dir=None,
-) -> ConsentState:
+) -> "ConsentState":
     """Decide whether ``package`` may send telemetry now. Never raises.
 
     ``project_dir``: where project files are looked for instead of the current
@@ -755,7 +769,7 @@ def resolve(
         return ConsentState(False, UNSET, "error")
 
 
-def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, project_dir=None) -> ConsentState:
+def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, project_dir=None) -> "ConsentState":
     switch = env.do_not_track()
     if switch:
         return ConsentState(False, DENIED, f"env:{switch}")
@@ -765,6 +779,8 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, projec
         return ConsentState(False, INVALID, f"env:{var}")
     if explicit is not None:
         return ConsentState(explicit, GRANTED if explicit else DENIED, f"env:{var}")
+    from . import runenv
+
     if under_pytest is None:
         under_pytest = runenv.under_pytest()
     if under_pytest:
@@ -800,6 +816,8 @@ def fingerprint(package: str) -> tuple:
     Used by the background refresher so a running process notices
     ``usagetrace disable`` within seconds without re-reading files on every call.
     """
+    from . import paths
+
     stats = []
     for path in [paths.consent_file(), *project_files()]:
         try:

@@ -5,8 +5,6 @@ number, not UTF-8, absurdly long) degrades to the default with one debug line
 instead of an exception in the host.
 """
 
-from __future__ import annotations
-
 import os
 
 from . import log
@@ -16,7 +14,7 @@ _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 
 
-def get(name: str) -> str | None:
+def get(name: str) -> "str | None":
     """Return the variable's value, or None when unset or unusable."""
     try:
         value = os.environ.get(name)
@@ -35,7 +33,7 @@ def get(name: str) -> str | None:
     return value
 
 
-def flag(name: str) -> bool | None:
+def flag(name: str) -> "bool | None":
     """Return True/False for a boolean-ish variable, None when unset or not boolean."""
     value = choice(name)
     return None if value is INVALID else value
@@ -45,7 +43,7 @@ def flag(name: str) -> bool | None:
 INVALID = "invalid"
 
 
-def choice(name: str) -> bool | None | str:
+def choice(name: str) -> "bool | None | str":
     """Like :func:`flag`, but tells "unset" (None) from "set to something unusable" (:data:`INVALID`).
 
     Consent needs the difference: an unusable value is a choice that cannot be
@@ -74,7 +72,7 @@ def _present(name: str) -> bool:
         return False
 
 
-def do_not_track() -> str | None:
+def do_not_track() -> "str | None":
     """Return the name of the global off switch that is set, if any.
 
     ``DO_NOT_TRACK`` follows consoledonottrack.com: any value other than empty,

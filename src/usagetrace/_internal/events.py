@@ -40,14 +40,12 @@ import sys
 from . import clock, instrumentation, log
 
 # Not imported here: the recorder (threading, contextvars) and the allowlist (typing)
-# are needed only once consent is on; integrations import this module while off.
+# are needed only once consent is on.
 MEASURE_PREFIX = "usagetrace.measure."  # == allowlist.MEASURE_PREFIX (asserted in tests/integrations/test_import_cost.py)
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
-__all__ = ["Command", "command", "event", "handle_for", "record", "recorder", "validate_measures"]
-
-NOTHING = instrumentation.NOTHING
+__all__ = ["Command", "command", "event", "record", "validate_measures"]
 
 EMIT_CHOICES = ("success", "always")
 # Patterns, compiled (and cached by re) on first use: not at import, which every integration pays while off.
@@ -59,36 +57,6 @@ _validated: dict = {}
 
 
 # ------------------------------------------------------------------- plumbing
-def handle_for(package: str, setup: dict | None = None):
-    """Return ``package``'s handle; create one that wraps nothing when absent and ``setup`` is given.
-
-    ``setup`` holds ``instrument()`` keywords (endpoint, consent, ...). A handle
-    created here instruments no function: it exists so an app or a CLI that
-    is not itself an instrumented library can send integration data. Never raises.
-    """
-    try:
-        handle = instrumentation.get(package)
-        if handle is None and setup is not None:
-            options = {k: v for k, v in setup.items() if v is not None}
-            options.setdefault("include", [NOTHING])
-            handle = instrumentation.instrument(package, **options)
-        return handle
-    except Exception:
-        log.internal_error("events.handle_for")
-        return None
-
-
-def recorder(package: str):
-    """Return the package's recorder while consent is on, else None (cheap; never raises)."""
-    handle = instrumentation._REGISTRY.get(package)
-    if handle is None:
-        return None
-    rec = handle.recorder
-    if rec is None or not rec.enabled:
-        return None
-    return rec
-
-
 def record(
     package: str, name: str, attributes: dict, start_ns: int, end_ns: int | None = None, error=None
 ) -> bool:
@@ -98,7 +66,7 @@ def record(
     export anyway); ``error`` is ``(type name, frames, signature)`` or None.
     """
     try:
-        rec = recorder(package)
+        rec = instrumentation.recorder(package)
         if rec is None:
             return False
         from .recorder import Sample
@@ -284,7 +252,7 @@ class Command:
 
     def __enter__(self) -> Command:
         # Cost nothing when consent is off: no clock, no bookkeeping.
-        self._active = recorder(self.package) is not None
+        self._active = instrumentation.recorder(self.package) is not None
         if self._active:
             self.start_ns = _clock.time_ns()
         return self
@@ -343,7 +311,7 @@ def event(name: str, *, package: str, **measures) -> None:
     _check_package(package)
     _check_name("event", name)
     specs = _package_specs(package)  # validates the declaration even when consent is off
-    if recorder(package) is None:
+    if instrumentation.recorder(package) is None:
         return
     try:
         attributes = {"usagetrace.event.name": name}

@@ -5,8 +5,6 @@ imports neither wrapt nor the OpenTelemetry SDK: the package runs exactly as
 if usagetrace were absent. Those imports happen in :meth:`Instrumentation._start`.
 """
 
-from __future__ import annotations
-
 import sys
 import _thread
 from types import FunctionType, MappingProxyType, MethodType, ModuleType
@@ -24,7 +22,7 @@ NOTHING = "\x00usagetrace:nothing"
 #: Set by CLI integrations on the ``main`` functions they decorate: never wrapped.
 CLI_MARK = "__usagetrace_cli__"
 
-_REGISTRY: dict[str, Instrumentation] = {}
+_REGISTRY: "dict[str, Instrumentation]" = {}
 _REGISTRY_LOCK = _thread.allocate_lock()
 
 CI_MODES = ("off", "policy")
@@ -42,14 +40,14 @@ class Instrumentation:
         self,
         package: str,
         *,
-        version: str | None,
-        endpoint: str | None,
+        version: "str | None",
+        endpoint: "str | None",
         policy: str,
         include,
         exclude,
         ci: str,
         options: dict,
-        consent_version: str | None = None,
+        consent_version: "str | None" = None,
     ) -> None:
         self.package = package
         self.policy = policy
@@ -113,7 +111,7 @@ class Instrumentation:
         return sorted(n for n in self._monitor_why if n in functions and not functions[n].exempt)
 
     @property
-    def monitored(self) -> Mapping[str, str]:
+    def monitored(self) -> "Mapping[str, str]":
         """Callables counted without a wrapper, each with the reason a wrapper was not used."""
         names = set(self.monitored_names)
         return MappingProxyType({n: why for n, why in self._monitor_why.items() if n in names})
@@ -126,7 +124,7 @@ class Instrumentation:
                 "skipped": len(self._skipped)}
 
     @property
-    def skipped(self) -> Mapping[str, str]:
+    def skipped(self) -> "Mapping[str, str]":
         """Public callables left unwrapped (or not counted), each with the reason.
 
         Behaviour first, counts second: a callable is not wrapped when a wrapper
@@ -317,7 +315,7 @@ class Instrumentation:
             obj = None
 
     def _consider(self, owner, key: str, qualname: str, module_name: str, struct_kind: str, slots: dict,
-                  hazard: str | None = None) -> None:
+                  hazard: "str | None" = None) -> None:
         """Wrap the function at ``owner[key]`` (a module dict or a class) unless a hazard says not to.
 
         For a static or class method the function inside the descriptor is
@@ -521,7 +519,7 @@ class Instrumentation:
                     except Exception:
                         log.debug("not instrumenting %s", name, exc_info=True)
 
-    def _own_reach(self, func) -> str | None:
+    def _own_reach(self, func) -> "str | None":
         """Frame reach of a dunder's own code. The analysis treats dunders as run implicitly, one call below
         whoever triggers them; wrapping ``__call__`` itself puts the wrapper frame right above it."""
         from . import hazards
@@ -813,7 +811,7 @@ def _distribution_version(package: str) -> str:
         return "unknown"
 
 
-def _after_import(module: ModuleType, callback) -> bool:
+def _after_import(module: "ModuleType", callback) -> bool:
     """If ``module`` is still being imported, call ``callback(module)`` once its import has finished.
 
     ``instrument(__name__)`` may be the first line of a package's ``__init__.py``
@@ -847,7 +845,7 @@ def _after_import(module: ModuleType, callback) -> bool:
     return True
 
 
-def _caller_package(depth: int) -> str | None:
+def _caller_package(depth: int) -> "str | None":
     try:
         frame = sys._getframe(depth + 1)
         name = frame.f_globals.get("__package__") or frame.f_globals.get("__name__")
@@ -859,16 +857,16 @@ def _caller_package(depth: int) -> str | None:
 def instrument(
     package=None,
     *,
-    endpoint: str | None = None,
+    endpoint: "str | None" = None,
     consent: str = "opt-in",
-    version: str | None = None,
+    version: "str | None" = None,
     include=None,
     exclude=None,
     ci: str = "off",
     consent_version=None,
-    upload: str | None = None,
+    upload: "str | None" = None,
     **options,
-) -> Instrumentation:
+) -> "Instrumentation":
     """Record usage of a package's public API, if the person running it agrees.
 
     Args:
@@ -997,13 +995,63 @@ def instrument(
     return handle
 
 
-def registered() -> dict[str, Instrumentation]:
+def registered() -> "dict[str, Instrumentation]":
     """Return a copy of the registry of instrumented packages in this process."""
     with _REGISTRY_LOCK:
         return dict(_REGISTRY)
 
 
-def get(package: str) -> Instrumentation | None:
+def get(package: str) -> "Instrumentation | None":
     """Return the handle for a package instrumented in this process, if any."""
     return _REGISTRY.get(package)
 
+
+def handle_for(package: str, setup: "dict | None" = None):
+    """Return ``package``'s handle; create one that wraps nothing when absent and ``setup`` is given.
+
+    ``setup`` holds ``instrument()`` keywords (endpoint, consent, ...). A handle
+    created here instruments no function: it exists so an app or a CLI that
+    is not itself an instrumented library can send integration data. Never raises.
+    """
+    try:
+        handle = get(package)
+        if handle is None and setup is not None:
+            options = {k: v for k, v in setup.items() if v is not None}
+            options.setdefault("include", [NOTHING])
+            handle = instrument(package, **options)
+        return handle
+    except Exception:
+        log.internal_error("instrumentation.handle_for")
+        return None
+
+
+def recorder(package: str):
+    """Return the package's recorder while consent is on, else None (cheap; never raises)."""
+    handle = _REGISTRY.get(package)
+    if handle is None:
+        return None
+    rec = handle.recorder
+    if rec is None or not rec.enabled:
+        return None
+    return rec
+
+
+def integration_setup(endpoint, consent, **options) -> "dict | None":
+    """Return ``instrument()`` keywords for :func:`handle_for`, or None to only use an existing handle."""
+    if endpoint is None and consent is None and not options:
+        return None
+    out = {"endpoint": endpoint, "consent": consent or "opt-in"}
+    out.update(options)
+    return out
+
+
+def register_commands(package: str, functions, integration: str) -> None:
+    """Tell the package's handle which functions are CLI commands (not usages themselves). Never raises."""
+    try:
+        handle = get(package)
+        if handle is None:
+            return
+        for func in functions:
+            handle.command_function(func, integration)
+    except Exception:
+        log.internal_error("instrumentation.register_commands")

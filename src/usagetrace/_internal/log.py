@@ -4,8 +4,6 @@
 never pays for it.
 """
 
-from __future__ import annotations
-
 import sys
 
 LOGGER_NAME = "usagetrace"

@@ -17,14 +17,11 @@ treat it as any unwritable directory: nothing is stored, the install id is a
 per-run one (``resource.install_id``), and ``usagetrace status`` says so.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
-from . import clock, env, log
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# clock is imported by the lock, which waits: an undecided run reads its consent file without it.
+from . import env, log
 
 APP = "usagetrace"
 
@@ -243,9 +240,11 @@ class locked:
         self.timeout = timeout
         self.fd = -1
 
-    def __enter__(self) -> locked:
+    def __enter__(self) -> "locked":
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        from .clock import REAL as _clock  # the real clocks, even while the host fakes its own (clock.py)
+
         deadline = _clock.monotonic() + self.timeout
         while not _try_lock(fd):
             if _clock.monotonic() >= deadline:

@@ -95,8 +95,10 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
     except OSError:
         return PER_RUN_PREFIX + new_uuid4(), "per-run"
     try:
-        with open(path, encoding="ascii") as fh:
-            value = fh.read(64).strip()
+        # Bytes, then decoded: bytes.decode("ascii") is built in, a text file's ascii codec is a module to
+        # load (at the exit of every daily run).
+        with open(path, "rb") as fh:
+            value = fh.read(64).decode("ascii").strip()
         return _parse_uuid(value), "stored"
     except FileNotFoundError:
         pass
@@ -115,8 +117,8 @@ def install_id(package: str, *, create: bool = True) -> tuple[str, str]:
 def stored_install_id(package: str) -> str | None:
     """The install id stored for ``package``, or None (never creates one)."""
     try:
-        with open(_id_file(package), encoding="ascii") as fh:
-            return _parse_uuid(fh.read(64))
+        with open(_id_file(package), "rb") as fh:
+            return _parse_uuid(fh.read(64).decode("ascii"))
     except (OSError, ValueError):
         return None
 

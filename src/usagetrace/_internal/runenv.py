@@ -1,7 +1,5 @@
 """Where the process runs: CI, notebook, interactive terminal or plain script."""
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -31,7 +29,7 @@ CI_VARIABLES = (
 )
 
 
-def ci_provider() -> str | None:
+def ci_provider() -> "str | None":
     """Return the CI provider's name when running in CI, else None.
 
     A variable counts when set to anything but empty, ``0`` or ``false``; CI
@@ -104,7 +102,7 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
-def not_lasting(state_dir: str) -> str | None:
+def not_lasting(state_dir: str) -> "str | None":
     """Why files kept in ``state_dir`` would probably not last until tomorrow, or None.
 
     A daily or weekly upload needs its local store to outlive the run: in CI,

@@ -10,8 +10,9 @@ except the notice record, where "unknown" means "not shown" (nothing sent).
 
 from __future__ import annotations
 
-import json
+import os
 
+# json is imported when the file is read or written: a run's exit usually needs neither (remember_package).
 from . import clock, log, paths
 
 #: Bounded: the notice path runs at import and this also runs at exit.
@@ -30,6 +31,8 @@ def load_checked() -> tuple[dict, str | None]:
     except OSError:  # no home (paths.NoHome): nothing was ever stored
         return {}, None
     try:
+        import json
+
         with open(path, encoding="utf-8") as fh:
             data = json.loads(fh.read(1 << 20))
         if isinstance(data, dict):
@@ -45,6 +48,8 @@ def load_checked() -> tuple[dict, str | None]:
 
 def save(data: dict) -> bool:
     """Write the state; return False when it could not be written."""
+    import json
+
     try:
         paths.atomic_write(paths.state_file(), json.dumps(data, indent=1, sort_keys=True))
         return True
@@ -130,8 +135,42 @@ def remember_package(package: str, settings: dict) -> None:
         known[package] = new
         return True
 
-    current = load().get("packages", {})
-    old = current.get(package) if isinstance(current, dict) else None
-    if isinstance(old, dict) and old.get("last_on") == today and all(old.get(k) == v for k, v in settings.items()):
-        return  # nothing new: no lock, no write
-    update(change)
+    # Every run after the day's first finds the state file saying so already. A stamp records that it
+    # did, with the state file's identity at the time: one stat and one small read at exit, no json.
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in package)[:100]
+    stamp = paths.state_path("recorded", name)
+    key = f"{today} {settings!r}"
+    if _read_stamp(stamp) == f"{_identity()} {key}":
+        return
+
+    def known() -> bool:
+        current = load().get("packages", {})
+        old = current.get(package) if isinstance(current, dict) else None
+        return (isinstance(old, dict) and old.get("last_on") == today
+                and all(old.get(k) == v for k, v in settings.items()))
+
+    if not known():
+        update(change)
+    before = _identity()
+    if before and known() and _identity() == before:  # what was checked is the file with that identity
+        try:
+            paths.atomic_write(stamp, f"{before} {key}")
+        except OSError:
+            log.debug("cannot write the stamp of %s", package, exc_info=True)
+
+
+def _identity() -> str:
+    """Changes whenever the state file is written (a rename: a new inode) or goes; "" when it is absent."""
+    try:
+        st = os.stat(paths.state_file())
+    except OSError:
+        return ""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _read_stamp(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(4096)
+    except (OSError, ValueError):
+        return None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from .._internal import clock, events, instrumentation, log
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# events and clock are imported when a run is recorded: with telemetry off a CLI never needs them.
+from .._internal import instrumentation, log
 
 MASK = "*****"
 MAX_TOKENS = 64
@@ -24,6 +23,13 @@ def safe_name(name) -> str | None:
 def safe_option(name) -> str:
     """Return an option name fit to send (it was matched against the CLI's own declarations)."""
     return name if isinstance(name, str) and re.fullmatch(_SAFE_OPTION, name) else MASK
+
+
+def now_ns() -> int:
+    """The real wall clock, even while the host fakes its own (clock.py); read only while recording."""
+    from .._internal.clock import REAL
+
+    return REAL.time_ns()
 
 
 def exit_code(code) -> int:
@@ -45,15 +51,6 @@ def completing() -> bool:
         return False
 
 
-def setup(endpoint, consent, **options) -> dict | None:
-    """Return ``instrument()`` keywords for :func:`events.handle_for`, or None to only use an existing handle."""
-    if endpoint is None and consent is None and not options:
-        return None
-    out = {"endpoint": endpoint, "consent": consent or "opt-in"}
-    out.update(options)
-    return out
-
-
 def enter(package: str):
     """Start a command run: the API calls it makes are usages, and a package function that launched it is not.
 
@@ -63,7 +60,7 @@ def enter(package: str):
     instead. Returns a token for :func:`leave`; never raises.
     """
     try:
-        rec = events.recorder(package)
+        rec = instrumentation.recorder(package)
         if rec is None:
             return None
         launcher = getattr(rec.outside.get(), "stats", None)
@@ -88,18 +85,6 @@ def leave(token) -> None:
         log.internal_error("integrations.cli.leave")
 
 
-def register_commands(package: str, functions, integration: str) -> None:
-    """Tell the package's handle which functions are CLI commands (not usages themselves). Never raises."""
-    try:
-        handle = instrumentation.get(package)
-        if handle is None:
-            return
-        for func in functions:
-            handle.command_function(func, integration)
-    except Exception:
-        log.internal_error("integrations.cli.register")
-
-
 class Run:
     """Times one invocation and records it as a ``usagetrace.command`` span."""
 
@@ -107,12 +92,14 @@ class Run:
 
     def __init__(self, package: str, path: list, line: list) -> None:
         self.package = package
-        self.start_ns = _clock.time_ns()
+        self.start_ns = now_ns()
         self.path = path
         self.line = line
 
     def finish(self, code: int, exc: BaseException | None = None) -> None:
         try:
+            from .._internal import events
+
             attributes = {
                 "usagetrace.command.name": " ".join(self.path),
                 "usagetrace.command.line": " ".join(self.line[: MAX_TOKENS + 1]),

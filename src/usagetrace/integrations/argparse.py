@@ -23,16 +23,13 @@ exception) and the duration. The command line is the one given to
 if it was never called). Standard library only.
 """
 
-from __future__ import annotations
-
 import argparse as _argparse
 import functools
 import sys
 
-from .._internal import clock, events, instrumentation, log
-from . import _cli
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off
+# never needs it.
+from .._internal import instrumentation, log
 
 __all__ = ["describe", "track"]
 
@@ -96,6 +93,8 @@ def _values(action, tokens: list, i: int) -> int:
 
 def describe(parser, args, prog: str) -> tuple[list, list]:
     """Return (command path, masked command line) for ``args`` parsed by ``parser``."""
+    from . import _cli
+
     path, line = [prog], [prog]
     current = parser
     options, subs = _option_map(current), _subparsers(current)
@@ -149,9 +148,9 @@ def track(
     parser,
     *,
     package: str,
-    name: str | None = None,
-    endpoint: str | None = None,
-    consent: str | None = None,
+    name: "str | None" = None,
+    endpoint: "str | None" = None,
+    consent: "str | None" = None,
     **options,
 ):
     """Return a decorator recording each call of a CLI ``main`` function that parses with ``parser``.
@@ -162,8 +161,7 @@ def track(
     """
     if not isinstance(parser, _argparse.ArgumentParser):
         raise TypeError("usagetrace.integrations.argparse.track() needs an argparse.ArgumentParser")
-    prog = _cli.safe_name(name or package) or "cli"
-    events.handle_for(package, _cli.setup(endpoint, consent, **options))
+    instrumentation.handle_for(package, instrumentation.integration_setup(endpoint, consent, **options))
     seen: list = []
 
     original = parser.parse_known_args
@@ -172,17 +170,21 @@ def track(
         if seen is not None and not seen:
             seen.append(list(sys.argv[1:] if args is None else args))
             # Handlers may be set while main builds the parser: known by now, before they run.
-            _cli.register_commands(package, _handlers(parser), "argparse")
+            instrumentation.register_commands(package, _handlers(parser), "argparse")
         return original(args, namespace)
 
     def decorator(main):
         @functools.wraps(main)
         def wrapper(*a, **kw):
-            if events.recorder(package) is None or _cli.completing():
+            if instrumentation.recorder(package) is None:  # off: main runs untouched
+                return main(*a, **kw)
+            from . import _cli
+
+            if _cli.completing():
                 return main(*a, **kw)
             start = None
             try:
-                start = _clock.time_ns()
+                start = _cli.now_ns()
                 seen.clear()
                 parser.parse_known_args = parse_known_args
             except Exception:
@@ -208,7 +210,7 @@ def track(
                     if vars(parser).get("parse_known_args") is parse_known_args:
                         del parser.parse_known_args
                     argv = seen[0] if seen else list(sys.argv[1:])
-                    path, line = describe(parser, argv, prog)
+                    path, line = describe(parser, argv, _cli.safe_name(name or package) or "cli")
                     run = _cli.Run(package, path, line)
                     if start is not None:
                         run.start_ns = start
@@ -217,7 +219,7 @@ def track(
                     log.internal_error("integrations.argparse.finish")
 
         setattr(wrapper, instrumentation.CLI_MARK, "usagetrace.integrations.argparse.track")
-        _cli.register_commands(package, _handlers(parser), "argparse")
+        instrumentation.register_commands(package, _handlers(parser), "argparse")
         return wrapper
 
     return decorator

@@ -22,19 +22,18 @@ Shell completion is not recorded. With consent off the command runs untouched
 (no parsing, no clock). Needs click (``pip install 'usagetrace[click]'``) or typer.
 """
 
-from __future__ import annotations
-
 import sys
 
-from ._guard import available, require
+from . import available, require
 
 # click is not imported here: a click CLI has imported it already, and typer (>= 0.22)
 # ships its own copy, so importing click for a typer app (or while off) is pure cost.
 if not (available("click") or available("typer")):
     require("click", "click", "click")  # raises ImportError naming the extra
 
-from .._internal import events, log  # noqa: E402
-from . import _cli  # noqa: E402
+# _cli (masking, the run's record) is imported once a run is recorded: a CLI with telemetry off
+# never needs it.
+from .._internal import instrumentation, log  # noqa: E402
 
 __all__ = ["describe", "track"]
 
@@ -95,6 +94,8 @@ def _looks_numeric(token: str) -> bool:
 
 def describe(cmd, args, prog: str) -> tuple[list, list]:
     """Return (command path, masked command line) for ``args`` run against ``cmd``."""
+    from . import _cli
+
     path, line = [prog], [prog]
     current = cmd
     tokens = list(args)[: _cli.MAX_TOKENS]
@@ -184,9 +185,9 @@ def track(
     cli,
     *,
     package: str,
-    name: str | None = None,
-    endpoint: str | None = None,
-    consent: str | None = None,
+    name: "str | None" = None,
+    endpoint: "str | None" = None,
+    consent: "str | None" = None,
     **options,
 ):
     """Record every run of ``cli`` (a click command/group, or a typer app) for ``package``; return the click command.
@@ -200,23 +201,24 @@ def track(
     cmd = _click_command(cli)
     if getattr(cmd, _MARK, False):
         return cmd
-    prog = _cli.safe_name(name or package) or "cli"
-    setup = _cli.setup(endpoint, consent, **options)
-    events.handle_for(package, setup)
+    instrumentation.handle_for(package, instrumentation.integration_setup(endpoint, consent, **options))
     original = cmd.main
 
     def main(args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         run = None
         try:
-            if events.recorder(package) is not None and not _cli.completing():
-                if args is None:
-                    import sys
+            if instrumentation.recorder(package) is not None:  # else off: the command runs untouched
+                from . import _cli
 
-                    args = sys.argv[1:]
-                elif not isinstance(args, (list, tuple)):
-                    args = list(args)
-                path, line = describe(cmd, args, prog)
-                run = _cli.Run(package, path, line)
+                if not _cli.completing():
+                    if args is None:
+                        import sys
+
+                        args = sys.argv[1:]
+                    elif not isinstance(args, (list, tuple)):
+                        args = list(args)
+                    path, line = describe(cmd, args, _cli.safe_name(name or package) or "cli")
+                    run = _cli.Run(package, path, line)
         except Exception:
             log.internal_error("integrations.click.start")
         if run is None:
@@ -249,5 +251,5 @@ def track(
     main.__doc__ = original.__doc__
     cmd.main = main
     setattr(cmd, _MARK, True)
-    _cli.register_commands(package, _callbacks(cmd), "click")
+    instrumentation.register_commands(package, _callbacks(cmd), "click")
     return cmd

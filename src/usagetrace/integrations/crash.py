@@ -28,9 +28,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from .._internal import clock, events, log, runenv
-
-_clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
+# events, clock and runenv are imported when a crash is recorded: not on the import path of a CLI.
+from .._internal import instrumentation, log
 
 __all__ = ["CrashHooks", "install"]
 
@@ -60,16 +59,19 @@ class CrashHooks:
                 return
             if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
                 return
-            if events.recorder(self.package) is None or runenv.in_interactive_shell():
+            if instrumentation.recorder(self.package) is None:
                 return
-            from .._internal import sanitize
+            from .._internal import clock, events, runenv, sanitize
+
+            if runenv.in_interactive_shell():
+                return
 
             frames = sanitize.frames(tb, self.package)
             if not frames:
                 return  # the crash did not pass through this package
             type_name = sanitize.type_name(exc_type, self.package)
             error = (type_name, frames, sanitize.signature(type_name, frames))
-            now = _clock.time_ns()
+            now = clock.REAL.time_ns()  # the real clock, even while the host fakes its own
             events.record(
                 self.package, "usagetrace.crash", {"usagetrace.crash.thread": thread}, now, now, error
             )
@@ -104,7 +106,7 @@ def install(
     if existing is not None and existing.installed:
         return existing
     if endpoint is not None or consent is not None:
-        events.handle_for(package, {"endpoint": endpoint, "consent": consent or "opt-in"})
+        instrumentation.handle_for(package, {"endpoint": endpoint, "consent": consent or "opt-in"})
     hooks = CrashHooks(package, threads)
     hooks.installed = True
     sys.excepthook = hooks.excepthook

@@ -35,7 +35,7 @@ Unknown callback ids (a forged request) are not recorded. Needs
 
 from __future__ import annotations
 
-from ._guard import require
+from . import require
 
 dash = require("dash", "dash", "dash")
 

@@ -46,7 +46,7 @@ import time
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from .._internal import events, log
+from .._internal import events, instrumentation, log
 
 __all__ = ["Campaign", "TrackingApp", "recipient_hash", "verify"]
 
@@ -276,7 +276,7 @@ class TrackingApp:
         if endpoint is not None or consent is not None or options:
             # A web app is a service: each page view (open, click) is its own record, sent as it happens.
             setup = {"endpoint": endpoint, "consent": consent or "opt-in", "upload": "realtime", **options}
-        events.handle_for(package, setup)
+        instrumentation.handle_for(package, setup)
 
     def register(self, campaign: str, links) -> None:
         """Register (or replace) a campaign's links; only these can ever be redirected to."""

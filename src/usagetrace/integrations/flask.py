@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import time
 
-from ._guard import require
+from . import require
 
 flask = require("flask", "flask", "flask")
 
-from .._internal import events, log  # noqa: E402
+from .._internal import events, instrumentation, log  # noqa: E402
 from . import _web  # noqa: E402
 
 __all__ = ["Tracker", "track"]
@@ -63,13 +63,13 @@ class Tracker(_web.BaseTracker):
         if endpoint is not None or consent is not None or options:
             # A web app is a service: each page view (open, click) is its own record, sent as it happens.
             setup = {"endpoint": endpoint, "consent": consent or "opt-in", "upload": "realtime", **options}
-        events.handle_for(package, setup)
+        instrumentation.handle_for(package, setup)
         app.before_request(self._before)
         app.after_request(self._after)
 
     def _before(self):
         try:
-            if events.recorder(self.package) is not None:
+            if instrumentation.recorder(self.package) is not None:
                 setattr(flask.g, _G_START, time.time_ns())
         except Exception:
             log.internal_error("integrations.flask.before")
@@ -78,7 +78,7 @@ class Tracker(_web.BaseTracker):
     def _after(self, response):
         try:
             start = getattr(flask.g, _G_START, None)
-            if start is not None and events.recorder(self.package) is not None:
+            if start is not None and instrumentation.recorder(self.package) is not None:
                 self.handle(flask.request, response, start)
         except Exception:
             log.internal_error("integrations.flask.after")
