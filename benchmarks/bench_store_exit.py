@@ -8,7 +8,8 @@ For stores of growing size (0, 1, 4 and 7.5 MB of buckets, the last near the
 journal lock, read the upload schedule) in this process, median and p95 of
 N calls, each with a fresh tally like one CLI run's. Also times one fold of
 the journal into the store (``aggregate.fold``, the detached uploader's work).
-Prints a Markdown section for BENCHMARKS.md. Nothing is sent; nothing asserts a time.
+Prints a Markdown section for BENCHMARKS.md (pasted between its start/end markers there, which
+`run.py` keeps when it rewrites the file). Nothing is sent; nothing asserts a time.
 """
 
 from __future__ import annotations

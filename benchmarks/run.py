@@ -741,8 +741,9 @@ def main() -> int:
     res["elapsed_s"] = time.perf_counter() - t0
     with open(os.path.join(HERE, "results.json"), "w") as fh:
         json.dump(res, fh, indent=1, sort_keys=True)
+    text = keep_sections(report(res))  # reads the sections to keep before the file is truncated
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
-        fh.write(keep_sections(report(res)))
+        fh.write(text)
     log(f"wrote BENCHMARKS.md and benchmarks/results.json in {res['elapsed_s']:.0f} s")
     return 0
 
@@ -764,7 +765,8 @@ if __name__ == "__main__":
     if "--report-only" in sys.argv:
         with open(os.path.join(HERE, "results.json")) as fh:
             r = json.load(fh)
+        text = keep_sections(report(r))  # reads the sections to keep before the file is truncated
         with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
-            fh.write(keep_sections(report(r)))
+            fh.write(text)
         sys.exit(0)
     sys.exit(main())
