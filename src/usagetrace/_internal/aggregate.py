@@ -46,9 +46,18 @@ from __future__ import annotations
 
 import os
 
-# json is imported where a store is read or written whole (the uploader, status): a run's exit
-# appends its line with jsonline, and never needs json's import (2-4 ms).
 from . import clock, jsonline, log, paths
+
+#: json, bound where a store is first read or written whole (the uploader, status), then held (no import
+#: statement runs here again: delivery._Deps). A run's exit appends its line with jsonline: no json (2-4 ms).
+_json = None
+
+
+def _json_module():
+    global _json
+    if _json is None:
+        import json as _json
+    return _json
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
@@ -251,9 +260,7 @@ def _check_bucket(b) -> dict:
 
 def _parse(text: str, package: str) -> dict:
     try:
-        import json
-
-        doc = json.loads(text)
+        doc = _json_module().loads(text)
     except ValueError as exc:
         raise Broken(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != VERSION or doc.get("package") != package:
@@ -307,8 +314,7 @@ def _load_locked(path: str, package: str) -> tuple[dict, bool]:
 
 def _save_locked(path: str, doc: dict) -> None:
     """Write the store, never larger than ``MAX_FILE_BYTES``: the oldest buckets go first, their runs counted."""
-    import json
-
+    json = _json_module()
     text = json.dumps(doc, separators=(",", ":"))
     while len(text) > MAX_FILE_BYTES and (doc["buckets"] or doc["outbox"]):
         section = "buckets" if doc["buckets"] else "outbox"
@@ -523,8 +529,7 @@ def _fold_file(doc: dict, path: str) -> None:
     """Merge one journal file's runs into ``doc`` (a torn or unreadable line is skipped and counted)."""
     with open(path, "rb") as fh:
         data = fh.read()
-    import json
-
+    json = _json_module()
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue

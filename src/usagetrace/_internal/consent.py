@@ -39,9 +39,20 @@ import os
 import stat
 import sys
 
-# paths and runenv are imported once the environment has not decided: DO_NOT_TRACK answers
-# "off" on every import of every instrumented package, with as little imported as possible.
 from . import env, log
+
+# paths and runenv: bound by _load() once the environment has not decided (DO_NOT_TRACK answers "off"
+# on every import of every instrumented package, with as little imported as possible), then held, so
+# no import statement runs here again (the delivery thread refreshes consent: delivery._Deps).
+paths = runenv = None
+
+
+def _load() -> None:
+    global paths, runenv
+    if runenv is None:
+        from . import paths as _paths, runenv as _runenv
+
+        paths, runenv = _paths, _runenv
 
 OPT_IN = "opt-in"
 OPT_OUT = "opt-out"
@@ -536,8 +547,7 @@ def write_choice(
     plus ``path``. Raises BrokenSource when the file cannot be read or edited
     safely (nothing is changed then), OSError when it cannot be written.
     """
-    from . import paths
-
+    _load()
     path = path or paths.consent_file()
     real = os.path.realpath(path)  # written through a (dotfile manager's) symlink, which stays a symlink
     with paths.locked(real + ".lock"):
@@ -608,8 +618,7 @@ NO_PROJECT = False
 
 
 def _sources(project_dir=None) -> list[tuple[str, str]]:
-    from . import paths
-
+    _load()
     projects = [] if project_dir is NO_PROJECT else project_files(project_dir)
     return [("project", p) for p in projects] + [("user", paths.consent_file())]
 
@@ -702,8 +711,7 @@ def stale_grants(package: str, version: "str | None") -> list[str]:
 
 
 def _version_file(package: str) -> str:
-    from . import paths
-
+    _load()
     return paths.state_path("consent-versions", package)
 
 
@@ -724,8 +732,7 @@ def remember_version(package: str, version: str) -> None:
     """
     try:
         if declared_version(package) != version:
-            from . import paths
-
+            _load()
             paths.atomic_write(_version_file(package), version + "\n")
     except Exception:
         log.debug("cannot record the consent version of %s", package, exc_info=True)
@@ -779,8 +786,7 @@ def _resolve(package, policy, *, ci, under_pytest, notice_shown, version, projec
         return ConsentState(False, INVALID, f"env:{var}")
     if explicit is not None:
         return ConsentState(explicit, GRANTED if explicit else DENIED, f"env:{var}")
-    from . import runenv
-
+    _load()
     if under_pytest is None:
         under_pytest = runenv.under_pytest()
     if under_pytest:
@@ -816,8 +822,7 @@ def fingerprint(package: str) -> tuple:
     Used by the background refresher so a running process notices
     ``usagetrace disable`` within seconds without re-reading files on every call.
     """
-    from . import paths
-
+    _load()
     stats = []
     for path in [paths.consent_file(), *project_files()]:
         try:

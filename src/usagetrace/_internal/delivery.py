@@ -43,7 +43,7 @@ import sys
 import threading
 from collections import deque
 
-from . import clock, env, log
+from . import batch, clock, env, log  # bound here: no import statement on the export path
 
 _clock = clock.REAL  # the real clocks, even while the host fakes its own (clock.py)
 
@@ -181,8 +181,6 @@ class Channel:
         return deltas, start, end
 
     def add_payload(self, signal: str, payload: bytes, items: int) -> None:
-        from . import batch
-
         # The request's id, fixed now: retries and the spool resend these very bytes (batch.py).
         payload = batch.with_id(payload, batch.new_id())
         self.retry.append((signal, payload, items))
@@ -750,10 +748,15 @@ class _Deps:
     def __init__(self) -> None:
         import random
 
-        from . import (aggregate, config, consent, forget, otlp_json, pipeline, receipts, resource, spool, state,
-                       transport)
+        from . import (aggregate, config, consent, forget, otlp_json, paths, pipeline, receipts, resource, spool,
+                       state, transport)
 
         otlp_json.prepare()  # protobuf message classes and json_format, bound now
+        # What these modules import on first need (kept off the path of a run with telemetry off), bound now.
+        consent._load()
+        paths._real_clock()
+        state._json_module()
+        aggregate._json_module()
         log._get()  # the logger (logging is imported on first use)
         self.random = random
         self.aggregate, self.config, self.consent, self.forget = aggregate, config, consent, forget

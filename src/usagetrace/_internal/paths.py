@@ -20,8 +20,18 @@ per-run one (``resource.install_id``), and ``usagetrace status`` says so.
 import os
 import sys
 
-# clock is imported by the lock, which waits: an undecided run reads its consent file without it.
 from . import env, log
+
+#: The real clocks (clock.REAL), bound by the first lock taken: an undecided run reads its consent file
+#: without importing clock; held afterwards, so no import statement runs here again (delivery._Deps).
+_clock = None
+
+
+def _real_clock():
+    global _clock
+    if _clock is None:
+        from .clock import REAL as _clock  # the real clocks, even while the host fakes its own (clock.py)
+    return _clock
 
 APP = "usagetrace"
 
@@ -243,14 +253,13 @@ class locked:
     def __enter__(self) -> "locked":
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        from .clock import REAL as _clock  # the real clocks, even while the host fakes its own (clock.py)
-
-        deadline = _clock.monotonic() + self.timeout
+        clock = _real_clock()
+        deadline = clock.monotonic() + self.timeout
         while not _try_lock(fd):
-            if _clock.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 os.close(fd)
                 raise LockTimeout(f"{self.path} is held by another process")
-            _clock.sleep(0.005)
+            clock.sleep(0.005)
         self.fd = fd
         return self
 

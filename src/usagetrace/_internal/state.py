@@ -12,8 +12,18 @@ from __future__ import annotations
 
 import os
 
-# json is imported when the file is read or written: a run's exit usually needs neither (remember_package).
 from . import clock, log, paths
+
+#: json, bound when the file is first read or written (a run's exit usually needs neither:
+#: remember_package), then held: no import statement runs here again (delivery._Deps).
+_json = None
+
+
+def _json_module():
+    global _json
+    if _json is None:
+        import json as _json
+    return _json
 
 #: Bounded: the notice path runs at import and this also runs at exit.
 LOCK_TIMEOUT = 0.5
@@ -31,10 +41,8 @@ def load_checked() -> tuple[dict, str | None]:
     except OSError:  # no home (paths.NoHome): nothing was ever stored
         return {}, None
     try:
-        import json
-
         with open(path, encoding="utf-8") as fh:
-            data = json.loads(fh.read(1 << 20))
+            data = _json_module().loads(fh.read(1 << 20))
         if isinstance(data, dict):
             return data, None
         return {}, f"{path} does not hold a JSON object"
@@ -48,10 +56,8 @@ def load_checked() -> tuple[dict, str | None]:
 
 def save(data: dict) -> bool:
     """Write the state; return False when it could not be written."""
-    import json
-
     try:
-        paths.atomic_write(paths.state_file(), json.dumps(data, indent=1, sort_keys=True))
+        paths.atomic_write(paths.state_file(), _json_module().dumps(data, indent=1, sort_keys=True))
         return True
     except Exception:
         log.debug("state file not writable", exc_info=True)
