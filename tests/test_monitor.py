@@ -440,3 +440,52 @@ def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
     where_calls, fact_calls, covered = proc.stdout.split()[-3:]
     assert "coverage" in tools and "usagetrace" in tools, tools
     assert (where_calls, fact_calls, covered) == ("1", "1", "True")
+
+
+SUPER_SOURCE = {
+    "__init__.py": '''
+        import sys
+
+        class Base:
+            def __init__(self, x):
+                self.x = x
+
+        class Child(Base):
+            def __init__(self, x):
+                super().__init__(x)           # zero-argument super(): a __class__ closure cell
+                self.seen = sys._getframe(1).f_code.co_name  # frame reach: monitored, not wrapped
+
+        def _make():
+            class Made(Base):
+                def __init__(self, x):
+                    super().__init__(x)
+                    self.seen = sys._getframe(1).f_code.co_name
+            return Made
+
+        Made = _make()                        # one code object for every class _make() would make
+    ''',
+}
+
+
+@needs_monitoring
+def test_methods_with_only_a_class_cell_are_monitored(packages, monkeypatch):
+    """A method using zero-argument super() has a ``__class__`` cell, but its code is its own: monitored.
+    The same method in a class made by a factory function shares its code among the classes: not."""
+    monkeypatch.setenv("SUPKG_TELEMETRY", "1")
+    spkg = packages.load("supkg", SUPER_SOURCE)
+    code = spkg.Child.__init__.__code__
+    assert code.co_freevars == ("__class__",) and spkg.Made.__init__.__code__.co_freevars == ("__class__",)
+    with capture("supkg") as cap:
+        assert "supkg.Child" in cap.handle.monitored_names
+        assert "supkg.Made" not in cap.handle.monitored_names
+        assert "shared by other functions" in cap.handle.skipped["supkg.Made"]
+        assert spkg.Child.__init__.__code__ is code  # the same code, no wrapper
+
+        def build():
+            return spkg.Child(3)
+
+        child = build()
+        assert (child.x, child.seen) == (3, "build")  # the frame it sees is the caller's
+        assert spkg.Made(4).x == 4
+    assert cap.calls("supkg.Child", "ok") == 1 and cap.calls("supkg.Made") == 0
+

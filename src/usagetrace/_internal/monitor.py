@@ -91,13 +91,22 @@ def tool_id() -> int | None:
 
 
 def is_own(func, package: str) -> bool:
-    """True when ``func``'s code belongs to it alone: defined by the package, not nested in a factory."""
+    """True when ``func``'s code belongs to it alone: defined by the package, not nested in a factory.
+
+    A closure means a factory shares the code, except a ``__class__`` cell alone in code that is not
+    nested: a method of a class defined outside any function (a class made inside a factory function
+    has nested code, one code object for every class the factory makes).
+    """
     try:
         code = func.__code__
         name = func.__globals__.get("__name__")
         if not (isinstance(name, str) and (name == package or name.startswith(package + "."))):
             return False  # functools.wraps copies __module__; the code is the decorator library's
-        return not (code.co_flags & _CO_NESTED) and func.__closure__ is None
+        if code.co_flags & _CO_NESTED:
+            return False  # made inside a function: each run of it makes one more function on this code
+        # Zero-argument super() (or __class__) gives a method its class in a closure cell. Outside a
+        # function the class body runs once, so that code is still this one method's: not shared.
+        return func.__closure__ is None or code.co_freevars == ("__class__",)
     except Exception:
         return False
 
