@@ -489,3 +489,73 @@ def test_methods_with_only_a_class_cell_are_monitored(packages, monkeypatch):
         assert spkg.Made(4).x == 4
     assert cap.calls("supkg.Child", "ok") == 1 and cap.calls("supkg.Made") == 0
 
+
+LATE_SOURCE = {
+    "__init__.py": '''
+        def build(tool):
+            """Safe when instrumented: nothing of the package named ``depth`` exists yet."""
+            return tool.depth() if tool is not None else "built"
+
+        def other(x):
+            return x + 1
+    ''',
+    "_late.py": '''
+        import sys
+
+        def depth():
+            return sys._getframe(2).f_code.co_name    # build() reaches it by name: a frame hazard for build
+    ''',
+}
+
+
+@needs_monitoring
+def test_hazard_found_after_wrapping_switches_to_monitoring(packages, monkeypatch):
+    """A module imported after a function was wrapped makes it hazardous: its wrapper passes calls through
+    (the same object stays everywhere) and the calls are counted through sys.monitoring, once each."""
+    monkeypatch.setenv("LTPKG_TELEMETRY", "1")
+    lpkg = packages.load("ltpkg", LATE_SOURCE)
+    with capture("ltpkg") as cap:
+        handle = cap.handle
+        assert "ltpkg.build" in handle.wrapped_names
+        wrapper = lpkg.build
+        assert lpkg.build(None) == "built"  # counted by the wrapper
+        import ltpkg._late as late
+
+        assert "ltpkg.build" in handle.monitored_names and "ltpkg.build" not in handle.wrapped_names
+        assert "ltpkg.build" not in handle.skipped and "ltpkg.other" in handle.wrapped_names
+        assert handle.monitored["ltpkg.build"].startswith("reaches ltpkg._late.depth, which looks 2 frame(s) up")
+        assert lpkg.build is wrapper  # identity kept: the wrapper stays, passing calls through
+        assert lpkg.build(None) == "built" and lpkg.build(None) == "built"
+        assert handle.recorder.functions["ltpkg.build"].exempt is False
+
+        class Tool:
+            depth = staticmethod(late.depth)
+
+        lpkg.build(Tool)  # the hazard's path (what it sees is the wrapper's frame, as before this change)
+
+        class Broken:
+            @staticmethod
+            def depth():
+                raise LookupError("depth")
+
+        with pytest.raises(LookupError):
+            lpkg.build(Broken)
+        counts = handle.callable_counts
+        assert counts["wrapped"] + counts["monitored"] + counts["skipped"] == \
+            len(handle.wrapped_names) + len(handle.monitored_names) + len(handle.skipped)
+    assert cap.calls("ltpkg.build", "ok") == 4  # one before the switch, three after: none twice, none lost
+    assert cap.calls("ltpkg.build", "error") == 1
+
+
+@pytest.mark.skipif(MONITORING, reason="before Python 3.12 only")
+def test_hazard_found_after_wrapping_passes_through_uncounted_before_312(packages, monkeypatch):
+    monkeypatch.setenv("LTPKG_TELEMETRY", "1")
+    lpkg = packages.load("ltpkg", LATE_SOURCE)
+    with capture("ltpkg") as cap:
+        assert "ltpkg.build" in cap.handle.wrapped_names
+        assert lpkg.build(None) == "built"
+        import ltpkg._late  # noqa: F401
+
+        assert "pass straight through" in cap.handle.skipped["ltpkg.build"]
+        assert lpkg.build(None) == "built"
+    assert cap.calls("ltpkg.build", "ok") == 1

@@ -599,22 +599,48 @@ class Instrumentation:
                     log.debug("not instrumenting %s", qualname, exc_info=True)
 
     def _recheck_wrapped(self, new_modules) -> None:
-        """Code in newly imported modules can make an already-wrapped function hazardous: stop counting it.
+        """Code in newly imported modules can make an already-wrapped function hazardous: stop counting it
+        through its wrapper.
 
         Its wrapper stays in place (references to it may have been handed out,
         and replacing it would change identity) but calls pass straight through.
+        On 3.12+ the function is counted through sys.monitoring from then on
+        (the wrapper's frames are the only ones between the caller and it, and
+        they pass through: the function's code sees one usage per call, the
+        same one the wrapper would have counted); else it stays uncounted.
         """
         from . import wrappers
 
         names = ", ".join(m.__name__ for m in new_modules)
         for target_id, wrapper in list(self._wrappers.items()):
             stats = self._stats.get(target_id)
-            if stats is None or stats.exempt:
+            if stats is None or stats.exempt or stats.name in self._monitor_why:
                 continue
-            reason = self._analysis.frame_hazard(wrappers.original_of(wrapper))
-            if reason is not None:
-                self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
-                                     "pass straight through its wrapper)")
+            original = wrappers.original_of(wrapper)
+            reason = self._analysis.frame_hazard(original)
+            if reason is None:
+                continue
+            reason = f"{reason} (found when {names} was imported, after it was wrapped: calls pass straight through its wrapper"
+            if self._monitor_late(wrapper, original, stats, reason):
+                continue
+            self.exempt(wrapper, reason + ")")
+
+    def _monitor_late(self, wrapper, original, stats, reason: str) -> bool:
+        """Count a wrapped function found hazardous through monitoring, its wrapper passing calls through."""
+        from . import monitor, wrappers
+
+        code = getattr(original, "__code__", None)
+        if not monitor.AVAILABLE or code is None or id(code) in self._monitored \
+                or not monitor.is_own(original, self.package):
+            return False  # the reason exempt() records says the wrapper passes through uncounted
+        if not wrappers.pass_through(wrapper, stats):
+            return False
+        # From here the wrapper never counts (its idle copy is exempt); stats is counted by events alone.
+        if self._monitor(None, stats.name, stats.module, stats.kind, False,
+                         reason + ", and they are counted through sys.monitoring)", codes=[code]):
+            return True
+        stats.exempt = True  # not monitored either: uncounted, as the skip reason _monitor() recorded says
+        return True
 
     def command_function(self, func, integration: str) -> None:
         """A CLI command function registered with an integration: not a usage itself (its calls are).
