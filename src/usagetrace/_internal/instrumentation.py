@@ -66,8 +66,9 @@ class Instrumentation:
         self._wrappers: dict[int, object] = {}  # id(original function) -> its wrapper
         self._stats: dict[int, object] = {}  # id(original function) -> its FunctionStats
         self._skipped: dict[str, str] = {}
-        #: id(code) -> (code, stats) of every callable counted through sys.monitoring (monitor.py)
-        self._monitored: dict[int, tuple] = {}
+        #: id(code) -> (code, stats, None) of every callable counted through sys.monitoring (monitor.py);
+        #: (id(code), monitor.closure_ident()) -> (code, stats, closure key): one of several on shared code
+        self._monitored: dict = {}
         self._monitor_why: dict[str, str] = {}  # qualified name -> why it is monitored, not wrapped
         self._seen_classes: set[int] = set()
         self._scanned: dict[str, object] = {}
@@ -404,18 +405,30 @@ class Instrumentation:
         if not monitor.AVAILABLE:
             self._skip(qualname, reason + monitor.REASON_OLD_PYTHON)
             return False
+        closure = None
         if codes is None:
             if not monitor.is_own(func, self.package):
                 targets = _dispatch_targets(func, self.package)
-                if not targets:
-                    self._skip(qualname, reason + monitor.REASON_SHARED)
-                    return False
-                codes = [t.__code__ for t in targets]
+                if targets:
+                    codes = [t.__code__ for t in targets]
+                else:
+                    # Code shared with other functions: told apart by a closure cell, where it can be.
+                    closure = monitor.closure_key(func, self.package)
+                    if closure is None:
+                        self._skip(qualname, reason + (
+                            monitor.REASON_CLOSURE_OLD if not monitor.CLOSURES
+                            and monitor.closure_would_do(func, self.package) else monitor.REASON_SHARED))
+                        return False
+                    codes = [func.__code__]
             else:
                 codes = [func.__code__]
-        codes = [c for c in codes if id(c) not in self._monitored]
-        if not codes:
-            return True  # counted already, under the name it was found by first
+        if closure is not None:
+            if (id(codes[0]), monitor.closure_ident(closure)) in self._monitored:
+                return True  # the same function (or one with the same closure): one callable, two names
+        else:
+            codes = [c for c in codes if id(c) not in self._monitored]
+            if not codes:
+                return True  # counted already, under the name it was found by first
         known = qualname in self.recorder.functions
         stats = self.recorder.function(qualname, module_name, stats_kind)
         if func is not None and len(codes) == 1 and getattr(func, "__code__", None) is codes[0]:
@@ -423,13 +436,16 @@ class Instrumentation:
         started = []
         why = None
         for code in codes:
-            why = monitor.start(self.recorder, stats, code) if self.recorder.enabled else None
+            why = monitor.start(self.recorder, stats, code, closure) if self.recorder.enabled else None
             if why is not None:
                 break
             started.append(code)
-            self._monitored[id(code)] = (code, stats)
+            if closure is None:
+                self._monitored[id(code)] = (code, stats, None)
+            else:
+                self._monitored[(id(code), monitor.closure_ident(closure))] = (code, stats, closure)
         if why is not None:
-            monitor.stop(started)
+            monitor.stop(started)  # plain codes only: with a closure there is one code, and it failed
             for code in started:
                 self._monitored.pop(id(code), None)
             if not known:
@@ -446,10 +462,10 @@ class Instrumentation:
             return
         from . import monitor
 
-        codes = [code for code, _ in self._monitored.values()]
+        codes = [entry[0] for entry in self._monitored.values()]
         if enabled and self.instrumented:
-            for code, stats in list(self._monitored.values()):
-                why = monitor.start(self.recorder, stats, code)
+            for code, stats, closure in list(self._monitored.values()):
+                why = monitor.start(self.recorder, stats, code, closure)
                 if why is not None:
                     self._skipped[stats.name] = self._monitor_why.pop(stats.name, "") + why
         else:
@@ -680,7 +696,14 @@ class Instrumentation:
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
             original = wrappers.original_of(target)
             if original is None:
-                monitored = self._monitored.get(id(getattr(target, "__code__", None)))
+                code = getattr(target, "__code__", None)
+                monitored = self._monitored.get(id(code))
+                if monitored is None and code is not None:
+                    from . import monitor
+
+                    closure = monitor.closure_key(target, self.package)
+                    if closure is not None:
+                        monitored = self._monitored.get((id(code), monitor.closure_ident(closure)))
                 if monitored is None:
                     return False
                 stats = monitored[1]  # counted without a wrapper: its events now pass it by
@@ -719,7 +742,7 @@ class Instrumentation:
                 if self._monitored:
                     from . import monitor
 
-                    monitor.stop([code for code, _ in self._monitored.values()])
+                    monitor.stop([entry[0] for entry in self._monitored.values()])
                     self._monitored.clear()
                 self._wrappers.clear()
                 self._stats.clear()
