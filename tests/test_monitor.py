@@ -621,6 +621,31 @@ SHARED_SOURCE = {
 
         negate = _awaiting(_neg)
         invert = _awaiting(_inv)
+
+        class _Op:
+            def __call__(self, x):
+                return x
+
+        def _piped(instance):
+            def pipe(x):
+                warnings.warn("pipe", DeprecationWarning, stacklevel=2)
+                return instance(x)
+            return pipe
+
+        pipeA = _piped(_Op())   # told apart by the instance in the cell (no function there)
+        pipeB = _piped(_Op())
+
+        def _marker():
+            pass
+
+        def _twin(tag):
+            def twin(x):
+                warnings.warn("twin", DeprecationWarning, stacklevel=2)
+                return x if tag else None
+            return twin
+
+        twinA = _twin(_marker)  # two functions, one code, the same closure values: cannot be told apart
+        twinB = _twin(_marker)
     ''',
 }
 
@@ -644,6 +669,8 @@ def test_shared_code_told_apart_by_closure(packages, monkeypatch):
         for name in ("shpkg.oldAdd", "shpkg.oldMul", "shpkg.plusOld", "shpkg.doubles", "shpkg.squares"):
             assert name in handle.monitored_names, (name, handle.skipped.get(name))
         assert "shpkg.oldAddToo" not in handle.skipped  # the same function: counted under its first name
+        for name in ("shpkg.twinA", "shpkg.twinB"):
+            assert "no call can be told apart" in handle.skipped[name] and name not in handle.monitored_names
         assert spkg.oldAdd.__code__ is code and spkg.oldAdd.__closure__ is not None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -667,12 +694,16 @@ def test_shared_code_told_apart_by_closure(packages, monkeypatch):
                 return await asyncio.gather(spkg.negate(1), spkg.invert(2), spkg.invert(5))
 
             assert asyncio.run(main()) == [-1, 0.5, 0.2]
+            assert spkg.pipeA(1) == 1 and spkg.pipeB(2) == 2 and spkg.pipeB(3) == 3
+            assert spkg.twinA(1) == 1 and spkg.twinB(2) == 2
         assert caught[0].filename == __file__ and caught[0].lineno == line
     assert cap.calls("shpkg.oldAdd", "ok") == 2  # oldAdd and oldAddToo
     assert cap.calls("shpkg.oldMul", "ok") == 2 and cap.calls("shpkg.oldMul", "error") == 1
     assert cap.calls("shpkg.doubles") == 1 and cap.calls("shpkg.squares") == 1
     assert cap.calls("shpkg.negate", "ok") == 2 and cap.calls("shpkg.negate", "error") == 1
     assert cap.calls("shpkg.invert", "ok") == 3
+    assert cap.calls("shpkg.pipeA", "ok") == 1 and cap.calls("shpkg.pipeB", "ok") == 2
+    assert cap.calls("shpkg.twinA") == 0 and cap.calls("shpkg.twinB") == 0
     assert cap.calls("shpkg.plusOld", "ok") == 1  # the same wrapped function as oldAdd, another message
     assert cap.calls("shpkg._hidden") == 0
     # The synonyms' calls of add and mul are inner calls; the host's also_add calling add is a usage.

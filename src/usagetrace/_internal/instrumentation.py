@@ -70,6 +70,7 @@ class Instrumentation:
         #: (id(code), monitor.closure_ident()) -> (code, stats, closure key): one of several on shared code
         self._monitored: dict = {}
         self._monitor_why: dict[str, str] = {}  # qualified name -> why it is monitored, not wrapped
+        self._ambiguous: set = set()  # keys of _monitored that two functions share: counted for neither
         self._seen_classes: set[int] = set()
         self._scanned: dict[str, object] = {}
         self._hooked: set[str] = set()
@@ -423,8 +424,22 @@ class Instrumentation:
             else:
                 codes = [func.__code__]
         if closure is not None:
-            if (id(codes[0]), monitor.closure_ident(closure)) in self._monitored:
-                return True  # the same function (or one with the same closure): one callable, two names
+            key = (id(codes[0]), monitor.closure_ident(closure))
+            other = self._monitored.get(key)
+            if other is not None and other[2][4] == closure[4]:
+                return True  # the same function under another name: counted under the first
+            if other is not None or key in self._ambiguous:
+                # Another function on the same code with the same closure values: no call can be told apart
+                # from the other's, so neither is counted.
+                why = (f"; its code and closure values are the same as another public function's "
+                       f"({other[1].name if other else 'listed as skipped'}): no call can be told apart")
+                self._ambiguous.add(key)
+                if other is not None:
+                    monitor.forget(other[0], other[2])
+                    del self._monitored[key]
+                    self._skipped[other[1].name] = self._monitor_why.pop(other[1].name, reason.split("; ")[0]) + why
+                self._skip(qualname, reason + why)
+                return False
         else:
             codes = [c for c in codes if id(c) not in self._monitored]
             if not codes:

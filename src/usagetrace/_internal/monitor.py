@@ -134,16 +134,18 @@ def is_own(func, package: str) -> bool:
 
 def closure_key(func, package: str) -> tuple | None:
     """What tells ``func`` apart from the other functions on its code, or None:
-    ``(name, value, names, values)``.
+    ``(name, value, names, values, id(func))``.
 
     Only for the package's own code (its globals are the package's) with a closure, on 3.13+. ``name``
     and ``value``: the first cell that holds a function, a method or a class (what a factory or a
-    decorator closes over: the function it wraps or stands for), the one looked up at each call;
+    decorator closes over: the function it wraps or stands for), else another object that is no plain
+    value (a number, a string: equal ones are often one object), the one looked up at each call;
     ``names`` and ``values``: every cell the code does not rebind itself, all compared at each call
     whose ``value`` matches, so two functions that differ in any other cell (the same function
     deprecated with two messages; the host's own function made by the package's decorator) are never
     taken for each other. A cell rebound from elsewhere after this (a sibling closure's ``nonlocal``)
-    makes that function's calls uncounted, never miscounted.
+    makes that function's calls uncounted, never miscounted. Two different functions whose compared
+    cells hold the same objects cannot be told apart at all (the instrumentation counts neither).
     """
     return _closure_key(func, package) if CLOSURES else None
 
@@ -163,16 +165,19 @@ def _closure_key(func, package: str) -> tuple | None:
                 values[var] = cell.cell_contents
             except ValueError:  # an empty cell: read as missing at each call
                 continue
-        probe = next((var for var, value in values.items()
-                      if isinstance(value, (FunctionType, MethodType, type))), None)
-        if probe is None:
-            return None  # plain values (strings, numbers) alone: equal ones are often one object for many
         names = tuple(var for var in values if var not in _rebound(code))
-        if probe not in names:
-            return None
-        return probe, values[probe], names, tuple(values[var] for var in names)
+        probe = next((var for var in names if isinstance(values[var], (FunctionType, MethodType, type))), None)
+        if probe is None:  # else an object made for this function (aiostream's operator instance)
+            probe = next((var for var in names if not isinstance(values[var], _PLAIN)), None)
+        if probe is None:
+            return None  # plain values (numbers, strings) alone: equal ones are often one object for many
+        return probe, values[probe], names, tuple(values[var] for var in names), id(func)
     except Exception:
         return None
+
+
+#: Values that say nothing about which function a closure belongs to: equal ones are often the same object.
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple, frozenset, range, type(Ellipsis))
 
 
 def closure_ident(closure) -> tuple:
@@ -296,7 +301,7 @@ def start(rec, stats, code, closure=None) -> str | None:
                     names = sorted(hit[0].name for hits in entry[5].values() for hit in hits)
                     return REASON_TAKEN.format(other=", ".join(names))
                 return None if entry[2] is stats and closure is None else REASON_TAKEN.format(other=entry[2].name)
-            var, value, names, values = closure
+            var, value, names, values = closure[:4]
             if var != entry[4]:
                 other = next(iter(entry[5].values()))[0][0].name
                 return REASON_CLOSURE_OTHER.format(other=other, var=entry[4])
@@ -314,7 +319,7 @@ def start(rec, stats, code, closure=None) -> str | None:
         if closure is None:
             _codes[id(code)] = (code, rec, stats, how)
         else:
-            var, value, names, values = closure
+            var, value, names, values = closure[:4]
             _codes[id(code)] = (code, rec, None, how, var, {id(value): [(stats, names, values)]})
         try:
             sys.monitoring.set_local_events(_tool, code, _events(code))
@@ -323,6 +328,24 @@ def start(rec, stats, code, closure=None) -> str | None:
             _release()
             return f"; sys.monitoring refused its code object ({type(exc).__name__})"
     return None
+
+
+def forget(code, closure) -> None:
+    """Stop counting one of the callables on shared ``code`` (its siblings stay counted). Never raises."""
+    with _lock:
+        try:
+            entry = _codes.get(id(code))
+            if entry is None or entry[2] is not None:
+                return
+            hits = entry[5].get(id(closure[1]), [])
+            hits[:] = [hit for hit in hits if not (hit[1] == closure[2]
+                                                   and all(a is b for a, b in zip(hit[2], closure[3])))]
+            if hits or entry[5].pop(id(closure[1]), None) is None or entry[5]:
+                return
+        except Exception:
+            log.internal_error("monitor.forget")
+            return
+    stop([code])
 
 
 def stop(codes) -> None:
