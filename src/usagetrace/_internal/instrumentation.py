@@ -667,8 +667,8 @@ class Instrumentation:
         if not wrappers.pass_through(wrapper, stats):
             return False
         # From here the wrapper never counts (its idle copy is exempt); stats is counted by events alone.
-        if self._monitor(None, stats.name, stats.module, stats.kind, False,
-                         reason + ", and they are counted through sys.monitoring)", codes=[code]):
+        if self._monitor(None, stats.name, stats.module, stats.kind, False, reason + ")", codes=[code]):
+            self._monitor_why[stats.name] = reason + ", and they are counted through sys.monitoring)"
             return True
         stats.exempt = True  # not monitored either: uncounted, as the skip reason _monitor() recorded says
         return True
