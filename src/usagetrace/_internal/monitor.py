@@ -219,12 +219,13 @@ def _by_closure(entry, frame):
     """
     try:
         local = frame.f_locals
-        hits = entry[5].get(id(local[entry[4]]))
+        probe = entry[4]
+        hits = entry[5].get(id(local[probe]))
         if hits is None:
             return None
         for stats, names, values in hits:
             for name, value in zip(names, values):
-                if local[name] is not value:
+                if name != probe and local[name] is not value:  # the probe's value matched by its id
                     break
             else:
                 return stats
@@ -405,17 +406,17 @@ def _on_start(code, offset):
         if entry is None:
             return
         stats = entry[2]
-        if stats is None:  # code shared by several public callables: which one is starting?
-            stats = _by_closure(entry, _getframe(1))
-            if stats is None:
-                return  # a function on that code that is no public callable
-        if stats.off:
+        if stats is not None and stats.off:
             return
         outside = entry[1].outside
         current = outside.get()
         if not current and (type(current) is not _Active or current.epoch == _epoch
                             or not _stale(outside, current)):
             return  # inside a usage of the package: an inner call
+        if stats is None:  # code shared by several public callables: which one is starting? (not asked
+            stats = _by_closure(entry, _getframe(1))  # for an inner call: reading the cells costs)
+            if stats is None or stats.off:
+                return  # a function on that code that is no public callable
         start = _clock.time_ns() if stats.budget > 0 else 0
         how = entry[3]
         if how == 1:
@@ -448,12 +449,14 @@ def _on_resume(code, offset, *exc):
             return
         outside = entry[1].outside
         if entry[3] == 1:
+            if not outside.get():
+                return  # inside another usage
             stats = entry[2]
             if stats is None:
                 stats = _by_closure(entry, _getframe(1))
                 if stats is None:
                     return
-            if not stats.off and outside.get():
+            if not stats.off:
                 _begin(entry, stats, outside, 0)  # a run of a generator, not inside another usage
             return
         marker = _suspended.get(id(_getframe(1)))
