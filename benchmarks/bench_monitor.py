@@ -6,7 +6,8 @@
 Run with Python 3.12+ and usagetrace importable (the worktree's .venv-3.13). One fresh child process does
 everything, round-robin: `timeit` of the same call shape (`def f(a, b=None)`), bare (a copy of the package
 never instrumented), wrapped, monitored (a function that calls itself in a branch never taken: recursion
-makes it monitored, not wrapped), and both again as inner calls (inside a usage of the package). It also
+makes it monitored, not wrapped), a monitored function whose code is shared with another (3.13+: told
+apart by its closure cells, read at each call), and both again as inner calls (inside a usage of the package). It also
 times an exception leaving two frames of the host's own code with the process-wide PY_UNWIND event off
 (before instrument()) and on: the cost monitoring puts on code that is not the package's. Counts are
 checked exact at the end. Nothing leaves the machine (the endpoint is a closed 127.0.0.1 port, daily upload).
@@ -37,6 +38,16 @@ def fm(a, b=None):
 
 def call_with(fn):
     return fn()
+
+def _made(tag):
+    def fs(a, b=None):
+        if a is tag:
+            return fs(None)   # never taken: recursive, so monitored; its code is shared (made here)
+        return a
+    return fs
+
+fs = _made([1])
+fs_other = _made([2])   # a second public function on the same code: told apart by its closure
 '''
 
 CHILD = r'''
@@ -61,12 +72,14 @@ N, REPEAT = int(sys.argv[2]), int(sys.argv[3])
 h = instrumentation.instrument("mb")
 assert h.enabled, h.consent
 assert h.wrapped_names == ["mb.call_with", "mb.f"], h.wrapped_names
-assert h.monitored_names == ["mb.fm"], h.monitored
-bare, f, fm = mb_bare.f, mb.f, mb.fm
+SHARED = sys.version_info >= (3, 13)
+assert h.monitored_names == (["mb.fm", "mb.fs", "mb.fs_other"] if SHARED else ["mb.fm"]), h.monitored
+bare, f, fm, fs = mb_bare.f, mb.f, mb.fm, mb.fs
 cases = {
     "bare": lambda: timeit.timeit("f(1, b=2)", globals={"f": bare}, number=N),
     "wrapped": lambda: timeit.timeit("f(1, b=2)", globals={"f": f}, number=N),
     "monitored": lambda: timeit.timeit("f(1, b=2)", globals={"f": fm}, number=N),
+    "monitored shared": lambda: timeit.timeit("f(1, b=2)", globals={"f": fs}, number=N),
     "wrapped inner": lambda: mb.call_with(lambda: timeit.timeit("f(1, b=2)", globals={"f": f}, number=N)),
     "monitored inner": lambda: mb.call_with(lambda: timeit.timeit("f(1, b=2)", globals={"f": fm}, number=N)),
     "host exception": lambda: timeit.timeit(host_raise, number=N // 10) * 10,
@@ -93,7 +106,9 @@ counts = h.recorder.counts()
 made = N * (REPEAT + 1)
 out = {k: statistics.median(v) for k, v in times.items()}
 out["counts exact"] = (counts.get(("calls", "mb.fm", "ok")) == made
-                       and counts.get(("calls", "mb.f", "ok")) == made)
+                       and counts.get(("calls", "mb.f", "ok")) == made
+                       and counts.get(("calls", "mb.fs", "ok")) == (made if SHARED else None)
+                       and counts.get(("calls", "mb.fs_other", "ok")) is None)
 out["tool id"] = monitor.tool_id()
 h.uninstrument()
 out["tool freed"] = monitor.tool_id() is None and sys.monitoring.get_tool(3) is None
@@ -130,6 +145,10 @@ def section(r: dict) -> str:
         ("bare call", bare),
         ("wrapped usage call (trampoline + wrapt)", wrapped),
         ("monitored usage call (sys.monitoring PY_START + PY_RETURN, same function object)", r["monitored"]),
+        ("monitored usage call, code shared by two public functions (3.13+: + two closure cells read "
+         "through the frame's locals proxy)" if sys.version_info >= (3, 13) else
+         "the same, code shared by two public functions (before 3.13 not counted: a bare call)",
+         r["monitored shared"]),
         ("wrapped, inner call (inside a usage: wrapt pass-through)", r["wrapped inner"]),
         ("monitored, inner call (inside a usage: two callbacks that return early)", r["monitored inner"]),
     ]

@@ -440,3 +440,281 @@ def test_coexists_with_coverage_on_sys_monitoring(packages, tmp_path):
     where_calls, fact_calls, covered = proc.stdout.split()[-3:]
     assert "coverage" in tools and "usagetrace" in tools, tools
     assert (where_calls, fact_calls, covered) == ("1", "1", "True")
+
+
+SUPER_SOURCE = {
+    "__init__.py": '''
+        import sys
+
+        class Base:
+            def __init__(self, x):
+                self.x = x
+
+        class Child(Base):
+            def __init__(self, x):
+                super().__init__(x)           # zero-argument super(): a __class__ closure cell
+                self.seen = sys._getframe(1).f_code.co_name  # frame reach: monitored, not wrapped
+
+        def _make():
+            class Made(Base):
+                def __init__(self, x):
+                    super().__init__(x)
+                    self.seen = sys._getframe(1).f_code.co_name
+            return Made
+
+        Made = _make()                        # one code object for every class _make() would make
+    ''',
+}
+
+
+@needs_monitoring
+def test_methods_with_only_a_class_cell_are_monitored(packages, monkeypatch):
+    """A method using zero-argument super() has a ``__class__`` cell, but its code is its own: monitored.
+    The same method in a class made by a factory function shares its code among the classes: not on
+    3.12; on 3.13+ told apart by that cell (the class it belongs to)."""
+    monkeypatch.setenv("SUPKG_TELEMETRY", "1")
+    spkg = packages.load("supkg", SUPER_SOURCE)
+    code = spkg.Child.__init__.__code__
+    assert code.co_freevars == ("__class__",) and spkg.Made.__init__.__code__.co_freevars == ("__class__",)
+    with capture("supkg") as cap:
+        assert "supkg.Child" in cap.handle.monitored_names
+        if sys.version_info >= (3, 13):
+            assert "supkg.Made" in cap.handle.monitored_names
+        else:
+            assert "supkg.Made" not in cap.handle.monitored_names
+            assert "needs Python 3.13+" in cap.handle.skipped["supkg.Made"]
+        assert spkg.Child.__init__.__code__ is code  # the same code, no wrapper
+
+        def build():
+            return spkg.Child(3)
+
+        child = build()
+        assert (child.x, child.seen) == (3, "build")  # the frame it sees is the caller's
+        assert spkg.Made(4).x == 4
+        other = spkg._make()  # another class on the same code, not public: its calls are not Made's
+        assert other(5).x == 5
+    assert cap.calls("supkg.Child", "ok") == 1
+    assert cap.calls("supkg.Made") == (1 if sys.version_info >= (3, 13) else 0)
+
+
+LATE_SOURCE = {
+    "__init__.py": '''
+        def build(tool):
+            """Safe when instrumented: nothing of the package named ``depth`` exists yet."""
+            return tool.depth() if tool is not None else "built"
+
+        def other(x):
+            return x + 1
+    ''',
+    "_late.py": '''
+        import sys
+
+        def depth():
+            return sys._getframe(2).f_code.co_name    # build() reaches it by name: a frame hazard for build
+    ''',
+}
+
+
+@needs_monitoring
+def test_hazard_found_after_wrapping_switches_to_monitoring(packages, monkeypatch):
+    """A module imported after a function was wrapped makes it hazardous: its wrapper passes calls through
+    (the same object stays everywhere) and the calls are counted through sys.monitoring, once each."""
+    monkeypatch.setenv("LTPKG_TELEMETRY", "1")
+    lpkg = packages.load("ltpkg", LATE_SOURCE)
+    with capture("ltpkg") as cap:
+        handle = cap.handle
+        assert "ltpkg.build" in handle.wrapped_names
+        wrapper = lpkg.build
+        assert lpkg.build(None) == "built"  # counted by the wrapper
+        import ltpkg._late as late
+
+        assert "ltpkg.build" in handle.monitored_names and "ltpkg.build" not in handle.wrapped_names
+        assert "ltpkg.build" not in handle.skipped and "ltpkg.other" in handle.wrapped_names
+        assert handle.monitored["ltpkg.build"].startswith("reaches ltpkg._late.depth, which looks 2 frame(s) up")
+        assert lpkg.build is wrapper  # identity kept: the wrapper stays, passing calls through
+        assert lpkg.build(None) == "built" and lpkg.build(None) == "built"
+        assert handle.recorder.functions["ltpkg.build"].exempt is False
+
+        class Tool:
+            depth = staticmethod(late.depth)
+
+        lpkg.build(Tool)  # the hazard's path (what it sees is the wrapper's frame, as before this change)
+
+        class Broken:
+            @staticmethod
+            def depth():
+                raise LookupError("depth")
+
+        with pytest.raises(LookupError):
+            lpkg.build(Broken)
+        counts = handle.callable_counts
+        assert counts["wrapped"] + counts["monitored"] + counts["skipped"] == \
+            len(handle.wrapped_names) + len(handle.monitored_names) + len(handle.skipped)
+    assert cap.calls("ltpkg.build", "ok") == 4  # one before the switch, three after: none twice, none lost
+    assert cap.calls("ltpkg.build", "error") == 1
+
+
+@pytest.mark.skipif(MONITORING, reason="before Python 3.12 only")
+def test_hazard_found_after_wrapping_passes_through_uncounted_before_312(packages, monkeypatch):
+    monkeypatch.setenv("LTPKG_TELEMETRY", "1")
+    lpkg = packages.load("ltpkg", LATE_SOURCE)
+    with capture("ltpkg") as cap:
+        assert "ltpkg.build" in cap.handle.wrapped_names
+        assert lpkg.build(None) == "built"
+        import ltpkg._late  # noqa: F401
+
+        assert "pass straight through" in cap.handle.skipped["ltpkg.build"]
+        assert lpkg.build(None) == "built"
+    assert cap.calls("ltpkg.build", "ok") == 1
+
+
+SHARED_SOURCE = {
+    "__init__.py": '''
+        import warnings
+
+        def deprecated(message):
+            """One code object for every function it decorates: told apart by the closure."""
+            def wrapper(func):
+                def deprecated_func(*args, **kwargs):
+                    warnings.warn(message, DeprecationWarning, stacklevel=2)  # frame reach: not wrapped
+                    return func(*args, **kwargs)
+                return deprecated_func
+            return wrapper
+
+        def _steps(fn):
+            def steps(n):
+                warnings.warn("steps", DeprecationWarning, stacklevel=2)
+                for i in range(n):
+                    yield fn(i)
+            return steps
+
+        def add(a, b):
+            return a + b
+
+        def mul(a, b):
+            return a * b
+
+        def _secret(a, b):
+            return a - b
+
+        oldAdd = deprecated("use add")(add)
+        oldMul = deprecated("use mul")(mul)
+        oldAddToo = oldAdd                      # the same function under a second name
+        plusOld = deprecated("use add, really")(add)   # same wrapped function, other message
+        _hidden = deprecated("private")(_secret)       # shared code, no public name
+        doubles = _steps(lambda i: 2 * i)
+        squares = _steps(lambda i: i * i)
+
+        def _awaiting(fn):
+            async def run(x):
+                warnings.warn("run", DeprecationWarning, stacklevel=2)
+                return await fn(x)
+            return run
+
+        async def _neg(x):
+            if x == "boom":
+                raise LookupError(x)
+            return -x
+
+        async def _inv(x):
+            return 1 / x
+
+        negate = _awaiting(_neg)
+        invert = _awaiting(_inv)
+
+        class _Op:
+            def __call__(self, x):
+                return x
+
+        def _piped(instance):
+            def pipe(x):
+                warnings.warn("pipe", DeprecationWarning, stacklevel=2)
+                return instance(x)
+            return pipe
+
+        pipeA = _piped(_Op())   # told apart by the instance in the cell (no function there)
+        pipeB = _piped(_Op())
+
+        def _marker():
+            pass
+
+        def _twin(tag):
+            def twin(x):
+                warnings.warn("twin", DeprecationWarning, stacklevel=2)
+                return x if tag else None
+            return twin
+
+        twinA = _twin(_marker)  # two functions, one code, the same closure values: cannot be told apart
+        twinB = _twin(_marker)
+    ''',
+}
+
+
+def _shared(packages, monkeypatch):
+    monkeypatch.setenv("SHPKG_TELEMETRY", "1")
+    return packages.load("shpkg", SHARED_SOURCE)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="telling shared code apart by closure is 3.13+")
+def test_shared_code_told_apart_by_closure(packages, monkeypatch):
+    """Functions made by one factory share a code object: each call is counted for the public name whose
+    closure the starting frame has; warnings still point at the caller; inner calls are not usages."""
+    import asyncio
+
+    spkg = _shared(packages, monkeypatch)
+    code = spkg.oldAdd.__code__
+    assert spkg.oldMul.__code__ is code and spkg._hidden.__code__ is code
+    with capture("shpkg") as cap:
+        handle = cap.handle
+        for name in ("shpkg.oldAdd", "shpkg.oldMul", "shpkg.plusOld", "shpkg.doubles", "shpkg.squares"):
+            assert name in handle.monitored_names, (name, handle.skipped.get(name))
+        assert "shpkg.oldAddToo" not in handle.skipped  # the same function: counted under its first name
+        for name in ("shpkg.twinA", "shpkg.twinB"):
+            assert "no call can be told apart" in handle.skipped[name] and name not in handle.monitored_names
+        assert spkg.oldAdd.__code__ is code and spkg.oldAdd.__closure__ is not None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            assert spkg.oldAdd(2, 3) == 5
+            assert spkg.oldMul(2, 3) == 6 and spkg.oldMul(3, 3) == 9
+            assert spkg.oldAddToo(1, 1) == 2
+            assert spkg._hidden(5, 3) == 2 and spkg.plusOld(1, 2) == 3
+            assert list(spkg.doubles(3)) == [0, 2, 4] and list(spkg.squares(3)) == [0, 1, 4]
+            own = spkg.deprecated("mine")(lambda: 7)  # the host's own function on the same code
+            assert own() == 7
+            also_add = spkg.deprecated("use add")(spkg.add)  # equal message, another closure: not oldAdd
+            assert also_add(1, 1) == 2
+            with pytest.raises(TypeError):
+                spkg.oldMul(1)
+
+            async def main():
+                assert await spkg.negate(2) == -2 and await spkg.invert(4) == 0.25
+                with pytest.raises(LookupError):
+                    await spkg.negate("boom")
+                return await asyncio.gather(spkg.negate(1), spkg.invert(2), spkg.invert(5))
+
+            assert asyncio.run(main()) == [-1, 0.5, 0.2]
+            assert spkg.pipeA(1) == 1 and spkg.pipeB(2) == 2 and spkg.pipeB(3) == 3
+            assert spkg.twinA(1) == 1 and spkg.twinB(2) == 2
+        assert caught[0].filename == __file__ and caught[0].lineno == line
+    assert cap.calls("shpkg.oldAdd", "ok") == 2  # oldAdd and oldAddToo
+    assert cap.calls("shpkg.oldMul", "ok") == 2 and cap.calls("shpkg.oldMul", "error") == 1
+    assert cap.calls("shpkg.doubles") == 1 and cap.calls("shpkg.squares") == 1
+    assert cap.calls("shpkg.negate", "ok") == 2 and cap.calls("shpkg.negate", "error") == 1
+    assert cap.calls("shpkg.invert", "ok") == 3
+    assert cap.calls("shpkg.pipeA", "ok") == 1 and cap.calls("shpkg.pipeB", "ok") == 2
+    assert cap.calls("shpkg.twinA") == 0 and cap.calls("shpkg.twinB") == 0
+    assert cap.calls("shpkg.plusOld", "ok") == 1  # the same wrapped function as oldAdd, another message
+    assert cap.calls("shpkg._hidden") == 0
+    # The synonyms' calls of add and mul are inner calls; the host's also_add calling add is a usage.
+    assert cap.calls("shpkg.add", "ok") == 1 and cap.calls("shpkg.mul") == 0
+    assert cap.calls("shpkg.deprecated", "ok") == 2
+
+
+@needs_monitoring
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.12 only")
+def test_shared_code_stays_skipped_on_312(packages, monkeypatch):
+    _shared(packages, monkeypatch)
+    with capture("shpkg") as cap:
+        assert "needs Python 3.13+" in cap.handle.skipped["shpkg.oldAdd"]
+        assert "shpkg.oldAdd" not in cap.handle.monitored_names

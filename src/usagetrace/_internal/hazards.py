@@ -32,7 +32,8 @@ Limits (also in the README): calls through containers or ``getattr`` by a
 computed name are not followed; references taken by other code before
 ``instrument()`` ran are found (reference counts) but a frame inspection in a
 module imported after a function was wrapped is only found then, and that
-function keeps its (pass-through) trampoline; on a free-threaded build
+function keeps its (pass-through) trampoline (on 3.12+ it is counted through
+sys.monitoring from then on); on a free-threaded build
 reference counts are not exact, so identity cannot be proven and nothing is
 wrapped.
 """

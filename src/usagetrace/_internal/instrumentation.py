@@ -64,9 +64,11 @@ class Instrumentation:
         self._wrappers: dict[int, object] = {}  # id(original function) -> its wrapper
         self._stats: dict[int, object] = {}  # id(original function) -> its FunctionStats
         self._skipped: dict[str, str] = {}
-        #: id(code) -> (code, stats) of every callable counted through sys.monitoring (monitor.py)
-        self._monitored: dict[int, tuple] = {}
+        #: id(code) -> (code, stats, None) of every callable counted through sys.monitoring (monitor.py);
+        #: (id(code), monitor.closure_ident()) -> (code, stats, closure key): one of several on shared code
+        self._monitored: dict = {}
         self._monitor_why: dict[str, str] = {}  # qualified name -> why it is monitored, not wrapped
+        self._ambiguous: set = set()  # keys of _monitored that two functions share: counted for neither
         self._seen_classes: set[int] = set()
         self._scanned: dict[str, object] = {}
         self._hooked: set[str] = set()
@@ -402,18 +404,44 @@ class Instrumentation:
         if not monitor.AVAILABLE:
             self._skip(qualname, reason + monitor.REASON_OLD_PYTHON)
             return False
+        closure = None
         if codes is None:
             if not monitor.is_own(func, self.package):
                 targets = _dispatch_targets(func, self.package)
-                if not targets:
-                    self._skip(qualname, reason + monitor.REASON_SHARED)
-                    return False
-                codes = [t.__code__ for t in targets]
+                if targets:
+                    codes = [t.__code__ for t in targets]
+                else:
+                    # Code shared with other functions: told apart by a closure cell, where it can be.
+                    closure = monitor.closure_key(func, self.package)
+                    if closure is None:
+                        self._skip(qualname, reason + (
+                            monitor.REASON_CLOSURE_OLD if not monitor.CLOSURES
+                            and monitor.closure_would_do(func, self.package) else monitor.REASON_SHARED))
+                        return False
+                    codes = [func.__code__]
             else:
                 codes = [func.__code__]
-        codes = [c for c in codes if id(c) not in self._monitored]
-        if not codes:
-            return True  # counted already, under the name it was found by first
+        if closure is not None:
+            key = (id(codes[0]), monitor.closure_ident(closure))
+            other = self._monitored.get(key)
+            if other is not None and other[2][4] == closure[4]:
+                return True  # the same function under another name: counted under the first
+            if other is not None or key in self._ambiguous:
+                # Another function on the same code with the same closure values: no call can be told apart
+                # from the other's, so neither is counted.
+                why = (f"; its code and closure values are the same as another public function's "
+                       f"({other[1].name if other else 'listed as skipped'}): no call can be told apart")
+                self._ambiguous.add(key)
+                if other is not None:
+                    monitor.forget(other[0], other[2])
+                    del self._monitored[key]
+                    self._skipped[other[1].name] = self._monitor_why.pop(other[1].name, reason.split("; ")[0]) + why
+                self._skip(qualname, reason + why)
+                return False
+        else:
+            codes = [c for c in codes if id(c) not in self._monitored]
+            if not codes:
+                return True  # counted already, under the name it was found by first
         known = qualname in self.recorder.functions
         stats = self.recorder.function(qualname, module_name, stats_kind)
         if func is not None and len(codes) == 1 and getattr(func, "__code__", None) is codes[0]:
@@ -421,13 +449,16 @@ class Instrumentation:
         started = []
         why = None
         for code in codes:
-            why = monitor.start(self.recorder, stats, code) if self.recorder.enabled else None
+            why = monitor.start(self.recorder, stats, code, closure) if self.recorder.enabled else None
             if why is not None:
                 break
             started.append(code)
-            self._monitored[id(code)] = (code, stats)
+            if closure is None:
+                self._monitored[id(code)] = (code, stats, None)
+            else:
+                self._monitored[(id(code), monitor.closure_ident(closure))] = (code, stats, closure)
         if why is not None:
-            monitor.stop(started)
+            monitor.stop(started)  # plain codes only: with a closure there is one code, and it failed
             for code in started:
                 self._monitored.pop(id(code), None)
             if not known:
@@ -444,10 +475,10 @@ class Instrumentation:
             return
         from . import monitor
 
-        codes = [code for code, _ in self._monitored.values()]
+        codes = [entry[0] for entry in self._monitored.values()]
         if enabled and self.instrumented:
-            for code, stats in list(self._monitored.values()):
-                why = monitor.start(self.recorder, stats, code)
+            for code, stats, closure in list(self._monitored.values()):
+                why = monitor.start(self.recorder, stats, code, closure)
                 if why is not None:
                     self._skipped[stats.name] = self._monitor_why.pop(stats.name, "") + why
         else:
@@ -597,22 +628,48 @@ class Instrumentation:
                     log.debug("not instrumenting %s", qualname, exc_info=True)
 
     def _recheck_wrapped(self, new_modules) -> None:
-        """Code in newly imported modules can make an already-wrapped function hazardous: stop counting it.
+        """Code in newly imported modules can make an already-wrapped function hazardous: stop counting it
+        through its wrapper.
 
         Its wrapper stays in place (references to it may have been handed out,
         and replacing it would change identity) but calls pass straight through.
+        On 3.12+ the function is counted through sys.monitoring from then on
+        (the wrapper's frames are the only ones between the caller and it, and
+        they pass through: the function's code sees one usage per call, the
+        same one the wrapper would have counted); else it stays uncounted.
         """
         from . import wrappers
 
         names = ", ".join(m.__name__ for m in new_modules)
         for target_id, wrapper in list(self._wrappers.items()):
             stats = self._stats.get(target_id)
-            if stats is None or stats.exempt:
+            if stats is None or stats.exempt or stats.name in self._monitor_why:
                 continue
-            reason = self._analysis.frame_hazard(wrappers.original_of(wrapper))
-            if reason is not None:
-                self.exempt(wrapper, f"{reason} (found when {names} was imported, after it was wrapped: calls "
-                                     "pass straight through its wrapper)")
+            original = wrappers.original_of(wrapper)
+            reason = self._analysis.frame_hazard(original)
+            if reason is None:
+                continue
+            reason = f"{reason} (found when {names} was imported, after it was wrapped: calls pass straight through its wrapper"
+            if self._monitor_late(wrapper, original, stats, reason):
+                continue
+            self.exempt(wrapper, reason + ")")
+
+    def _monitor_late(self, wrapper, original, stats, reason: str) -> bool:
+        """Count a wrapped function found hazardous through monitoring, its wrapper passing calls through."""
+        from . import monitor, wrappers
+
+        code = getattr(original, "__code__", None)
+        if not monitor.AVAILABLE or code is None or id(code) in self._monitored \
+                or not monitor.is_own(original, self.package):
+            return False  # the reason exempt() records says the wrapper passes through uncounted
+        if not wrappers.pass_through(wrapper, stats):
+            return False
+        # From here the wrapper never counts (its idle copy is exempt); stats is counted by events alone.
+        if self._monitor(None, stats.name, stats.module, stats.kind, False, reason + ")", codes=[code]):
+            self._monitor_why[stats.name] = reason + ", and they are counted through sys.monitoring)"
+            return True
+        stats.exempt = True  # not monitored either: uncounted, as the skip reason _monitor() recorded says
+        return True
 
     def command_function(self, func, integration: str) -> None:
         """A CLI command function registered with an integration: not a usage itself (its calls are).
@@ -652,7 +709,14 @@ class Instrumentation:
             target = getattr(func, "__func__", func)  # a bound method of a wrapped method
             original = wrappers.original_of(target)
             if original is None:
-                monitored = self._monitored.get(id(getattr(target, "__code__", None)))
+                code = getattr(target, "__code__", None)
+                monitored = self._monitored.get(id(code))
+                if monitored is None and code is not None:
+                    from . import monitor
+
+                    closure = monitor.closure_key(target, self.package)
+                    if closure is not None:
+                        monitored = self._monitored.get((id(code), monitor.closure_ident(closure)))
                 if monitored is None:
                     return False
                 stats = monitored[1]  # counted without a wrapper: its events now pass it by
@@ -691,7 +755,7 @@ class Instrumentation:
                 if self._monitored:
                     from . import monitor
 
-                    monitor.stop([code for code, _ in self._monitored.values()])
+                    monitor.stop([entry[0] for entry in self._monitored.values()])
                     self._monitored.clear()
                 self._wrappers.clear()
                 self._stats.clear()

@@ -23,6 +23,17 @@ the same object, the same code, no extra frame. Instead its code object gets
   The outcome is :func:`.recorder.outcome_of` of the exception, as for
   wrapped calls.
 
+Functions that share one code object (made by a factory or a decorator of the package: pyparsing's
+camelCase synonyms, a ``@deprecated`` decorator's inner function) are told apart by their closure, on
+3.13+ only: their code gets the events once, and ``PY_START`` reads the starting frame's free variables
+through its locals proxy (PEP 667: a read that changes nothing, no frame added): the first cell holding
+a function or a class is looked up among the public callables registered for that code, and the other
+cells are compared by identity (:func:`closure_key`). ``COPY_FREE_VARS`` runs before ``RESUME``, where
+``PY_START`` fires, so the cells are there. A function on that code that is no public callable (the
+decorator used on private code or by the host) matches none: not counted. On 3.12 ``f_locals`` is a
+dict built by copying every local into it (``PyFrame_FastToLocals``) and kept on the frame, which would
+keep the arguments alive until the frame ends (observable through weak references): not used there.
+
 Counts and sampled spans go through the same :class:`.recorder.Recorder`
 path as wrapped calls. A monitored span carries no argument facts (a wrapper
 sees the call's arguments; an event does not, and reading the frame's locals
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from types import FunctionType, MethodType
 
 from . import clock, log
 from .recorder import _Usage
@@ -53,6 +65,13 @@ REASON_NO_TOOL = ("; no free sys.monitoring tool id (3 and 4 are taken by other 
 REASON_SHARED = ("; its code is not the package's own or is shared by other functions (made by a factory, "
                  "a decorator from elsewhere): monitoring it would count calls of other functions")
 REASON_TAKEN = "; its code is already monitored as {other}"
+REASON_CLOSURE_OLD = ("; its code is shared with other functions (made by a factory or a decorator of the "
+                      "package); telling them apart by their closure at each call needs Python 3.13+ (PEP 667 "
+                      "frame locals)")
+REASON_CLOSURE_OTHER = ("; its code is shared with {other}, told apart by another closure cell ({var!r}): "
+                        "one read per call cannot tell both")
+#: Functions on one code object told apart by a closure cell read at PY_START: 3.13+ (module docstring).
+CLOSURES = AVAILABLE and sys.version_info >= (3, 13)
 
 _CO_NESTED, _CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x10, 0x20, 0x80, 0x200
 _SUSPENDING = _CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR
@@ -63,7 +82,9 @@ _lock = threading.RLock()
 _tool: int | None = None
 #: id(code) -> (code, recorder, stats, how): every code object with events on. ``how``: 0 plain
 #: function, 1 generator or async generator (the usage is counted when it first runs), 2 coroutine
-#: (counted when it ends, like an awaited wrapped coroutine).
+#: (counted when it ends, like an awaited wrapped coroutine). For code shared by several public
+#: callables: (code, recorder, None, how, free variable name, {id(its value): [(stats, names, values)]}):
+#: :func:`closure_key`'s; the values are held, so their ids stay theirs.
 _codes: dict[int, tuple] = {}
 #: id(frame) of a coroutine usage that is suspended -> its marker (resumed: active again; dropped when it
 #: returns or an exception, GeneratorExit from close() included, leaves it).
@@ -91,21 +112,126 @@ def tool_id() -> int | None:
 
 
 def is_own(func, package: str) -> bool:
-    """True when ``func``'s code belongs to it alone: defined by the package, not nested in a factory."""
+    """True when ``func``'s code belongs to it alone: defined by the package, not nested in a factory.
+
+    A closure means a factory shares the code, except a ``__class__`` cell alone in code that is not
+    nested: a method of a class defined outside any function (a class made inside a factory function
+    has nested code, one code object for every class the factory makes).
+    """
     try:
         code = func.__code__
         name = func.__globals__.get("__name__")
         if not (isinstance(name, str) and (name == package or name.startswith(package + "."))):
             return False  # functools.wraps copies __module__; the code is the decorator library's
-        return not (code.co_flags & _CO_NESTED) and func.__closure__ is None
+        if code.co_flags & _CO_NESTED:
+            return False  # made inside a function: each run of it makes one more function on this code
+        # Zero-argument super() (or __class__) gives a method its class in a closure cell. Outside a
+        # function the class body runs once, so that code is still this one method's: not shared.
+        return func.__closure__ is None or code.co_freevars == ("__class__",)
     except Exception:
         return False
+
+
+def closure_key(func, package: str) -> tuple | None:
+    """What tells ``func`` apart from the other functions on its code, or None:
+    ``(name, value, names, values, id(func))``.
+
+    Only for the package's own code (its globals are the package's) with a closure, on 3.13+. ``name``
+    and ``value``: the first cell that holds a function, a method or a class (what a factory or a
+    decorator closes over: the function it wraps or stands for), else another object that is no plain
+    value (a number, a string: equal ones are often one object), the one looked up at each call;
+    ``names`` and ``values``: every cell the code does not rebind itself, all compared at each call
+    whose ``value`` matches, so two functions that differ in any other cell (the same function
+    deprecated with two messages; the host's own function made by the package's decorator) are never
+    taken for each other. A cell rebound from elsewhere after this (a sibling closure's ``nonlocal``)
+    makes that function's calls uncounted, never miscounted. Two different functions whose compared
+    cells hold the same objects cannot be told apart at all (the instrumentation counts neither).
+    """
+    return _closure_key(func, package) if CLOSURES else None
+
+
+def _closure_key(func, package: str) -> tuple | None:
+    try:
+        name = func.__globals__.get("__name__")
+        if not (isinstance(name, str) and (name == package or name.startswith(package + "."))):
+            return None
+        closure = func.__closure__
+        if not closure:
+            return None
+        code = func.__code__
+        values = {}
+        for var, cell in zip(code.co_freevars, closure):
+            try:
+                values[var] = cell.cell_contents
+            except ValueError:  # an empty cell: read as missing at each call
+                continue
+        names = tuple(var for var in values if var not in _rebound(code))
+        probe = next((var for var in names if isinstance(values[var], (FunctionType, MethodType, type))), None)
+        if probe is None:  # else an object made for this function (aiostream's operator instance)
+            probe = next((var for var in names if not isinstance(values[var], _PLAIN)), None)
+        if probe is None:
+            return None  # plain values (numbers, strings) alone: equal ones are often one object for many
+        return probe, values[probe], names, tuple(values[var] for var in names), id(func)
+    except Exception:
+        return None
+
+
+#: Values that say nothing about which function a closure belongs to: equal ones are often the same object.
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple, frozenset, range, type(Ellipsis))
+
+
+def closure_ident(closure) -> tuple:
+    """A hashable identity of :func:`closure_key`'s result: the ids of the values compared."""
+    return tuple(id(v) for v in closure[3])
+
+
+_REBOUND: dict = {}
+
+
+def _rebound(code) -> frozenset:
+    """The free variables ``code`` assigns or deletes (``nonlocal``): their values change, not compared."""
+    cached = _REBOUND.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    import dis
+
+    names = frozenset(ins.argval for ins in dis.get_instructions(code)
+                      if ins.opname in ("STORE_DEREF", "DELETE_DEREF") and ins.argval in code.co_freevars)
+    _REBOUND[id(code)] = (code, names)
+    return names
+
+
+def closure_would_do(func, package: str) -> bool:
+    """True when :func:`closure_key` would tell ``func`` apart on 3.13+ (for the reason given before)."""
+    return _closure_key(func, package) is not None
 
 
 def owner_of(code) -> object | None:
     """The stats of the callable ``code`` is monitored for, or None."""
     entry = _codes.get(id(code))
     return entry[2] if entry is not None else None
+
+
+def _by_closure(entry, frame):
+    """The stats of the public callable the starting ``frame`` (on shared code) is, or None.
+
+    Reads the frame's free variables through its locals proxy (3.13+: a read changes nothing).
+    """
+    try:
+        local = frame.f_locals
+        probe = entry[4]
+        hits = entry[5].get(id(local[probe]))
+        if hits is None:
+            return None
+        for stats, names, values in hits:
+            for name, value in zip(names, values):
+                if name != probe and local[name] is not value:  # the probe's value matched by its id
+                    break
+            else:
+                return stats
+    except KeyError:  # an empty cell
+        return None
+    return None
 
 
 def _events(code) -> int:
@@ -158,19 +284,44 @@ def _release() -> None:
     _suspended.clear()
 
 
-def start(rec, stats, code) -> str | None:
-    """Count calls of ``code`` as usages of ``stats``' callable; None when done, else why not (a suffix)."""
+def start(rec, stats, code, closure=None) -> str | None:
+    """Count calls of ``code`` as usages of ``stats``' callable; None when done, else why not (a suffix).
+
+    ``closure``: :func:`closure_key` of the function, when its code is shared: only calls of the
+    function with that value in that cell are its usages.
+    """
     if not AVAILABLE:
         return REASON_OLD_PYTHON
+    if closure is not None and not CLOSURES:
+        return REASON_CLOSURE_OLD
     with _lock:
         entry = _codes.get(id(code))
         if entry is not None:
-            return None if entry[2] is stats else REASON_TAKEN.format(other=entry[2].name)
+            if closure is None or entry[2] is not None:
+                if entry[2] is None:
+                    names = sorted(hit[0].name for hits in entry[5].values() for hit in hits)
+                    return REASON_TAKEN.format(other=", ".join(names))
+                return None if entry[2] is stats and closure is None else REASON_TAKEN.format(other=entry[2].name)
+            var, value, names, values = closure[:4]
+            if var != entry[4]:
+                other = next(iter(entry[5].values()))[0][0].name
+                return REASON_CLOSURE_OTHER.format(other=other, var=entry[4])
+            hits = entry[5].setdefault(id(value), [])
+            for hit in hits:
+                if hit[1] == names and all(a is b for a, b in zip(hit[2], values)):
+                    # The same closure: one callable under two names, counted under the first.
+                    return None if hit[0] is stats else REASON_TAKEN.format(other=hit[0].name)
+            hits.append((stats, names, values))
+            return None
         if not _acquire():
             return REASON_NO_TOOL
         flags = code.co_flags
         how = 2 if flags & _CO_COROUTINE else 1 if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR) else 0
-        _codes[id(code)] = (code, rec, stats, how)
+        if closure is None:
+            _codes[id(code)] = (code, rec, stats, how)
+        else:
+            var, value, names, values = closure[:4]
+            _codes[id(code)] = (code, rec, None, how, var, {id(value): [(stats, names, values)]})
         try:
             sys.monitoring.set_local_events(_tool, code, _events(code))
         except Exception as exc:
@@ -178,6 +329,24 @@ def start(rec, stats, code) -> str | None:
             _release()
             return f"; sys.monitoring refused its code object ({type(exc).__name__})"
     return None
+
+
+def forget(code, closure) -> None:
+    """Stop counting one of the callables on shared ``code`` (its siblings stay counted). Never raises."""
+    with _lock:
+        try:
+            entry = _codes.get(id(code))
+            if entry is None or entry[2] is not None:
+                return
+            hits = entry[5].get(id(closure[1]), [])
+            hits[:] = [hit for hit in hits if not (hit[1] == closure[2]
+                                                   and all(a is b for a, b in zip(hit[2], closure[3])))]
+            if hits or entry[5].pop(id(closure[1]), None) is None or entry[5]:
+                return
+        except Exception:
+            log.internal_error("monitor.forget")
+            return
+    stop([code])
 
 
 def stop(codes) -> None:
@@ -190,6 +359,8 @@ def stop(codes) -> None:
             try:
                 entry = _codes.pop(id(code), None)
                 if entry is not None:
+                    if entry[2] is None:
+                        stopped.update(id(hit[0]) for hits in entry[5].values() for hit in hits)
                     stopped.add(id(entry[2]))
                     if _tool is not None:
                         sys.monitoring.set_local_events(_tool, code, 0)
@@ -208,10 +379,10 @@ def stop(codes) -> None:
 # before deciding the event is not a usage.
 
 
-def _begin(entry, outside, start: int):
+def _begin(entry, stats, outside, start: int):
     """Mark a usage (or one run of a generator's) in progress in this thread or task."""
     marker = _Active()
-    marker.stats = entry[2]
+    marker.stats = stats
     marker.frame = id(_getframe(2))
     marker.how = entry[3]
     marker.start = start
@@ -235,13 +406,17 @@ def _on_start(code, offset):
         if entry is None:
             return
         stats = entry[2]
-        if stats.off:
+        if stats is not None and stats.off:
             return
         outside = entry[1].outside
         current = outside.get()
         if not current and (type(current) is not _Active or current.epoch == _epoch
                             or not _stale(outside, current)):
             return  # inside a usage of the package: an inner call
+        if stats is None:  # code shared by several public callables: which one is starting? (not asked
+            stats = _by_closure(entry, _getframe(1))  # for an inner call: reading the cells costs)
+            if stats is None or stats.off:
+                return  # a function on that code that is no public callable
         start = _clock.time_ns() if stats.budget > 0 else 0
         how = entry[3]
         if how == 1:
@@ -249,7 +424,7 @@ def _on_start(code, offset):
             # Its runs are marked while they last (inner calls are not usages) and its errors recorded;
             # nothing is kept between runs (3.13 closes a generator suspended outside a ``try``
             # without any event, so state kept per frame could never be dropped).
-            _begin(entry, outside, 0)
+            _begin(entry, stats, outside, 0)
             next(stats.ok)
             if start:
                 entry[1].sampled(stats, None, None, start)
@@ -274,11 +449,19 @@ def _on_resume(code, offset, *exc):
             return
         outside = entry[1].outside
         if entry[3] == 1:
-            if not entry[2].off and outside.get():
-                _begin(entry, outside, 0)  # a run of a generator, not inside another usage
+            if not outside.get():
+                return  # inside another usage
+            stats = entry[2]
+            if stats is None:
+                stats = _by_closure(entry, _getframe(1))
+                if stats is None:
+                    return
+            if not stats.off:
+                _begin(entry, stats, outside, 0)  # a run of a generator, not inside another usage
             return
         marker = _suspended.get(id(_getframe(1)))
-        if marker is not None and marker.stats is entry[2]:
+        # Shared code: the frame alone says whose usage it is (a live frame's id is its own).
+        if marker is not None and (marker.stats is entry[2] or entry[2] is None):
             marker.token = outside.set(marker)
     except Exception:
         log.internal_error("monitor.resume")
@@ -287,7 +470,8 @@ def _on_resume(code, offset, *exc):
 def _current(entry, code):
     """The usage the returning frame ends, or None (an inner call, or a frame not started as a usage)."""
     marker = entry[1].outside.get()
-    if type(marker) is not _Active or marker.stats is not entry[2] or marker.frame != id(_getframe(2)):
+    if type(marker) is not _Active or (marker.stats is not entry[2] and entry[2] is not None) \
+            or marker.frame != id(_getframe(2)):
         return None
     try:
         entry[1].outside.reset(marker.token)
@@ -313,7 +497,8 @@ def _on_return(code, offset, value):
         rec = entry[1]
         outside = rec.outside
         marker = outside.get()  # _current() inlined: this is the hot path
-        if type(marker) is not _Active or marker.stats is not entry[2] or marker.frame != id(_getframe(1)):
+        if type(marker) is not _Active or (marker.stats is not entry[2] and entry[2] is not None) \
+                or marker.frame != id(_getframe(1)):
             return
         try:
             outside.reset(marker.token)

@@ -500,6 +500,38 @@ def original_of(obj):
         return None
 
 
+def pass_through(obj, stats: FunctionStats) -> bool:
+    """Make the trampoline ``obj`` pass every call straight through for good, ``stats`` left free to count
+    the function by other means (sys.monitoring); False (nothing changed) when ``obj`` is not ours.
+
+    The wrapper's ``stats`` cell (shared by the functions it made, rehomed or not) gets an idle copy: the
+    wrapper keeps its frames, identity and code, so the host sees exactly what it saw when the calls
+    were only passed through; the copy is off for good (``exempt``), so ``stats`` is counted once.
+    It shares the counters and the usage marker of ``stats``: a call already past the wrapper's ``off``
+    check on another thread reads the cell again later, and still adds to the same exact counts.
+    """
+    try:
+        call = obj.__closure__[obj.__code__.co_freevars.index(_CALL)].cell_contents
+        cells = []
+        for cell in call._self_wrapper.__closure__ or ():
+            try:
+                if cell.cell_contents is stats:
+                    cells.append(cell)
+            except ValueError:  # an empty cell
+                continue
+        if not cells:
+            return False
+        idle = FunctionStats.__new__(FunctionStats)
+        for slot in FunctionStats.__slots__:
+            setattr(idle, slot, getattr(stats, slot))
+        idle.exempt = True
+        for cell in cells:
+            cell.cell_contents = idle
+        return True
+    except Exception:
+        return False
+
+
 def rewrap_descriptor(descriptor, wrapper):
     """Return a new ``staticmethod``/``classmethod`` like ``descriptor`` but around ``wrapper``."""
     new = type(descriptor)(wrapper)
