@@ -718,3 +718,160 @@ def test_shared_code_stays_skipped_on_312(packages, monkeypatch):
     with capture("shpkg") as cap:
         assert "needs Python 3.13+" in cap.handle.skipped["shpkg.oldAdd"]
         assert "shpkg.oldAdd" not in cap.handle.monitored_names
+
+
+CLASS_SOURCE = {
+    "__init__.py": '''
+        import warnings
+
+        def operator(func, more=None):
+            """Like aiostream's pipable_operator(): one generated class per operator, its methods' code shared
+            by all of them, a closure cell that tells nothing apart (None or a small int)."""
+            class OperatorImplementation:
+                raw = staticmethod(func)
+
+                def __call__(self, x):
+                    warnings.warn("op", DeprecationWarning, stacklevel=2)  # frame reach: not wrapped
+                    if more is not None:
+                        assert more >= 0                              # like aiostream's source checks
+                    return self.raw(x)
+
+                @classmethod
+                def build(cls, x):
+                    warnings.warn("build", DeprecationWarning, stacklevel=2)
+                    return cls()(x)                                   # an inner call
+
+                async def stream(self, xs):
+                    warnings.warn("stream", DeprecationWarning, stacklevel=2)
+                    for x in xs:
+                        yield self.raw(x)
+
+            named = type(func.__name__.strip("_"), (OperatorImplementation,),
+                         {"__module__": __name__, "__qualname__": func.__name__.strip("_")})
+            return named()
+
+        def _double(x):
+            return 2 * x
+
+        def _negate(x):
+            if x == "boom":
+                raise LookupError(x)
+            return -x
+
+        double = operator(_double)
+        negate = operator(_negate, 0)
+        twice = double                    # the same operator under a second name
+        _hidden = operator(abs)           # shared code, no public name
+
+        def shape(k):
+            """A factory that returns the class itself (the public class is the generated one)."""
+            class Shape:
+                def area(self, x):
+                    warnings.warn("area", DeprecationWarning, stacklevel=2)
+                    return k * x
+
+                @classmethod
+                def unit(cls):
+                    warnings.warn("unit", DeprecationWarning, stacklevel=2)
+                    return cls().area(1)                              # an inner call
+            return Shape
+
+        Square = shape(1)
+        Triple = shape(3)
+
+        def _method():
+            def method(self, x):
+                warnings.warn("twin", DeprecationWarning, stacklevel=2)
+                return x
+            return method
+
+        class Twins:
+            """Two methods on one code object in one class: the class cannot tell them apart."""
+            left = _method()
+            right = _method()
+    ''',
+}
+
+
+def _classes(packages, monkeypatch):
+    monkeypatch.setenv("CLPKG_TELEMETRY", "1")
+    return packages.load("clpkg", CLASS_SOURCE)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="telling shared code apart by class is 3.13+")
+def test_shared_code_told_apart_by_class(packages, monkeypatch):
+    """Methods of classes made by one factory share a code object and their closures tell nothing apart:
+    each call is counted for the public name whose class ``self`` (``cls``) is, by identity; the host's
+    subclasses are not the package's operator; warnings still point at the caller; inner calls are not
+    usages; two methods of one class on one code are counted under neither name."""
+    import asyncio
+
+    cpkg = _classes(packages, monkeypatch)
+    code = type(cpkg.double).__call__.__code__
+    assert type(cpkg.negate).__call__.__code__ is code and type(cpkg._hidden).__call__.__code__ is code
+    assert cpkg.Square.area.__code__ is cpkg.Triple.area.__code__
+    with capture("clpkg") as cap:
+        handle = cap.handle
+        for name in ("clpkg.double", "clpkg.negate", "clpkg.double.build", "clpkg.negate.build",
+                     "clpkg.double.stream", "clpkg.Square.area", "clpkg.Triple.area", "clpkg.Square.unit",
+                     "clpkg.Triple.unit"):
+            assert name in handle.monitored_names, (name, handle.skipped.get(name))
+        assert "clpkg.twice" not in handle.skipped  # the same operator: counted under its first name
+        for name in ("clpkg.Twins.left", "clpkg.Twins.right"):
+            assert "no call can be told apart" in handle.skipped[name] and name not in handle.monitored_names
+        assert type(cpkg.double).__call__.__code__ is code and type(cpkg.double) is not type(cpkg.negate)
+
+        class Mine(type(cpkg.double)):  # the host's subclass of the package's operator class
+            pass
+
+        class MySquare(cpkg.Square):
+            pass
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            assert cpkg.double(2) == 4
+            assert cpkg.negate(2) == -2 and cpkg.negate(3) == -3
+            assert cpkg.twice(5) == 10
+            with pytest.raises(LookupError):
+                cpkg.negate("boom")
+            assert cpkg._hidden(-4) == 4
+            assert cpkg.double.build(3) == 6 and cpkg.negate.build(1) == -1
+            assert Mine()(1) == 2 and Mine.build(2) == 4
+            assert cpkg.Square().area(2) == 2 and cpkg.Triple().area(2) == 6 and cpkg.Triple().area(1) == 3
+            assert cpkg.Square.unit() == 1 and cpkg.Triple.unit() == 3
+            assert MySquare().area(5) == 5 and MySquare.unit() == 1
+            assert cpkg.Twins().left(1) == 1 and cpkg.Twins().right(2) == 2
+
+            async def main():
+                return ([x async for x in cpkg.double.stream([1, 2])],
+                        [x async for x in cpkg.negate.stream([3])],
+                        [x async for x in Mine().stream([4])])
+
+            assert asyncio.run(main()) == ([2, 4], [-3], [8])
+        assert caught[0].filename == __file__ and caught[0].lineno == line
+    assert cap.calls("clpkg.double", "ok") == 2  # double and twice; build's and Mine's calls are not
+    assert cap.calls("clpkg.negate", "ok") == 2 and cap.calls("clpkg.negate", "error") == 1
+    assert cap.calls("clpkg.double.build", "ok") == 1 and cap.calls("clpkg.negate.build", "ok") == 1
+    assert cap.calls("clpkg.double.stream") == 1 and cap.calls("clpkg.negate.stream") == 1
+    assert cap.calls("clpkg.Square.area", "ok") == 1 and cap.calls("clpkg.Triple.area", "ok") == 2
+    assert cap.calls("clpkg.Square.unit", "ok") == 1 and cap.calls("clpkg.Triple.unit", "ok") == 1
+    assert cap.calls("clpkg.Twins.left") == 0 and cap.calls("clpkg.Twins.right") == 0
+    # The host's subclass Mine is not the operator: its three calls are not usages of it, so the package's
+    # double.raw they reach is (as for any host code calling it); inside double's own usages it is not.
+    assert cap.calls("clpkg.double.raw", "ok") == 3
+    # Nothing else is counted: not _hidden (no public name), not the host's subclasses, no inner call.
+    counted = {p["attributes"].get("code.function.name") for p in cap.points("usagetrace.calls")}
+    assert counted == {"clpkg.double", "clpkg.negate", "clpkg.double.build", "clpkg.negate.build",
+                       "clpkg.double.stream", "clpkg.negate.stream", "clpkg.Square.area", "clpkg.Triple.area",
+                       "clpkg.Square.unit", "clpkg.Triple.unit", "clpkg.double.raw"}
+
+
+@needs_monitoring
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.12 only")
+def test_shared_code_by_class_stays_skipped_on_312(packages, monkeypatch):
+    _classes(packages, monkeypatch)
+    with capture("clpkg") as cap:
+        for name in ("clpkg.double", "clpkg.double.build", "clpkg.Square.area"):
+            assert "by the class of the first argument at each call needs Python 3.13+" in cap.handle.skipped[name]
+            assert name not in cap.handle.monitored_names

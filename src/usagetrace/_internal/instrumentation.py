@@ -317,11 +317,13 @@ class Instrumentation:
             obj = None
 
     def _consider(self, owner, key: str, qualname: str, module_name: str, struct_kind: str, slots: dict,
-                  hazard: "str | None" = None) -> None:
+                  hazard: "str | None" = None, self_class: "type | None" = None) -> None:
         """Wrap the function at ``owner[key]`` (a module dict or a class) unless a hazard says not to.
 
         For a static or class method the function inside the descriptor is
         wrapped and a new descriptor of the same type replaces the old one.
+        ``self_class``: the public class (or the class of the public instance) the method is reached
+        through, for telling shared code apart by its first argument's class when it is monitored.
         """
         from . import discovery, hazards, wrappers
 
@@ -369,8 +371,11 @@ class Instrumentation:
                 reason = hazards.REASON_CAPTURED.format(n=extra)
         if reason is not None:
             # A wrapper would change what the host observes: count it without one, where possible.
+            by_class = None
+            if self_class is not None and struct_kind in ("method", "classmethod"):
+                by_class = (self_class, struct_kind == "classmethod")
             self._monitor(namespace[key].__func__ if descriptor else namespace[key], qualname, module_name,
-                          stats_kind, bound, reason)
+                          stats_kind, bound, reason, by_class=by_class)
             return
         old = namespace[key]
         target = old.__func__ if descriptor else old
@@ -394,10 +399,12 @@ class Instrumentation:
 
     # ------------------------------------------------------------- monitoring
     def _monitor(self, func, qualname: str, module_name: str, stats_kind: str, bound: bool, reason: str,
-                 codes=None) -> bool:
+                 codes=None, by_class=None) -> bool:
         """Count ``func`` (or the package functions in ``codes``) through sys.monitoring, or list why not.
 
-        ``reason`` says why a wrapper is not used. Never holds ``func`` beyond the call.
+        ``reason`` says why a wrapper is not used. ``by_class``: ``(class, is a class method)`` for a
+        method reached through a public class or instance: shared code without a telling closure is told
+        apart by that class (:func:`.monitor.class_key`). Never holds ``func`` beyond the call.
         """
         from . import monitor
 
@@ -413,10 +420,17 @@ class Instrumentation:
                 else:
                     # Code shared with other functions: told apart by a closure cell, where it can be.
                     closure = monitor.closure_key(func, self.package)
+                    if closure is None and by_class is not None:
+                        # No cell tells it apart (aiostream's operators): the class its first argument
+                        # must be an instance of (or be) does, one class per generated operator.
+                        closure = monitor.class_key(func, self.package, *by_class)
                     if closure is None:
+                        old = not monitor.CLOSURES
                         self._skip(qualname, reason + (
-                            monitor.REASON_CLOSURE_OLD if not monitor.CLOSURES
-                            and monitor.closure_would_do(func, self.package) else monitor.REASON_SHARED))
+                            monitor.REASON_CLOSURE_OLD if old and monitor.closure_would_do(func, self.package)
+                            else monitor.REASON_CLASS_OLD if old and by_class is not None
+                            and monitor.class_would_do(func, self.package, *by_class)
+                            else monitor.REASON_SHARED))
                         return False
                     codes = [func.__code__]
             else:
@@ -546,7 +560,7 @@ class Instrumentation:
                 raw = None
                 if plain:
                     try:
-                        self._consider(klass, attr, name, module_name, struct_kind, slots, hazard)
+                        self._consider(klass, attr, name, module_name, struct_kind, slots, hazard, cls)
                     except Exception:
                         log.debug("not instrumenting %s", name, exc_info=True)
 
@@ -623,7 +637,7 @@ class Instrumentation:
             raw = targets = None
             if plain:
                 try:
-                    self._consider(cls, attr, qualname, module_name, struct_kind, slots)
+                    self._consider(cls, attr, qualname, module_name, struct_kind, slots, self_class=cls)
                 except Exception:
                     log.debug("not instrumenting %s", qualname, exc_info=True)
 

@@ -34,6 +34,17 @@ decorator used on private code or by the host) matches none: not counted. On 3.1
 dict built by copying every local into it (``PyFrame_FastToLocals``) and kept on the frame, which would
 keep the arguments alive until the frame ends (observable through weak references): not used there.
 
+Methods on one code object whose closures say nothing (aiostream's operators: a class made by a factory
+for each operator, its ``__call__`` shared by all of them) are told apart, on 3.13+ too, by the class of
+their first argument (:func:`class_key`): ``type(self)`` (``cls`` itself for a class method) is compared
+by identity with the classes the package defines publicly, read through the same locals proxy at the
+same point. That is the information a bound-method lookup (or wrapt's ``instance``) already has, not the
+host's data: the argument itself is never recorded, formatted, hashed or kept, only ``type()`` of it
+(which runs no code of the host's, unlike ``__class__``) is looked up by ``id`` among classes usagetrace
+holds. A subclass the host makes is another class: its calls are not counted (identity, not
+``issubclass``: a host's subclass may override what the operator does, so its call is not the package's
+operator; uncounted, never counted for the wrong name).
+
 Counts and sampled spans go through the same :class:`.recorder.Recorder`
 path as wrapped calls. A monitored span carries no argument facts (a wrapper
 sees the call's arguments; an event does not, and reading the frame's locals
@@ -68,10 +79,17 @@ REASON_TAKEN = "; its code is already monitored as {other}"
 REASON_CLOSURE_OLD = ("; its code is shared with other functions (made by a factory or a decorator of the "
                       "package); telling them apart by their closure at each call needs Python 3.13+ (PEP 667 "
                       "frame locals)")
+REASON_CLASS_OLD = ("; its code is shared with other classes' methods (classes made by a factory of the "
+                    "package); telling them apart by the class of the first argument at each call needs Python "
+                    "3.13+ (PEP 667 frame locals)")
 REASON_CLOSURE_OTHER = ("; its code is shared with {other}, told apart by another closure cell ({var!r}): "
                         "one read per call cannot tell both")
 #: Functions on one code object told apart by a closure cell read at PY_START: 3.13+ (module docstring).
 CLOSURES = AVAILABLE and sys.version_info >= (3, 13)
+
+#: How the probed variable of shared code is looked up at each call: its value (a closure cell), the type
+#: of its value (``self``), or its value as a class (``cls`` of a class method).
+BY_CELL, BY_TYPE, BY_CLASS = 0, 1, 2
 
 _CO_NESTED, _CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x10, 0x20, 0x80, 0x200
 _SUSPENDING = _CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR
@@ -83,8 +101,9 @@ _tool: int | None = None
 #: id(code) -> (code, recorder, stats, how): every code object with events on. ``how``: 0 plain
 #: function, 1 generator or async generator (the usage is counted when it first runs), 2 coroutine
 #: (counted when it ends, like an awaited wrapped coroutine). For code shared by several public
-#: callables: (code, recorder, None, how, free variable name, {id(its value): [(stats, names, values)]}):
-#: :func:`closure_key`'s; the values are held, so their ids stay theirs.
+#: callables: (code, recorder, None, how, variable name, {id(its value): [(stats, names, values)]}, by):
+#: :func:`closure_key`'s or :func:`class_key`'s (``by``: how the variable's value is looked up, see
+#: :data:`BY_CELL`); the values are held, so their ids stay theirs.
 _codes: dict[int, tuple] = {}
 #: id(frame) of a coroutine usage that is suspended -> its marker (resumed: active again; dropped when it
 #: returns or an exception, GeneratorExit from close() included, leaves it).
@@ -134,7 +153,7 @@ def is_own(func, package: str) -> bool:
 
 def closure_key(func, package: str) -> tuple | None:
     """What tells ``func`` apart from the other functions on its code, or None:
-    ``(name, value, names, values, id(func))``.
+    ``(name, value, names, values, id(func), BY_CELL)``.
 
     Only for the package's own code (its globals are the package's) with a closure, on 3.13+. ``name``
     and ``value``: the first cell that holds a function, a method or a class (what a factory or a
@@ -171,7 +190,47 @@ def _closure_key(func, package: str) -> tuple | None:
             probe = next((var for var in names if not isinstance(values[var], _PLAIN)), None)
         if probe is None:
             return None  # plain values (numbers, strings) alone: equal ones are often one object for many
-        return probe, values[probe], names, tuple(values[var] for var in names), id(func)
+        return probe, values[probe], names, tuple(values[var] for var in names), id(func), BY_CELL
+    except Exception:
+        return None
+
+
+def class_key(func, package: str, cls: type, classmethod: bool = False) -> tuple | None:
+    """What tells method ``func`` of the package's class ``cls`` apart from the other functions on its code
+    (methods of other classes made by one factory), or None: ``(name, cls, names, values, id(func), by)``.
+
+    ``name``: the first argument (``self``, or ``cls`` when ``classmethod``); a call is ``func``'s when
+    ``type(self) is cls`` (``cls is cls``) and the closure cells not rebound by the code hold the same
+    objects as ``func``'s (``names`` and ``values``, the first argument's entry being ``cls``). 3.13+ only,
+    like :func:`closure_key`; the module docstring says why reading the first argument's type is not
+    reading the host's data. None when the code may rebind the first argument (an assignment, ``del``, or
+    a cell an inner function could rebind): read again at a generator's resume, it could be another object.
+    """
+    return _class_key(func, package, cls, classmethod) if CLOSURES else None
+
+
+def _class_key(func, package: str, cls: type, classmethod: bool) -> tuple | None:
+    try:
+        name = func.__globals__.get("__name__")
+        if not (isinstance(name, str) and (name == package or name.startswith(package + "."))):
+            return None
+        if not isinstance(cls, type):
+            return None
+        code = func.__code__
+        if code.co_argcount < 1:
+            return None  # no first positional argument (``*args`` only): nothing names the instance
+        first = code.co_varnames[0]
+        if first in code.co_cellvars or first in _rebound(code):
+            return None
+        values = {first: cls}
+        for var, cell in zip(code.co_freevars, func.__closure__ or ()):
+            try:
+                values[var] = cell.cell_contents
+            except ValueError:  # an empty cell: read as missing at each call
+                continue
+        names = tuple(var for var in values if var == first or var not in _rebound(code))
+        return (first, cls, names, tuple(values[var] for var in names), id(func),
+                BY_CLASS if classmethod else BY_TYPE)
     except Exception:
         return None
 
@@ -189,14 +248,22 @@ _REBOUND: dict = {}
 
 
 def _rebound(code) -> frozenset:
-    """The free variables ``code`` assigns or deletes (``nonlocal``): their values change, not compared."""
+    """The free variables ``code`` assigns or deletes (``nonlocal``): their values change, not compared;
+    and the local variables it assigns or deletes (a first argument rebound: not told apart by)."""
     cached = _REBOUND.get(id(code))
     if cached is not None and cached[0] is code:
         return cached[1]
     import dis
 
-    names = frozenset(ins.argval for ins in dis.get_instructions(code)
-                      if ins.opname in ("STORE_DEREF", "DELETE_DEREF") and ins.argval in code.co_freevars)
+    names = set()
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("STORE_DEREF", "DELETE_DEREF") and ins.argval in code.co_freevars:
+            names.add(ins.argval)
+        elif ins.opname.startswith(("STORE_FAST", "DELETE_FAST")):
+            # 3.13's superinstructions (STORE_FAST_STORE_FAST, STORE_FAST_LOAD_FAST) name two variables:
+            # both taken as rebound (a loaded one too: rebound or not, it is never told apart by then).
+            names.update(ins.argval if isinstance(ins.argval, tuple) else (ins.argval,))
+    names = frozenset(names)
     _REBOUND[id(code)] = (code, names)
     return names
 
@@ -204,6 +271,11 @@ def _rebound(code) -> frozenset:
 def closure_would_do(func, package: str) -> bool:
     """True when :func:`closure_key` would tell ``func`` apart on 3.13+ (for the reason given before)."""
     return _closure_key(func, package) is not None
+
+
+def class_would_do(func, package: str, cls: type, classmethod: bool = False) -> bool:
+    """True when :func:`class_key` would tell ``func`` apart on 3.13+ (for the reason given before)."""
+    return _class_key(func, package, cls, classmethod) is not None
 
 
 def owner_of(code) -> object | None:
@@ -215,12 +287,18 @@ def owner_of(code) -> object | None:
 def _by_closure(entry, frame):
     """The stats of the public callable the starting ``frame`` (on shared code) is, or None.
 
-    Reads the frame's free variables through its locals proxy (3.13+: a read changes nothing).
+    Reads the frame's free variables (and, by class, the type of its first argument: only compared by
+    ``id`` with classes held here, never kept) through its locals proxy (3.13+: a read changes nothing).
     """
     try:
         local = frame.f_locals
         probe = entry[4]
-        hits = entry[5].get(id(local[probe]))
+        by = entry[6]
+        value = local[probe]
+        if by == BY_TYPE:
+            value = type(value)  # ob_type: no __class__ lookup, so no code of the host's runs
+        hits = entry[5].get(id(value))
+        value = None
         if hits is None:
             return None
         for stats, names, values in hits:
@@ -287,8 +365,9 @@ def _release() -> None:
 def start(rec, stats, code, closure=None) -> str | None:
     """Count calls of ``code`` as usages of ``stats``' callable; None when done, else why not (a suffix).
 
-    ``closure``: :func:`closure_key` of the function, when its code is shared: only calls of the
-    function with that value in that cell are its usages.
+    ``closure``: :func:`closure_key` (or :func:`class_key`) of the function, when its code is shared:
+    only calls of the function with that value in that cell (that class of its first argument) are its
+    usages.
     """
     if not AVAILABLE:
         return REASON_OLD_PYTHON
@@ -303,7 +382,7 @@ def start(rec, stats, code, closure=None) -> str | None:
                     return REASON_TAKEN.format(other=", ".join(names))
                 return None if entry[2] is stats and closure is None else REASON_TAKEN.format(other=entry[2].name)
             var, value, names, values = closure[:4]
-            if var != entry[4]:
+            if var != entry[4] or closure[5] != entry[6]:
                 other = next(iter(entry[5].values()))[0][0].name
                 return REASON_CLOSURE_OTHER.format(other=other, var=entry[4])
             hits = entry[5].setdefault(id(value), [])
@@ -321,7 +400,7 @@ def start(rec, stats, code, closure=None) -> str | None:
             _codes[id(code)] = (code, rec, stats, how)
         else:
             var, value, names, values = closure[:4]
-            _codes[id(code)] = (code, rec, None, how, var, {id(value): [(stats, names, values)]})
+            _codes[id(code)] = (code, rec, None, how, var, {id(value): [(stats, names, values)]}, closure[5])
         try:
             sys.monitoring.set_local_events(_tool, code, _events(code))
         except Exception as exc:
