@@ -751,53 +751,16 @@ def test_a_restored_sys_modules_snapshot_loses_no_count(tmp_path, after):
     assert proc.stderr == ""
 
 
-def test_consent_refreshes_import_nothing_after_a_restored_snapshot(tmp_path):
-    """The delivery thread's consent refresh (every 2 s) runs no import, even with our modules dropped.
-
-    consent, paths and state import some modules on first need (so a run with telemetry off does not);
-    the delivery thread binds them before its first export, so a host that then restores a sys.modules
-    snapshot without usagetrace's modules (pytester) sees no import of ours from the refresher or the
-    exports that follow: no second copy of a module of ours, nothing shown to its import hooks.
-    """
-    code = """
+IMPORT_SPY_HOST = """
 import json, sys, time
 import tinystats
 from usagetrace._internal import delivery, instrumentation
 d, h = delivery.get(), instrumentation.get("tinystats")
 tinystats.mean([1])
 assert d.flush(20, only=h)
-for name in [n for n in sys.modules if n.startswith("usagetrace")]:
-    del sys.modules[name]
-seen = []
-class Spy:
-    def find_spec(self, name, path=None, target=None):
-        seen.append(name)
-        return None
-sys.meta_path.insert(0, Spy())
-for i in range(20):
-    tinystats.mean([1, i])
-time.sleep(2 * delivery.CONSENT_INTERVAL + 0.5)  # two refreshes of consent (fingerprint, files)
-ok = d.flush(20, only=h)
-print(json.dumps({"ok": ok, "seen": seen, "ours": sorted(n for n in sys.modules if n.startswith("usagetrace"))}))
-"""
-    with OTLPReceiver() as rx:
-        proc = run_python(code, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(tmp_path),
-                                     USAGETRACE_EXPORT_INTERVAL="0.5"), timeout=90)
-        assert proc.returncode == 0, proc.stderr
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert out == {"ok": True, "seen": [], "ours": []}, out
-        assert rx.calls("tinystats.mean", "ok") == 21
-
-
-def test_host_import_hooks_see_none_of_our_imports_at_export_time(tmp_path):
-    """After the first export, exports import nothing: a host sys.meta_path finder sees no name of ours."""
-    code = """
-import json, sys, time
-import tinystats
-from usagetrace._internal import delivery, instrumentation
-d, h = delivery.get(), instrumentation.get("tinystats")
-tinystats.mean([1])
-assert d.flush(20, only=h)
+if {drop}:  # a restored snapshot taken before usagetrace was imported (pytester)
+    for name in [n for n in sys.modules if n.startswith("usagetrace")]:
+        del sys.modules[name]
 seen = []
 class Spy:
     def find_spec(self, name, path=None, target=None):
@@ -811,12 +774,24 @@ try:
 except ValueError:
     pass
 ok = d.flush(20, only=h)
-time.sleep(0.5)  # and a few periodic exports
-print(json.dumps({"ok": ok, "seen": seen}))
+# A few periodic exports; with {drop}, two consent refreshes too (the fingerprint, the files).
+time.sleep(2 * delivery.CONSENT_INTERVAL + 0.5 if {drop} else 0.5)
+print(json.dumps({{"ok": ok, "seen": seen}}))
 """
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["modules-kept", "our-modules-dropped"])
+def test_host_import_hooks_see_none_of_our_imports_after_the_first_export(tmp_path, drop):
+    """After the first export, the delivery thread imports nothing: a host meta_path finder sees no name.
+
+    Also when the host then drops our modules from sys.modules (a restored snapshot): what consent,
+    paths, state and aggregate import on first need (so a run with telemetry off does not) is bound
+    before the first export, so the consent refresher and the exports run no import statement.
+    """
     with OTLPReceiver() as rx:
-        proc = run_python(code, _env(OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(tmp_path),
-                                     USAGETRACE_EXPORT_INTERVAL="0.1"))
+        proc = run_python(IMPORT_SPY_HOST.format(drop=drop), _env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=rx.endpoint, USAGETRACE_HOME=str(tmp_path),
+            USAGETRACE_EXPORT_INTERVAL="0.1"), timeout=90)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out == {"ok": True, "seen": []}
