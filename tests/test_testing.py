@@ -95,3 +95,26 @@ def test_public_modules_expose_exactly_their_all():
             assert hasattr(module, name), name
         for leaked in ("annotations", "Any", "gzip", "threading", "contextlib", "_internal"):
             assert leaked not in dir(module)
+
+
+def test_queries_count_each_batch_once_as_storage_does():
+    """A request resent after a lost answer carries its batch id again: calls, points and spans count it once."""
+    from usagetrace.testing import _Decoded
+
+    def metrics(batch, value):
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "pkg"}}]}
+        if batch is not None:
+            resource["attributes"].append({"key": "usagetrace.batch.id", "value": {"stringValue": batch}})
+        point = {"asInt": str(value), "attributes": [
+            {"key": "code.function.name", "value": {"stringValue": "pkg.f"}},
+            {"key": "usagetrace.outcome", "value": {"stringValue": "ok"}}]}
+        return ("metrics", {"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"scope": {"name": "s"},
+                "metrics": [{"name": "usagetrace.calls", "sum": {"dataPoints": [point]}}]}]}]})
+
+    class Received(_Decoded):
+        requests = [metrics("a" * 32, 4), metrics("a" * 32, 4), metrics("b" * 32, 6), metrics(None, 1),
+                    metrics(None, 1)]
+
+    rx = Received()
+    assert len(rx.requests) == 5 and len(rx.unique_requests()) == 4
+    assert rx.calls("pkg.f", "ok") == 4 + 6 + 1 + 1  # the resent batch once; requests without an id each time

@@ -138,24 +138,49 @@ def original(func):
     return found if found is not None else func
 
 
+def _batch_ids(signal: str, request: dict) -> tuple:
+    key = "resourceSpans" if signal == "traces" else "resourceMetrics"
+    return tuple(sorted({str(_attrs(r.get("resource", {}).get("attributes")).get("usagetrace.batch.id"))
+                         for r in request.get(key, [])}))
+
+
 class _Decoded:
-    """Shared query helpers over a list of decoded (signal, OTLP/JSON dict) requests."""
+    """Shared query helpers over a list of decoded (signal, OTLP/JSON dict) requests.
+
+    Spans, points and calls count each request once by its ``usagetrace.batch.id``, as storage does
+    (DuckDB, ClickHouse, ``usagetrace report``): delivery is at least once, and a request resent because
+    its answer never came (a fork paused the sender, a connection reset) is the same batch. ``requests``
+    keeps every request as it arrived.
+    """
 
     requests: list
 
+    def unique_requests(self) -> list:
+        """The requests, each batch once (the first copy); requests without a batch id are all kept."""
+        seen: set = set()
+        out = []
+        for signal, req in list(self.requests):
+            ids = _batch_ids(signal, req)
+            if ids and ids != ("None",):
+                if (signal, ids) in seen:
+                    continue
+                seen.add((signal, ids))
+            out.append((signal, req))
+        return out
+
     def all_spans(self) -> list[dict]:
-        """Every span received, flattened."""
-        return [s for signal, req in list(self.requests) if signal == "traces" for s in flatten(signal, req)]
+        """Every span received, flattened (each batch once)."""
+        return [s for signal, req in self.unique_requests() if signal == "traces" for s in flatten(signal, req)]
 
     def spans(self, name: str | None = None) -> list[dict]:
         """Spans, optionally only those with this name."""
         return [s for s in self.all_spans() if name is None or s["name"] == name]
 
     def points(self, metric: str | None = None) -> list[dict]:
-        """Metric points, optionally only those of one metric."""
+        """Metric points, optionally only those of one metric (each batch once)."""
         return [
             p
-            for signal, req in list(self.requests)
+            for signal, req in self.unique_requests()
             if signal == "metrics"
             for p in flatten(signal, req)
             if metric is None or p["metric"] == metric
