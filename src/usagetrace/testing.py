@@ -139,9 +139,10 @@ def original(func):
 
 
 def _batch_ids(signal: str, request: dict) -> tuple:
+    """The request's ``usagetrace.batch.id`` values (none for data from versions without them)."""
     key = "resourceSpans" if signal == "traces" else "resourceMetrics"
-    return tuple(sorted({str(_attrs(r.get("resource", {}).get("attributes")).get("usagetrace.batch.id"))
-                         for r in request.get(key, [])}))
+    ids = (_attrs(r.get("resource", {}).get("attributes")).get("usagetrace.batch.id") for r in request.get(key, []))
+    return tuple(sorted({str(i) for i in ids if i is not None}))
 
 
 class _Decoded:
@@ -161,7 +162,7 @@ class _Decoded:
         out = []
         for signal, req in list(self.requests):
             ids = _batch_ids(signal, req)
-            if ids and ids != ("None",):
+            if ids:
                 if (signal, ids) in seen:
                     continue
                 seen.add((signal, ids))
