@@ -780,6 +780,28 @@ print(json.dumps({{"ok": ok, "seen": seen}}))
 """
 
 
+def test_the_first_consent_refresh_imports_nothing_in_the_background(tmp_path):
+    """Granted by the environment, consent never read a file at import; the delivery thread's first refresh,
+    before its first export, must not import what reading one needs (a host import hook would see it)."""
+    code = """
+import json, sys, time
+import tinystats
+from usagetrace._internal import delivery
+seen = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        seen.append(name)
+        return None
+sys.meta_path.insert(0, Spy())
+tinystats.mean([1])  # the first sample starts the delivery thread
+time.sleep(delivery.CONSENT_INTERVAL + 1.0)  # its first consent refresh; the first export is later
+print(json.dumps({"deps": delivery._DEPS is not None, "ours": [n for n in seen if n.startswith("usagetrace")]}))
+"""
+    proc = run_python(code, _env(USAGETRACE_HOME=str(tmp_path), USAGETRACE_EXPORT_INTERVAL="60"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"deps": False, "ours": []}
+
+
 @pytest.mark.parametrize("drop", [False, True], ids=["modules-kept", "our-modules-dropped"])
 def test_host_import_hooks_see_none_of_our_imports_after_the_first_export(tmp_path, drop):
     """After the first export, the delivery thread imports nothing: a host meta_path finder sees no name.

@@ -147,6 +147,10 @@ class Instrumentation:
         from . import delivery, discovery, hazards
         from .recorder import Recorder
 
+        # What consent reads files with, bound here on the host's thread: a grant by the environment
+        # never needed it, and the delivery thread's first consent refresh (before its first export
+        # binds everything, delivery._Deps) would otherwise import it in the background.
+        _consent._load()
         self.recorder = Recorder(
             self.package,
             span_budget=int(self.options.get("span_budget", 5)),
